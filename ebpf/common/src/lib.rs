@@ -1,0 +1,187 @@
+//! The kernel ↔ user ABI of ebpf-receiver, written exactly once.
+//!
+//! Every struct that crosses the kernel boundary is `#[repr(C)]` with explicit padding and a
+//! size assertion, so the BPF object (built for `bpfel-unknown-none` by a pinned nightly) and the
+//! receiver (built on stable) agree byte for byte. Nothing outside `receiver/src/bpf/` sees these
+//! types: it decodes them into borrowed views.
+#![no_std]
+
+use core::mem::size_of;
+
+/// Largest number of payload bytes captured from one syscall. The kernel copies into a per-CPU
+/// scratch buffer of `2 * MAX_CAPTURE` bytes with masked offsets (verifier-friendly), so this
+/// must be a power of two.
+pub const MAX_CAPTURE: usize = 16384;
+/// Most iovecs read from one readv/writev/sendmsg/recvmsg.
+pub const MAX_IOVECS: usize = 8;
+/// Bytes the inference functions look at.
+pub const INFER_BYTES: usize = 16;
+
+/// Closed set of protocols the kernel can infer. `0` is "not inferred yet".
+pub mod proto {
+    pub const UNKNOWN: u8 = 0;
+    pub const MYSQL: u8 = 1;
+}
+
+/// Which side of the exchange the traced process is on, as far as the kernel could tell from
+/// the syscall that created the socket or from the first inferred message.
+pub mod role {
+    pub const UNKNOWN: u8 = 0;
+    pub const CLIENT: u8 = 1;
+    pub const SERVER: u8 = 2;
+}
+
+/// Direction of bytes relative to the traced process.
+pub mod direction {
+    /// write/send family.
+    pub const EGRESS: u8 = 0;
+    /// read/recv family.
+    pub const INGRESS: u8 = 1;
+}
+
+/// Kinds of control events.
+pub mod control {
+    /// A connection's protocol was inferred: the first event user space sees for it.
+    pub const OPEN: u8 = 1;
+    /// An inferred connection was closed.
+    pub const CLOSE: u8 = 2;
+}
+
+/// Indices of the per-CPU `STATS` array. Every place in the kernel that sees, sends or loses
+/// data bumps one of these; user space sums over CPUs and exports them.
+pub mod stat {
+    /// Control events written to the control ring.
+    pub const CONTROL_EVENTS: u32 = 0;
+    /// Data events written to the data ring.
+    pub const DATA_EVENTS: u32 = 1;
+    /// Payload bytes written to the data ring.
+    pub const DATA_BYTES: u32 = 2;
+    /// Control events lost because the control ring was full.
+    pub const DROP_CONTROL_RING_FULL: u32 = 3;
+    /// Data events lost because the data ring was full.
+    pub const DROP_DATA_RING_FULL: u32 = 4;
+    /// Syscalls whose payload was longer than the capture cap (bytes past the cap are lost).
+    pub const DROP_CAPTURE_TRUNCATED: u32 = 5;
+    /// Connections not tracked because the connection map was full.
+    pub const DROP_CONN_MAP_FULL: u32 = 6;
+    /// Data events suppressed because user space disabled the connection.
+    pub const DROP_DISABLED: u32 = 7;
+    /// Syscalls whose arguments could not be stashed (per-thread map full).
+    pub const DROP_ARGS_MAP_FULL: u32 = 8;
+    /// Payload bytes that could not be read from user memory.
+    pub const DROP_READ_FAILED: u32 = 9;
+    /// Connections whose protocol was inferred as MySQL.
+    pub const INFER_MYSQL: u32 = 10;
+    /// Connections given up on: no supported protocol in the first messages.
+    pub const INFER_GAVE_UP: u32 = 11;
+    /// Number of entries.
+    pub const COUNT: u32 = 12;
+}
+
+/// Key of the connection map: one socket of one process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    /// Thread-group id (the process id user space sees).
+    pub pid: u32,
+    pub fd: u32,
+}
+const _: () = assert!(size_of::<ConnKey>() == 8);
+
+/// Value of the connection map. Created on connect/accept (or seeded by user space for sockets
+/// that predate the receiver), removed on close.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ConnState {
+    /// Bytes sent so far since the protocol was inferred (position of the next egress byte).
+    pub send_pos: u64,
+    /// Bytes received so far since the protocol was inferred.
+    pub recv_pos: u64,
+    /// Distinguishes successive sockets that reuse the same (pid, fd).
+    pub generation: u32,
+    /// `proto::*`; `UNKNOWN` until inferred.
+    pub protocol: u8,
+    /// `role::*` hint from connect (client) or accept (server).
+    pub role: u8,
+    /// Messages seen without inferring a protocol; the kernel gives up after a few.
+    pub infer_attempts: u8,
+    /// 1 when the peer address below is filled.
+    pub has_peer: u8,
+    /// `AF_INET`, `AF_INET6` or `AF_UNIX` from the syscall's own sockaddr, 0 if unknown.
+    pub family: u16,
+    /// Peer port in host byte order (TCP only).
+    pub peer_port: u16,
+    pub _pad0: u32,
+    /// Peer IPv4 (first 4 bytes) or IPv6 address.
+    pub peer_addr: [u8; 16],
+}
+const _: () = assert!(size_of::<ConnState>() == 48);
+
+/// Key of the disabled-connections map, written by user space.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DisabledKey {
+    pub pid: u32,
+    pub fd: u32,
+    pub generation: u32,
+    pub _pad0: u32,
+}
+const _: () = assert!(size_of::<DisabledKey>() == 16);
+
+/// Control-ring record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ControlEvent {
+    /// `bpf_ktime_get_boot_ns()` at the syscall.
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub fd: u32,
+    pub generation: u32,
+    /// `control::*`.
+    pub kind: u8,
+    /// `proto::*`.
+    pub protocol: u8,
+    /// `role::*`: from connect/accept, or from the first inferred message.
+    pub role: u8,
+    /// 1 when the peer address is filled.
+    pub has_peer: u8,
+    pub family: u16,
+    pub peer_port: u16,
+    pub _pad0: u32,
+    pub peer_addr: [u8; 16],
+}
+const _: () = assert!(size_of::<ControlEvent>() == 48);
+
+/// Header of a data-ring record; `cap_len` payload bytes follow it directly.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DataEventHeader {
+    /// Boot-time ns: syscall entry for egress, syscall exit for ingress.
+    pub ts_ns: u64,
+    /// Position of the first byte of this syscall in its direction's stream.
+    pub pos: u64,
+    pub pid: u32,
+    pub fd: u32,
+    pub generation: u32,
+    /// Bytes the syscall transferred.
+    pub len: u32,
+    /// Bytes captured (≤ `len`, ≤ `MAX_CAPTURE`).
+    pub cap_len: u32,
+    /// `direction::*`.
+    pub direction: u8,
+    /// `proto::*`.
+    pub protocol: u8,
+    /// `role::*` as known to the kernel, so a data event is enough to start tracking.
+    pub role: u8,
+    pub _pad0: u8,
+}
+const _: () = assert!(size_of::<DataEventHeader>() == 40);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are #[repr(C)], Copy, with explicit padding and no invalid bit
+    // patterns, which is what aya::Pod requires.
+    unsafe impl aya::Pod for super::ConnKey {}
+    unsafe impl aya::Pod for super::ConnState {}
+    unsafe impl aya::Pod for super::DisabledKey {}
+}

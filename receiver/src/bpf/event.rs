@@ -1,0 +1,67 @@
+//! Decoded, borrowed views of ring-buffer items. The rest of the receiver sees only these,
+//! never the `ebpf_common` ABI structs.
+
+use std::net::SocketAddr;
+
+use crate::protocol::{Direction, Protocol};
+use crate::record::Role;
+
+/// A socket of a process, stable across fd reuse thanks to the generation the kernel assigns
+/// when it first sees the socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    pub pid: u32,
+    pub fd: u32,
+    pub generation: u32,
+}
+
+/// Address family the kernel saw in the socket's connect/accept arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketFamily {
+    Inet,
+    Inet6,
+    Unix,
+}
+
+/// A connection whose protocol the kernel inferred (control stream).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenEvent {
+    pub conn: ConnId,
+    pub ts_ns: u64,
+    pub protocol: Protocol,
+    /// `None` when the kernel could not tell.
+    pub role: Option<Role>,
+    pub family: Option<SocketFamily>,
+    /// Peer address from connect's or accept's own arguments, when present (TCP).
+    pub peer: Option<SocketAddr>,
+}
+
+/// An inferred connection was closed (control stream).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CloseEvent {
+    pub conn: ConnId,
+    pub ts_ns: u64,
+}
+
+/// Bytes of one syscall on an inferred connection (data stream).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataEvent<'a> {
+    pub conn: ConnId,
+    pub ts_ns: u64,
+    pub protocol: Protocol,
+    pub role: Option<Role>,
+    pub direction: Direction,
+    /// Stream position of the first byte.
+    pub pos: u64,
+    /// Bytes the syscall transferred; `bytes.len()` ≤ `len` were captured.
+    pub len: u32,
+    pub bytes: &'a [u8],
+}
+
+/// One decoded ring item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelEvent<'a> {
+    Open(OpenEvent),
+    Close(CloseEvent),
+    Data(DataEvent<'a>),
+}

@@ -1,0 +1,1 @@
+//! Bounded queue, micro-batches, OTLP/gRPC client. (Being written.)

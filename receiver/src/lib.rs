@@ -1,0 +1,17 @@
+//! ebpf-receiver: kernel probes see the requests and responses that processes exchange over
+//! sockets; a connection tracker turns them into records and then OpenTelemetry spans, which
+//! leave the process only as OTLP/gRPC.
+//!
+//! Read from [`app`] downwards: `bpf` (kernel events) → `tracker` (connections, byte streams)
+//! → `protocol` (framing and request/response stitching) → `record` → `span` → `export`.
+//! `telemetry` holds every self-metric; `config` the YAML configuration.
+
+pub mod app;
+pub mod bpf;
+pub mod config;
+pub mod export;
+pub mod protocol;
+pub mod record;
+pub mod span;
+pub mod telemetry;
+pub mod tracker;

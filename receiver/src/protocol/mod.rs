@@ -1,0 +1,258 @@
+//! Protocol parsing: pure, synchronous, no unsafe, no aya/tokio/OTLP imports.
+//!
+//! Each protocol is one folder with fixed file roles (`mod.rs`, `types.rs`, `frame.rs`,
+//! `stitch.rs`, `tests.rs`, `testdata/`). A [`Framer`] cuts frames off a byte stream, a
+//! [`Stitcher`] pairs request frames with response frames into [`Record`]s, and the one generic
+//! loop in [`pipeline`] drives both (frame → push, skip, incomplete, invalid → count and resync).
+//! [`ConnParser`] is the closed set of per-connection parsers the tracker holds.
+//!
+//! Adding a protocol = one folder here, one [`Protocol`] variant, one inference function in
+//! `ebpf/probes`, one semantic-convention mapping in `span/`.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
+
+pub mod mysql;
+pub mod pipeline;
+pub mod sql;
+pub mod stream;
+
+use std::collections::VecDeque;
+
+use crate::record::{Record, Role};
+
+pub use pipeline::Pipeline;
+pub use stream::ByteStream;
+
+/// The closed set of protocols, one per kernel inference function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Mysql,
+}
+
+impl Protocol {
+    /// Every protocol, for pre-registering metric label values.
+    pub const ALL: [Protocol; 1] = [Protocol::Mysql];
+
+    /// Decodes the kernel's `ebpf_common::proto::*` value.
+    pub fn from_kernel(value: u8) -> Option<Protocol> {
+        match value {
+            ebpf_common::proto::MYSQL => Some(Protocol::Mysql),
+            _ => None,
+        }
+    }
+
+    /// Bounded label value for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Mysql => "mysql",
+        }
+    }
+}
+
+/// Direction of bytes relative to the traced process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Written by the traced process.
+    Egress,
+    /// Read by the traced process.
+    Ingress,
+}
+
+/// Whether the bytes being framed are requests or responses for this connection
+/// (egress of a client = requests; egress of a server = responses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageKind {
+    Request,
+    Response,
+}
+
+impl MessageKind {
+    /// The kind of message flowing in `direction` on a connection where we play `role`.
+    pub fn of(role: Role, direction: Direction) -> MessageKind {
+        match (role, direction) {
+            (Role::Client, Direction::Egress) | (Role::Server, Direction::Ingress) => {
+                MessageKind::Request
+            }
+            (Role::Client, Direction::Ingress) | (Role::Server, Direction::Egress) => {
+                MessageKind::Response
+            }
+        }
+    }
+}
+
+/// Outcome of cutting one frame off the head of a stream. Bad bytes are an outcome, not an
+/// error, and never a panic.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parse<F> {
+    /// A complete frame spanning `len` bytes from the head.
+    Frame { frame: F, len: usize },
+    /// `len` valid bytes that yield no frame (e.g. a handshake packet kept only as state).
+    Skip { len: usize },
+    /// The head is a valid prefix; nothing consumed, wait for more bytes.
+    Incomplete,
+    /// Not this protocol at this offset; the pipeline resyncs via `find_boundary`.
+    Invalid,
+}
+
+/// A frame stamped by the pipeline with the times of its first and last byte.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timed<F> {
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub frame: F,
+}
+
+/// Bytes → frames. One impl per protocol, in `<proto>/frame.rs`.
+pub trait Framer {
+    type Frame;
+    /// Per-connection framing state (capability flags, …).
+    type State: Default;
+
+    fn parse(&self, kind: MessageKind, buf: &[u8], state: &mut Self::State) -> Parse<Self::Frame>;
+
+    /// Offset (≥ `from`) of the next plausible frame start in `buf`, for resync after loss or
+    /// garbage; `None` when there is none yet.
+    fn find_boundary(
+        &self,
+        kind: MessageKind,
+        buf: &[u8],
+        from: usize,
+        state: &Self::State,
+    ) -> Option<usize>;
+}
+
+/// Frames → records. One impl per protocol, in `<proto>/stitch.rs`.
+pub trait Stitcher {
+    type Frame;
+    type State: Default;
+
+    /// Pairs requests with responses, appending to `out`. Removes matched frames and frames
+    /// that can never match (counted in `stats`); leaves the rest queued.
+    fn stitch(
+        &mut self,
+        reqs: &mut VecDeque<Timed<Self::Frame>>,
+        resps: &mut VecDeque<Timed<Self::Frame>>,
+        state: &mut Self::State,
+        out: &mut Vec<Record>,
+        stats: &mut ParseStats,
+    );
+
+    /// Gives up on requests whose first byte is older than `deadline_ns`.
+    fn expire(
+        &mut self,
+        reqs: &mut VecDeque<Timed<Self::Frame>>,
+        resps: &mut VecDeque<Timed<Self::Frame>>,
+        deadline_ns: u64,
+        out: &mut Vec<Record>,
+        stats: &mut ParseStats,
+    );
+}
+
+/// Counters a parser accumulates; the tracker adds them to the self-metrics per protocol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ParseStats {
+    /// Frames parsed.
+    pub frames: u64,
+    /// Times the framer said `Invalid` and the pipeline had to look for the next boundary.
+    pub invalid: u64,
+    /// Resyncs after invalid bytes or a gap in the stream.
+    pub resyncs: u64,
+    /// Bytes lost to gaps (capture truncation or kernel loss) or skipped while resyncing.
+    pub bytes_lost: u64,
+    /// Requests that never got a response (expired or superseded).
+    pub unmatched_requests: u64,
+    /// Responses with no request to pair with.
+    pub unmatched_responses: u64,
+    /// Records produced.
+    pub records: u64,
+    /// Bytes dropped because a connection's buffer exceeded its cap.
+    pub buffer_overflow_bytes: u64,
+}
+
+impl ParseStats {
+    pub fn add(&mut self, o: &ParseStats) {
+        self.frames += o.frames;
+        self.invalid += o.invalid;
+        self.resyncs += o.resyncs;
+        self.bytes_lost += o.bytes_lost;
+        self.unmatched_requests += o.unmatched_requests;
+        self.unmatched_responses += o.unmatched_responses;
+        self.records += o.records;
+        self.buffer_overflow_bytes += o.buffer_overflow_bytes;
+    }
+}
+
+/// Bounds for one connection's parser.
+#[derive(Clone, Copy, Debug)]
+pub struct ParserLimits {
+    /// Most unparsed bytes kept per direction; beyond it the oldest bytes are dropped (counted).
+    pub max_buffer_bytes: usize,
+    /// Most frames queued per direction waiting for a partner.
+    pub max_queued_frames: usize,
+    /// Most bytes of query text kept (after sanitising).
+    pub max_query_text_bytes: usize,
+}
+
+impl Default for ParserLimits {
+    fn default() -> Self {
+        ParserLimits {
+            max_buffer_bytes: 256 * 1024,
+            max_queued_frames: 1024,
+            max_query_text_bytes: 2048,
+        }
+    }
+}
+
+/// The parser of one connection: the closed enum the tracker holds.
+pub enum ConnParser {
+    Mysql(Pipeline<mysql::MysqlFramer, mysql::MysqlStitcher>),
+}
+
+impl ConnParser {
+    pub fn new(protocol: Protocol, role: Role, limits: ParserLimits) -> ConnParser {
+        match protocol {
+            Protocol::Mysql => ConnParser::Mysql(Pipeline::new(
+                mysql::MysqlFramer,
+                mysql::MysqlStitcher::new(limits),
+                role,
+                limits,
+            )),
+        }
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            ConnParser::Mysql(_) => Protocol::Mysql,
+        }
+    }
+
+    /// Feeds one captured syscall: `bytes` (≤ `len`) start at stream position `pos`; the
+    /// `len - bytes.len()` bytes after them were not captured and form a gap.
+    pub fn on_data(
+        &mut self,
+        direction: Direction,
+        pos: u64,
+        ts_ns: u64,
+        bytes: &[u8],
+        len: u32,
+        out: &mut Vec<Record>,
+        stats: &mut ParseStats,
+    ) {
+        match self {
+            ConnParser::Mysql(p) => p.on_data(direction, pos, ts_ns, bytes, len, out, stats),
+        }
+    }
+
+    /// Gives up on requests older than `deadline_ns` (sweep tick).
+    pub fn expire(&mut self, deadline_ns: u64, out: &mut Vec<Record>, stats: &mut ParseStats) {
+        match self {
+            ConnParser::Mysql(p) => p.expire(deadline_ns, out, stats),
+        }
+    }
+
+    /// Bytes buffered in both directions (for memory accounting).
+    pub fn buffered_bytes(&self) -> usize {
+        match self {
+            ConnParser::Mysql(p) => p.buffered_bytes(),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! SQL sanitiser and summariser. (Being written.)

@@ -1,0 +1,2 @@
+//! Byte stream of one direction with positions and gaps. (Being written.)
+pub struct ByteStream;

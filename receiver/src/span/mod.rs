@@ -1,0 +1,1 @@
+//! Record → OTLP span per the OpenTelemetry semantic conventions. (Being written.)

@@ -1,0 +1,374 @@
+//! Every self-metric in one place.
+//!
+//! Names are `ebpf_receiver_<name>_<unit>` with `_total` on counters. Labels come only from the
+//! bounded enums below (protocol, reason, outcome, stream), never from pids, paths, addresses or
+//! error text. Hot paths hold `&'static Metrics` and do one relaxed atomic add per batch.
+//! [`server`] serves them as Prometheus text with `/healthz` and `/readyz`.
+
+pub mod server;
+
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::protocol::Protocol;
+
+/// Why the kernel lost data (mirrors `ebpf_common::stat::DROP_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelDrop {
+    ControlRingFull,
+    DataRingFull,
+    CaptureTruncated,
+    ConnMapFull,
+    Disabled,
+    ArgsMapFull,
+    ReadFailed,
+}
+
+impl KernelDrop {
+    pub const ALL: [KernelDrop; 7] = [
+        KernelDrop::ControlRingFull,
+        KernelDrop::DataRingFull,
+        KernelDrop::CaptureTruncated,
+        KernelDrop::ConnMapFull,
+        KernelDrop::Disabled,
+        KernelDrop::ArgsMapFull,
+        KernelDrop::ReadFailed,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KernelDrop::ControlRingFull => "control_ring_full",
+            KernelDrop::DataRingFull => "data_ring_full",
+            KernelDrop::CaptureTruncated => "capture_truncated",
+            KernelDrop::ConnMapFull => "conn_map_full",
+            KernelDrop::Disabled => "disabled",
+            KernelDrop::ArgsMapFull => "args_map_full",
+            KernelDrop::ReadFailed => "read_failed",
+        }
+    }
+}
+
+/// Why a span (or the record that would have become one) was dropped in user space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpanDrop {
+    /// The export queue's byte budget was exhausted.
+    QueueFull,
+    /// Export failed with a non-retryable code, or retries ran out.
+    ExportFailed,
+    /// The Collector accepted the request but rejected these spans (partial success).
+    Rejected,
+    /// Still queued when the shutdown deadline passed.
+    Shutdown,
+}
+
+impl SpanDrop {
+    pub const ALL: [SpanDrop; 4] = [
+        SpanDrop::QueueFull,
+        SpanDrop::ExportFailed,
+        SpanDrop::Rejected,
+        SpanDrop::Shutdown,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanDrop::QueueFull => "queue_full",
+            SpanDrop::ExportFailed => "export_failed",
+            SpanDrop::Rejected => "rejected",
+            SpanDrop::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Outcome of one OTLP export request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportOutcome {
+    Success,
+    PartialSuccess,
+    /// Failed with a retryable code; it will be sent again.
+    Retried,
+    /// Failed with a non-retryable code or ran out of retries.
+    Failed,
+}
+
+impl ExportOutcome {
+    pub const ALL: [ExportOutcome; 4] = [
+        ExportOutcome::Success,
+        ExportOutcome::PartialSuccess,
+        ExportOutcome::Retried,
+        ExportOutcome::Failed,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportOutcome::Success => "success",
+            ExportOutcome::PartialSuccess => "partial_success",
+            ExportOutcome::Retried => "retried",
+            ExportOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// Per-protocol parser counters.
+#[derive(Default)]
+pub struct ProtocolMetrics {
+    pub inferences: AtomicU64,
+    pub frames: AtomicU64,
+    pub frames_invalid: AtomicU64,
+    pub resyncs: AtomicU64,
+    pub bytes_lost: AtomicU64,
+    pub unmatched_requests: AtomicU64,
+    pub unmatched_responses: AtomicU64,
+    pub buffer_overflow_bytes: AtomicU64,
+    pub spans_created: AtomicU64,
+}
+
+/// All self-metrics. Kernel counters are copied from the BPF stats map (they are cumulative
+/// there); everything else is incremented here.
+#[derive(Default)]
+pub struct Metrics {
+    pub kernel_control_events: AtomicU64,
+    pub kernel_data_events: AtomicU64,
+    pub kernel_data_bytes: AtomicU64,
+    pub kernel_drops: [AtomicU64; KernelDrop::ALL.len()],
+    pub kernel_infer_gave_up: AtomicU64,
+    /// Ring items that could not be decoded (wrong size or unknown kind).
+    pub ring_items_malformed: AtomicU64,
+    pub connections_tracked: AtomicU64,
+    /// Connections evicted because the table was full.
+    pub connections_evicted: AtomicU64,
+    pub connections_disabled: AtomicU64,
+    pub protocols: [ProtocolMetrics; Protocol::ALL.len()],
+    pub spans_exported: AtomicU64,
+    pub spans_dropped: [AtomicU64; SpanDrop::ALL.len()],
+    pub export_requests: [AtomicU64; ExportOutcome::ALL.len()],
+    pub export_queue_bytes: AtomicU64,
+    pub export_queue_capacity_bytes: AtomicU64,
+    /// Set once the probes are attached and the pipeline runs.
+    pub ready: AtomicBool,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    pub fn protocol(&self, p: Protocol) -> &ProtocolMetrics {
+        // The array has one entry per `Protocol::ALL` element, in that order.
+        let i = Protocol::ALL.iter().position(|x| *x == p).unwrap_or(0);
+        &self.protocols[i.min(self.protocols.len() - 1)]
+    }
+
+    pub fn kernel_drop(&self, reason: KernelDrop) -> &AtomicU64 {
+        &self.kernel_drops[reason as usize]
+    }
+
+    pub fn span_dropped(&self, reason: SpanDrop, n: u64) {
+        self.spans_dropped[reason as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn export_request(&self, outcome: ExportOutcome) {
+        self.export_requests[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn spans_dropped_total(&self) -> u64 {
+        self.spans_dropped.iter().map(|a| a.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Renders the Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut family = |name: &str, kind: &str, help: &str, rows: &[(String, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, v) in rows {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let plain = |v: u64| vec![(String::new(), v)];
+        family(
+            "ebpf_receiver_kernel_events_total",
+            "counter",
+            "Events the kernel wrote to the ring buffers, by stream.",
+            &[
+                ("{stream=\"control\"}".into(), r(&self.kernel_control_events)),
+                ("{stream=\"data\"}".into(), r(&self.kernel_data_events)),
+            ],
+        );
+        family(
+            "ebpf_receiver_kernel_bytes_total",
+            "counter",
+            "Payload bytes the kernel wrote to the ring buffers, by stream.",
+            &[("{stream=\"data\"}".into(), r(&self.kernel_data_bytes))],
+        );
+        family(
+            "ebpf_receiver_kernel_drops_total",
+            "counter",
+            "Events or bytes the kernel side lost, by reason.",
+            &KernelDrop::ALL
+                .iter()
+                .map(|d| (format!("{{reason=\"{}\"}}", d.as_str()), r(self.kernel_drop(*d))))
+                .collect::<Vec<_>>(),
+        );
+        family(
+            "ebpf_receiver_kernel_inference_gave_up_total",
+            "counter",
+            "Connections the kernel stopped inspecting: no supported protocol in their first messages.",
+            &plain(r(&self.kernel_infer_gave_up)),
+        );
+        family(
+            "ebpf_receiver_ring_items_malformed_total",
+            "counter",
+            "Ring buffer items that could not be decoded.",
+            &plain(r(&self.ring_items_malformed)),
+        );
+        family(
+            "ebpf_receiver_connections_tracked",
+            "gauge",
+            "Connections currently tracked in user space.",
+            &plain(r(&self.connections_tracked)),
+        );
+        family(
+            "ebpf_receiver_connections_evicted_total",
+            "counter",
+            "Connections evicted because the connection table was full.",
+            &plain(r(&self.connections_evicted)),
+        );
+        family(
+            "ebpf_receiver_connections_disabled_total",
+            "counter",
+            "Connections user space disabled in the kernel (unparseable).",
+            &plain(r(&self.connections_disabled)),
+        );
+        let per_proto = |f: &dyn Fn(&ProtocolMetrics) -> &AtomicU64| {
+            Protocol::ALL
+                .iter()
+                .map(|p| (format!("{{protocol=\"{}\"}}", p.as_str()), r(f(self.protocol(*p)))))
+                .collect::<Vec<_>>()
+        };
+        family(
+            "ebpf_receiver_inferences_total",
+            "counter",
+            "Connections whose protocol the kernel inferred, by protocol.",
+            &per_proto(&|m| &m.inferences),
+        );
+        family(
+            "ebpf_receiver_frames_total",
+            "counter",
+            "Frames parsed, by protocol.",
+            &per_proto(&|m| &m.frames),
+        );
+        family(
+            "ebpf_receiver_frames_invalid_total",
+            "counter",
+            "Positions where bytes did not parse as the protocol, by protocol.",
+            &per_proto(&|m| &m.frames_invalid),
+        );
+        family(
+            "ebpf_receiver_resyncs_total",
+            "counter",
+            "Times a stream was resynchronised after invalid bytes or a gap, by protocol.",
+            &per_proto(&|m| &m.resyncs),
+        );
+        family(
+            "ebpf_receiver_stream_bytes_lost_total",
+            "counter",
+            "Stream bytes lost to gaps or skipped while resynchronising, by protocol.",
+            &per_proto(&|m| &m.bytes_lost),
+        );
+        family(
+            "ebpf_receiver_stream_buffer_overflow_bytes_total",
+            "counter",
+            "Bytes dropped because a connection's parse buffer hit its cap, by protocol.",
+            &per_proto(&|m| &m.buffer_overflow_bytes),
+        );
+        let mut unmatched = Vec::new();
+        for p in Protocol::ALL {
+            let m = self.protocol(p);
+            unmatched.push((
+                format!("{{protocol=\"{}\",side=\"request\"}}", p.as_str()),
+                r(&m.unmatched_requests),
+            ));
+            unmatched.push((
+                format!("{{protocol=\"{}\",side=\"response\"}}", p.as_str()),
+                r(&m.unmatched_responses),
+            ));
+        }
+        family(
+            "ebpf_receiver_messages_unmatched_total",
+            "counter",
+            "Requests without a response or responses without a request, by protocol.",
+            &unmatched,
+        );
+        family(
+            "ebpf_receiver_spans_created_total",
+            "counter",
+            "Spans built from request/response exchanges, by protocol.",
+            &per_proto(&|m| &m.spans_created),
+        );
+        family(
+            "ebpf_receiver_spans_exported_total",
+            "counter",
+            "Spans the Collector accepted.",
+            &plain(r(&self.spans_exported)),
+        );
+        family(
+            "ebpf_receiver_spans_dropped_total",
+            "counter",
+            "Spans dropped, by reason.",
+            &SpanDrop::ALL
+                .iter()
+                .map(|d| {
+                    (format!("{{reason=\"{}\"}}", d.as_str()), r(&self.spans_dropped[*d as usize]))
+                })
+                .collect::<Vec<_>>(),
+        );
+        family(
+            "ebpf_receiver_export_requests_total",
+            "counter",
+            "OTLP export requests, by outcome.",
+            &ExportOutcome::ALL
+                .iter()
+                .map(|o| {
+                    (format!("{{outcome=\"{}\"}}", o.as_str()), r(&self.export_requests[*o as usize]))
+                })
+                .collect::<Vec<_>>(),
+        );
+        family(
+            "ebpf_receiver_export_queue_bytes",
+            "gauge",
+            "Encoded bytes of spans waiting in the export queue.",
+            &plain(r(&self.export_queue_bytes)),
+        );
+        family(
+            "ebpf_receiver_export_queue_capacity_bytes",
+            "gauge",
+            "Byte budget of the export queue.",
+            &plain(r(&self.export_queue_capacity_bytes)),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_names_every_family_once_with_type_lines() {
+        let m = Metrics::default();
+        m.kernel_drop(KernelDrop::DataRingFull).fetch_add(3, Ordering::Relaxed);
+        m.span_dropped(SpanDrop::QueueFull, 2);
+        let text = m.render();
+        assert!(text.contains("ebpf_receiver_kernel_drops_total{reason=\"data_ring_full\"} 3"));
+        assert!(text.contains("ebpf_receiver_spans_dropped_total{reason=\"queue_full\"} 2"));
+        let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
+        let mut names: Vec<&str> =
+            text.lines().filter(|l| l.starts_with("# TYPE")).map(|l| l.split(' ').nth(2).unwrap_or("")).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(types, names.len(), "a metric family is declared twice");
+        assert!(names.iter().all(|n| n.starts_with("ebpf_receiver_")));
+    }
+}
