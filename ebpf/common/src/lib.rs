@@ -16,11 +16,19 @@ pub const MAX_CAPTURE: usize = 16384;
 pub const MAX_IOVECS: usize = 8;
 /// Bytes the inference functions look at.
 pub const INFER_BYTES: usize = 16;
+/// Messages (syscalls with data) inspected on a connection before the kernel gives up on it.
+pub const INFER_MAX_ATTEMPTS: u8 = 4;
+/// Generations the kernel assigns (connect/accept) never have this bit; generations user space
+/// assigns to sockets that predate it (seeding) always do.
+pub const SEEDED_GENERATION_BIT: u32 = 0x8000_0000;
 
 /// Closed set of protocols the kernel can infer. `0` is "not inferred yet".
 pub mod proto {
     pub const UNKNOWN: u8 = 0;
     pub const MYSQL: u8 = 1;
+    /// Not a protocol: the kernel looked at the first messages of the connection, matched no
+    /// supported protocol and will never inspect it again.
+    pub const GAVE_UP: u8 = 0xff;
 }
 
 /// Which side of the exchange the traced process is on, as far as the kernel could tell from

@@ -1,1 +1,313 @@
-//! Connection tracking. (Being written.)
+//! The connection tracker: user-space state of every inferred connection.
+//!
+//! It owns the connection table (bounded, least-recently-active eviction, idle sweep), resolves
+//! each connection's socket tuple and process once, feeds each captured syscall to the
+//! connection's [`ConnParser`], and turns the parser's records into [`ConnRecord`]s with
+//! wall-clock times. It is single-writer state: only the capture task touches it, so there are
+//! no locks.
+//!
+//! Ordering: the kernel writes a connection's OPEN before its data and its CLOSE after its
+//! data, but on two rings. The capture loop drains the control ring first, then the data ring;
+//! closes are therefore applied only at [`Tracker::end_batch`], after the data drained in the
+//! same batch, and a data event for an unknown connection starts tracking it (data events carry
+//! protocol and role).
+
+pub mod clock;
+pub mod process;
+pub mod socket;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::bpf::{ConnId, DataEvent, KernelEvent, OpenEvent, SocketFamily};
+use crate::protocol::{ConnParser, ParseStats, ParserLimits, Protocol};
+use crate::record::{ConnMeta, ConnRecord, ProcessMeta, Record, Role, Transport};
+use crate::telemetry;
+
+pub use clock::WallClock;
+
+/// A connection is handed back to the kernel's judgement (disabled) when it produced this many
+/// invalid positions without a single record.
+const DISABLE_AFTER_INVALID: u64 = 32;
+
+/// Bounds and timeouts of the tracker.
+#[derive(Clone, Debug)]
+pub struct TrackerSettings {
+    pub max_connections: usize,
+    pub idle_timeout_ns: u64,
+    pub request_timeout_ns: u64,
+    pub limits: ParserLimits,
+    /// `/proc`, or a fixture directory in tests.
+    pub proc_root: PathBuf,
+    /// Resolve socket tuples and process metadata from `/proc` (off in pure unit tests).
+    pub resolve: bool,
+}
+
+struct Conn {
+    protocol: Protocol,
+    parser: Option<ConnParser>,
+    meta: ConnMeta,
+    last_ns: u64,
+    stats: ParseStats,
+    disabled: bool,
+}
+
+/// See the module documentation.
+pub struct Tracker {
+    settings: TrackerSettings,
+    conns: HashMap<ConnId, Conn>,
+    processes: HashMap<u32, Arc<ProcessMeta>>,
+    clock: WallClock,
+    pending_closes: Vec<ConnId>,
+    to_disable: Vec<ConnId>,
+    to_enable: Vec<ConnId>,
+    records: Vec<Record>,
+    batch_stats: HashMap<Protocol, ParseStats>,
+}
+
+impl Tracker {
+    pub fn new(settings: TrackerSettings, clock: WallClock) -> Tracker {
+        Tracker {
+            settings,
+            conns: HashMap::new(),
+            processes: HashMap::new(),
+            clock,
+            pending_closes: Vec::new(),
+            to_disable: Vec::new(),
+            to_enable: Vec::new(),
+            records: Vec::new(),
+            batch_stats: HashMap::new(),
+        }
+    }
+
+    /// Connections currently tracked.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Applies one kernel event; finished exchanges are appended to `out`.
+    pub fn on_event(&mut self, ev: &KernelEvent<'_>, out: &mut Vec<ConnRecord>) {
+        match ev {
+            KernelEvent::Open(open) => self.on_open(open),
+            KernelEvent::Close(close) => self.pending_closes.push(close.conn),
+            KernelEvent::Data(data) => self.on_data(data, out),
+        }
+    }
+
+    fn on_open(&mut self, open: &OpenEvent) {
+        if !self.ensure_conn(open.conn, open.protocol, open.role, open.ts_ns) {
+            return;
+        }
+        if let Some(c) = self.conns.get_mut(&open.conn) {
+            if c.meta.peer.is_none() {
+                c.meta.peer = open.peer;
+            }
+            if c.meta.transport.is_none() {
+                c.meta.transport = match open.family {
+                    Some(SocketFamily::Unix) => Some(Transport::Unix),
+                    Some(SocketFamily::Inet | SocketFamily::Inet6) => Some(Transport::Tcp),
+                    None => None,
+                };
+            }
+        }
+    }
+
+    fn on_data(&mut self, data: &DataEvent<'_>, out: &mut Vec<ConnRecord>) {
+        let request_timeout = self.settings.request_timeout_ns;
+        if !self.ensure_conn(data.conn, data.protocol, data.role, data.ts_ns) {
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(&data.conn) else { return };
+        conn.last_ns = conn.last_ns.max(data.ts_ns);
+        let Some(parser) = conn.parser.as_mut() else {
+            return;
+        };
+        let mut stats = ParseStats::default();
+        self.records.clear();
+        parser.on_data(
+            data.direction,
+            data.pos,
+            data.ts_ns,
+            data.bytes,
+            data.len,
+            &mut self.records,
+            &mut stats,
+        );
+        // A request older than the timeout can no longer be answered.
+        if let Some(deadline) = data.ts_ns.checked_sub(request_timeout) {
+            parser.expire(deadline, &mut self.records, &mut stats);
+        }
+        conn.stats.add(&stats);
+        if !conn.disabled && conn.stats.records == 0 && conn.stats.invalid >= DISABLE_AFTER_INVALID {
+            conn.disabled = true;
+            conn.parser = None;
+            self.to_disable.push(data.conn);
+            telemetry::metrics().connections_disabled.fetch_add(1, Ordering::Relaxed);
+        }
+        let protocol = conn.protocol;
+        for rec in self.records.drain(..) {
+            out.push(ConnRecord {
+                conn: conn.meta.clone(),
+                start_unix_ns: self.clock.to_unix_ns(rec.start_ns),
+                end_unix_ns: self.clock.to_unix_ns(rec.end_ns.max(rec.start_ns)),
+                exchange: rec.exchange,
+            });
+        }
+        self.batch_stats.entry(protocol).or_default().add(&stats);
+    }
+
+    /// Makes sure connection `id` is tracked, resolving its tuple and process when new. False
+    /// when the role is still unknown: without it requests and responses cannot be told apart.
+    fn ensure_conn(&mut self, id: ConnId, protocol: Protocol, role: Option<Role>, ts_ns: u64) -> bool {
+        if !self.conns.contains_key(&id) {
+            let Some(role) = role else { return false };
+            if self.conns.len() >= self.settings.max_connections {
+                self.evict_oldest();
+            }
+            let process = self.process(id.pid);
+            let mut meta = ConnMeta { role: Some(role), process, ..ConnMeta::default() };
+            if self.settings.resolve {
+                if let Some(t) = socket::resolve(&self.settings.proc_root, id.pid, id.fd) {
+                    meta.transport = t.transport;
+                    meta.local = t.local;
+                    meta.peer = t.peer;
+                    meta.unix_path = t.unix_path;
+                }
+            }
+            let parser = Some(ConnParser::new(protocol, role, self.settings.limits));
+            let conn = Conn {
+                protocol,
+                parser,
+                meta,
+                last_ns: ts_ns,
+                stats: ParseStats::default(),
+                disabled: false,
+            };
+            self.conns.insert(id, conn);
+            telemetry::metrics().connections_tracked.store(self.conns.len() as u64, Ordering::Relaxed);
+        }
+        true
+    }
+
+    fn process(&mut self, pid: u32) -> Arc<ProcessMeta> {
+        let resolve = self.settings.resolve;
+        let root = &self.settings.proc_root;
+        self.processes
+            .entry(pid)
+            .or_insert_with(|| {
+                Arc::new(if resolve {
+                    process::read_process(root, pid)
+                } else {
+                    ProcessMeta { pid, ..ProcessMeta::default() }
+                })
+            })
+            .clone()
+    }
+
+    fn evict_oldest(&mut self) {
+        let oldest = self.conns.iter().min_by_key(|(_, c)| c.last_ns).map(|(id, _)| *id);
+        if let Some(id) = oldest {
+            self.remove(id, None);
+            telemetry::metrics().connections_evicted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets a connection; pending requests are flushed as unmatched (or as records for
+    /// commands without a response).
+    fn remove(&mut self, id: ConnId, out: Option<&mut Vec<ConnRecord>>) {
+        let Some(mut conn) = self.conns.remove(&id) else { return };
+        if let Some(parser) = conn.parser.as_mut() {
+            let mut stats = ParseStats::default();
+            self.records.clear();
+            parser.expire(u64::MAX, &mut self.records, &mut stats);
+            if let Some(out) = out {
+                for rec in self.records.drain(..) {
+                    out.push(ConnRecord {
+                        conn: conn.meta.clone(),
+                        start_unix_ns: self.clock.to_unix_ns(rec.start_ns),
+                        end_unix_ns: self.clock.to_unix_ns(rec.end_ns.max(rec.start_ns)),
+                        exchange: rec.exchange,
+                    });
+                }
+            }
+            self.records.clear();
+            self.batch_stats.entry(conn.protocol).or_default().add(&stats);
+        }
+        if conn.disabled {
+            self.to_enable.push(id);
+        }
+        telemetry::metrics().connections_tracked.store(self.conns.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Ends a drain batch: applies closes and publishes parser counters.
+    pub fn end_batch(&mut self, out: &mut Vec<ConnRecord>) {
+        let closes = std::mem::take(&mut self.pending_closes);
+        for id in &closes {
+            self.remove(*id, Some(&mut *out));
+        }
+        self.pending_closes = closes;
+        self.pending_closes.clear();
+        for (protocol, s) in self.batch_stats.drain() {
+            let m = telemetry::metrics().protocol(protocol);
+            m.frames.fetch_add(s.frames, Ordering::Relaxed);
+            m.frames_invalid.fetch_add(s.invalid, Ordering::Relaxed);
+            m.resyncs.fetch_add(s.resyncs, Ordering::Relaxed);
+            m.bytes_lost.fetch_add(s.bytes_lost, Ordering::Relaxed);
+            m.unmatched_requests.fetch_add(s.unmatched_requests, Ordering::Relaxed);
+            m.unmatched_responses.fetch_add(s.unmatched_responses, Ordering::Relaxed);
+            m.buffer_overflow_bytes.fetch_add(s.buffer_overflow_bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Periodic housekeeping at kernel boot time `now_ns`: re-anchor the wall clock, give up
+    /// on requests past the timeout, forget idle connections and processes no connection uses.
+    pub fn sweep(&mut self, now_ns: u64, out: &mut Vec<ConnRecord>) {
+        self.clock.anchor();
+        let deadline = now_ns.saturating_sub(self.settings.request_timeout_ns);
+        let idle_before = now_ns.saturating_sub(self.settings.idle_timeout_ns);
+        let mut idle = Vec::new();
+        for (id, conn) in self.conns.iter_mut() {
+            if conn.last_ns < idle_before {
+                idle.push(*id);
+                continue;
+            }
+            let Some(parser) = conn.parser.as_mut() else { continue };
+            let mut stats = ParseStats::default();
+            self.records.clear();
+            parser.expire(deadline, &mut self.records, &mut stats);
+            for rec in self.records.drain(..) {
+                out.push(ConnRecord {
+                    conn: conn.meta.clone(),
+                    start_unix_ns: self.clock.to_unix_ns(rec.start_ns),
+                    end_unix_ns: self.clock.to_unix_ns(rec.end_ns.max(rec.start_ns)),
+                    exchange: rec.exchange,
+                });
+            }
+            self.batch_stats.entry(conn.protocol).or_default().add(&stats);
+        }
+        for id in idle {
+            self.remove(id, Some(&mut *out));
+        }
+        self.processes.retain(|_, p| Arc::strong_count(p) > 1);
+        self.end_batch(out);
+    }
+
+    /// Connections user space wants the kernel to stop capturing.
+    pub fn take_disable_requests(&mut self) -> Vec<ConnId> {
+        std::mem::take(&mut self.to_disable)
+    }
+
+    /// Disabled connections that are gone, so their kernel entries can be cleared.
+    pub fn take_enable_requests(&mut self) -> Vec<ConnId> {
+        std::mem::take(&mut self.to_enable)
+    }
+}
+
+#[cfg(test)]
+mod tests;

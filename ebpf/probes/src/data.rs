@@ -1,0 +1,336 @@
+//! The read/write family: read, write, readv, writev, sendto, recvfrom, sendmsg, recvmsg.
+//!
+//! sys_enter does one `CONNS` lookup and stops for every fd that is not a tracked socket (the
+//! common case, so the cost for untraced fds is one hash miss); for tracked ones it stashes the
+//! buffer or iovec pointer per thread. sys_exit, with the byte count, infers the protocol of a
+//! connection not inferred yet, or forwards the bytes of an inferred one to the `DATA` ring.
+//!
+//! The payload is copied into a per-CPU scratch buffer after the header, at an offset masked to
+//! `MAX_CAPTURE - 1` and with a length clamped to `MAX_CAPTURE`: the verifier on this kernel
+//! rejects a variable-length copy at a variable offset into a ring reservation even with checks,
+//! and accepts this. Then one `RingBuf::output` of header + payload.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::{bpf_probe_read_user, generated},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use ebpf_common::{
+    ConnKey, DataEventHeader, DisabledKey, INFER_BYTES, INFER_MAX_ATTEMPTS, MAX_CAPTURE,
+    MAX_IOVECS, direction, proto, stat,
+};
+
+use crate::{
+    infer::{self, Message},
+    maps::{
+        self, CONNS, DATA, DISABLED, SCRATCH, SyscallArgs, current, kind, stash_args, take_args,
+        traced,
+    },
+    stats::{add, bump},
+    syscalls::{arg, emit_control, now_ns, ret},
+};
+
+const HDR: usize = size_of::<DataEventHeader>();
+/// recv flag: data is left in the socket and will be read again.
+const MSG_PEEK: u64 = 2;
+
+macro_rules! data_programs {
+    ($($enter:ident, $exit:ident => $kind:expr;)*) => {$(
+        #[tracepoint]
+        pub fn $enter(ctx: TracePointContext) -> u32 {
+            enter(&ctx, $kind);
+            0
+        }
+
+        #[tracepoint]
+        pub fn $exit(ctx: TracePointContext) -> u32 {
+            exit(&ctx, $kind);
+            0
+        }
+    )*};
+}
+
+data_programs! {
+    sys_enter_read, sys_exit_read => kind::READ;
+    sys_enter_write, sys_exit_write => kind::WRITE;
+    sys_enter_readv, sys_exit_readv => kind::READV;
+    sys_enter_writev, sys_exit_writev => kind::WRITEV;
+    sys_enter_sendto, sys_exit_sendto => kind::SENDTO;
+    sys_enter_recvfrom, sys_exit_recvfrom => kind::RECVFROM;
+    sys_enter_sendmsg, sys_exit_sendmsg => kind::SENDMSG;
+    sys_enter_recvmsg, sys_exit_recvmsg => kind::RECVMSG;
+}
+
+#[inline(always)]
+fn is_egress(k: u8) -> bool {
+    matches!(k, kind::WRITE | kind::WRITEV | kind::SENDTO | kind::SENDMSG)
+}
+
+#[inline(always)]
+fn enter(ctx: &TracePointContext, k: u8) {
+    // Filter: the receiver and filtered pids.
+    let (pid_tgid, tgid) = current();
+    if !traced(tgid) {
+        return;
+    }
+    // Only tracked sockets: one hash miss for every other fd.
+    let fd = arg(ctx, 0) as u32;
+    let Some(conn) = CONNS.get_ptr(&ConnKey { pid: tgid, fd }) else {
+        return;
+    };
+    // SAFETY: a live CONNS value; one byte read.
+    if unsafe { (*conn).protocol } == proto::GAVE_UP {
+        return;
+    }
+    // Where the bytes are: a flat buffer, an iovec array, or a msghdr's iovec array.
+    let (ptr, iovcnt) = match k {
+        kind::READV | kind::WRITEV => (arg(ctx, 1), arg(ctx, 2) as u32),
+        kind::SENDMSG | kind::RECVMSG => {
+            // Peeked bytes are read again later: skip them so positions stay exact.
+            if k == kind::RECVMSG && arg(ctx, 2) & MSG_PEEK != 0 {
+                return;
+            }
+            // struct user_msghdr { name, namelen, iov, iovlen, .. }: iov at 16, iovlen at 24.
+            // SAFETY: user pointer read through the checked helper.
+            let Ok(msg) = (unsafe { bpf_probe_read_user(arg(ctx, 1) as *const [u64; 4]) }) else {
+                bump(stat::DROP_READ_FAILED);
+                return;
+            };
+            (msg[2], msg[3] as u32)
+        }
+        _ => {
+            if k == kind::RECVFROM && arg(ctx, 3) & MSG_PEEK != 0 {
+                return;
+            }
+            (arg(ctx, 1), 0)
+        }
+    };
+    stash_args(
+        pid_tgid,
+        &SyscallArgs {
+            ptr,
+            ts_ns: now_ns(),
+            fd,
+            iovcnt,
+            kind: k,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        },
+    );
+}
+
+#[inline(always)]
+fn exit(ctx: &TracePointContext, k: u8) {
+    // The stash is the filter: it exists only for tracked sockets of traced pids.
+    let (pid_tgid, tgid) = current();
+    let Some(args) = take_args(pid_tgid) else { return };
+    if args.kind != k {
+        return;
+    }
+    let r = ret(ctx);
+    if r <= 0 {
+        return;
+    }
+    let total = r as u64;
+    let key = ConnKey {
+        pid: tgid,
+        fd: args.fd,
+    };
+    let Some(conn) = CONNS.get_ptr_mut(&key) else { return };
+    let egress = is_egress(k);
+    // SAFETY (all `*conn` accesses below): a live CONNS value of this (pid, fd); only this
+    // process's threads write it, and the stream positions are updated atomically.
+    let protocol = unsafe { (*conn).protocol };
+    if protocol == proto::GAVE_UP {
+        return;
+    }
+    let generation = unsafe { (*conn).generation };
+
+    // Known connection: advance the position whatever happens next, so user space sees a gap
+    // for bytes it does not get; then honour a disable request from user space.
+    let mut pos = 0;
+    if protocol != proto::UNKNOWN {
+        pos = advance(conn, egress, total);
+        let dkey = DisabledKey {
+            pid: tgid,
+            fd: args.fd,
+            generation,
+            _pad0: 0,
+        };
+        if DISABLED.get_ptr(&dkey).is_some() {
+            bump(stat::DROP_DISABLED);
+            return;
+        }
+    }
+
+    // Copy the payload (at most the capture cap) into the scratch after the header.
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU scratch value of SCRATCH_BYTES bytes, ours for this run.
+    let buf = unsafe { (*scratch).buf.as_mut_ptr() };
+    let cap = if total > u64::from(maps::max_capture_bytes()) {
+        maps::max_capture_bytes()
+    } else {
+        total as u32
+    };
+    let (copied, read_ok) = if matches!(
+        k,
+        kind::READV | kind::WRITEV | kind::SENDMSG | kind::RECVMSG
+    ) {
+        copy_iovecs(buf, args.ptr, args.iovcnt, cap)
+    } else {
+        (cap, copy_chunk(buf, 0, args.ptr, cap))
+    };
+    let copied = if read_ok { copied } else { 0 };
+
+    // Unknown connection: infer from the first bytes; no match → count, maybe give up, and
+    // nothing reaches user space.
+    let mut protocol = protocol;
+    if protocol == proto::UNKNOWN {
+        // SAFETY: the scratch holds at least HDR + INFER_BYTES bytes; unaligned read.
+        let head = unsafe { core::ptr::read_unaligned(buf.add(HDR) as *const [u8; INFER_BYTES]) };
+        let msg = Message {
+            head: &head,
+            seen: if (copied as usize) < INFER_BYTES {
+                copied as usize
+            } else {
+                INFER_BYTES
+            },
+            total,
+            direction: if egress {
+                direction::EGRESS
+            } else {
+                direction::INGRESS
+            },
+        };
+        let Some(found) = infer::infer(&msg) else {
+            unsafe {
+                (*conn).infer_attempts += 1;
+                if (*conn).infer_attempts >= INFER_MAX_ATTEMPTS {
+                    (*conn).protocol = proto::GAVE_UP;
+                    bump(stat::INFER_GAVE_UP);
+                }
+            }
+            return;
+        };
+        unsafe {
+            (*conn).protocol = found.protocol;
+            (*conn).role = found.role;
+        }
+        protocol = found.protocol;
+        emit_control(ebpf_common::control::OPEN, &key, unsafe { &*conn });
+        match found.protocol {
+            proto::MYSQL => bump(stat::INFER_MYSQL),
+            _ => {}
+        }
+        pos = advance(conn, egress, total);
+    }
+
+    if !read_ok {
+        bump(stat::DROP_READ_FAILED);
+    }
+    if total > u64::from(cap) {
+        bump(stat::DROP_CAPTURE_TRUNCATED);
+    }
+
+    // Header in front of the payload, then one output.
+    let header = DataEventHeader {
+        ts_ns: if egress { args.ts_ns } else { now_ns() },
+        pos,
+        pid: tgid,
+        fd: args.fd,
+        generation,
+        len: if total > u64::from(u32::MAX) {
+            u32::MAX
+        } else {
+            total as u32
+        },
+        cap_len: copied,
+        direction: if egress {
+            direction::EGRESS
+        } else {
+            direction::INGRESS
+        },
+        protocol,
+        role: unsafe { (*conn).role },
+        _pad0: 0,
+    };
+    // SAFETY: the scratch starts with room for the header; unaligned write.
+    unsafe { core::ptr::write_unaligned(buf as *mut DataEventHeader, header) };
+    let len = HDR + (copied as usize & (2 * MAX_CAPTURE - 1));
+    // SAFETY: the scratch value, SCRATCH_BYTES long.
+    let Some(record) = (unsafe { (*scratch).buf.get(..len) }) else { return };
+    let flags = maps::ring_flags(&DATA, len as u64);
+    match DATA.output::<[u8]>(record, flags) {
+        Ok(()) => {
+            bump(stat::DATA_EVENTS);
+            add(stat::DATA_BYTES, u64::from(copied));
+        }
+        Err(_) => bump(stat::DROP_DATA_RING_FULL),
+    }
+}
+
+/// Position of this syscall's first byte in its direction's stream; advances it by `n`.
+#[inline(always)]
+fn advance(conn: *mut ebpf_common::ConnState, egress: bool, n: u64) -> u64 {
+    // SAFETY: field addresses of a live map value.
+    let field = unsafe {
+        if egress {
+            &raw mut (*conn).send_pos
+        } else {
+            &raw mut (*conn).recv_pos
+        }
+    };
+    maps::advance(field, n)
+}
+
+/// Copies `n` (≤ MAX_CAPTURE) bytes from user `src` to payload offset `off` (< MAX_CAPTURE).
+#[inline(always)]
+fn copy_chunk(buf: *mut u8, off: u32, src: u64, n: u32) -> bool {
+    let off = off as usize & (MAX_CAPTURE - 1);
+    let n = if n as usize > MAX_CAPTURE {
+        MAX_CAPTURE
+    } else {
+        n as usize
+    };
+    // SAFETY: HDR + off + n ≤ HDR + 2·MAX_CAPTURE = SCRATCH_BYTES; user memory is read by the
+    // checked helper.
+    let r = unsafe {
+        generated::bpf_probe_read_user(
+            buf.add(HDR + off) as *mut c_void,
+            n as u32,
+            src as *const c_void,
+        )
+    };
+    r == 0
+}
+
+/// Copies the first `cap` bytes spread over up to `MAX_IOVECS` iovecs, concatenated.
+/// Returns (bytes copied, whether every read succeeded).
+#[inline(always)]
+fn copy_iovecs(buf: *mut u8, iov: u64, iovcnt: u32, cap: u32) -> (u32, bool) {
+    let mut off: u32 = 0;
+    for i in 0..MAX_IOVECS {
+        if i as u32 >= iovcnt || off >= cap {
+            break;
+        }
+        // struct iovec { void *base; size_t len; }
+        // SAFETY: user pointer read through the checked helper.
+        let Ok(v) = (unsafe { bpf_probe_read_user((iov + 16 * i as u64) as *const [u64; 2]) })
+        else {
+            return (off, false);
+        };
+        let room = u64::from(cap - off);
+        let n = if v[1] < room { v[1] as u32 } else { room as u32 };
+        if n == 0 {
+            continue;
+        }
+        if !copy_chunk(buf, off, v[0], n) {
+            return (off, false);
+        }
+        off += n;
+    }
+    (off, true)
+}

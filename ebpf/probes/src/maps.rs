@@ -1,0 +1,214 @@
+//! Every map and runtime knob of the probes. Sizes here are defaults: the loader resizes
+//! `CONNS`, `CONTROL` and `DATA` from the receiver's config, and sets the globals.
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use ebpf_common::{ConnKey, ConnState, DataEventHeader, DisabledKey, MAX_CAPTURE, stat};
+
+// ---- Runtime knobs (globals in .rodata, overridden by the loader) ----
+
+/// Thread-group id of the receiver itself: never traced.
+#[unsafe(no_mangle)]
+static SELF_PID: u32 = 0;
+/// 1 when any pid is in `PIDS`: only then do programs pay for the lookup.
+#[unsafe(no_mangle)]
+static PID_FILTER_ACTIVE: u8 = 0;
+/// 1: only pids with value `PID_INCLUDE` in `PIDS` are traced.
+#[unsafe(no_mangle)]
+static FILTER_INCLUDE_ONLY: u8 = 0;
+/// Payload bytes captured per syscall, ≤ `MAX_CAPTURE`.
+#[unsafe(no_mangle)]
+static MAX_CAPTURE_BYTES: u32 = 4096;
+
+/// `PIDS` value: trace this pid (with `FILTER_INCLUDE_ONLY`, only these).
+pub const PID_INCLUDE: u8 = 1;
+/// `PIDS` value: never trace this pid.
+pub const PID_EXCLUDE: u8 = 2;
+
+#[inline(always)]
+fn read_global<T: Copy>(g: &T) -> T {
+    // SAFETY: a valid reference; volatile so the compiler keeps the load and the loader's
+    // value (patched into .rodata) is what the program sees.
+    unsafe { core::ptr::read_volatile(g) }
+}
+
+/// Capture cap for this run: the loader's knob, never above the scratch layout's limit.
+#[inline(always)]
+pub fn max_capture_bytes() -> u32 {
+    let v = read_global(&MAX_CAPTURE_BYTES);
+    if v > MAX_CAPTURE as u32 { MAX_CAPTURE as u32 } else { v }
+}
+
+// ---- Maps ----
+
+/// Sockets being watched: created at connect/accept (or seeded by user space), removed at close.
+#[map]
+pub static CONNS: HashMap<ConnKey, ConnState> = HashMap::with_max_entries(65536, 0);
+
+/// Connections user space asked to stop capturing; value unused.
+#[map]
+pub static DISABLED: HashMap<DisabledKey, u8> = HashMap::with_max_entries(16384, 0);
+
+/// pid → `PID_INCLUDE` / `PID_EXCLUDE`.
+#[map]
+pub static PIDS: HashMap<u32, u8> = HashMap::with_max_entries(1024, 0);
+
+/// Peer ports never tracked (the Collector's OTLP port); value unused.
+#[map]
+pub static EXCLUDE_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(64, 0);
+
+/// Per-thread syscall arguments between sys_enter and sys_exit, keyed by pid_tgid.
+/// LRU so threads that die inside a syscall never leak slots.
+#[map]
+pub static ARGS: LruHashMap<u64, SyscallArgs> = LruHashMap::with_max_entries(16384, 0);
+
+/// Slot 0: the last connection generation handed out.
+#[map]
+pub static GENERATION: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Per-CPU scratch where a data event (header + payload) is assembled before one ring output.
+#[map]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// `stat::COUNT` per-CPU counters.
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// Open/close events (small, rare).
+#[map]
+pub static CONTROL: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+/// Data events (header + captured bytes).
+#[map]
+pub static DATA: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+// ---- Map value types private to the kernel side ----
+
+/// Which syscall stashed a `SyscallArgs`.
+pub mod kind {
+    pub const CONNECT: u8 = 1;
+    pub const ACCEPT: u8 = 2;
+    pub const READ: u8 = 3;
+    pub const WRITE: u8 = 4;
+    pub const READV: u8 = 5;
+    pub const WRITEV: u8 = 6;
+    pub const SENDTO: u8 = 7;
+    pub const RECVFROM: u8 = 8;
+    pub const SENDMSG: u8 = 9;
+    pub const RECVMSG: u8 = 10;
+}
+
+/// What sys_enter saw, for sys_exit of the same thread.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SyscallArgs {
+    /// Buffer, iovec array or sockaddr pointer (user memory).
+    pub ptr: u64,
+    /// `bpf_ktime_get_boot_ns()` at enter.
+    pub ts_ns: u64,
+    pub fd: u32,
+    /// Number of iovecs at `ptr`; 0 when `ptr` is a flat buffer.
+    pub iovcnt: u32,
+    /// `kind::*`.
+    pub kind: u8,
+    pub _pad0: u8,
+    pub _pad1: u16,
+    pub _pad2: u32,
+}
+
+/// Header offset + room for a masked offset (< MAX) plus a length (≤ MAX).
+pub const SCRATCH_BYTES: usize = size_of::<DataEventHeader>() + 2 * MAX_CAPTURE;
+
+#[repr(C)]
+pub struct Scratch {
+    pub buf: [u8; SCRATCH_BYTES],
+}
+
+// ---- Accessors ----
+
+/// The current thread's pid_tgid and thread-group id (the pid user space sees).
+#[inline(always)]
+pub fn current() -> (u64, u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    (pid_tgid, (pid_tgid >> 32) as u32)
+}
+
+/// Whether process `tgid` is traced: never the receiver; then the optional pid filter.
+#[inline(always)]
+pub fn traced(tgid: u32) -> bool {
+    if tgid == read_global(&SELF_PID) {
+        return false;
+    }
+    if read_global(&PID_FILTER_ACTIVE) == 0 {
+        return true;
+    }
+    // SAFETY: the value is a plain u8 copied out at once.
+    match unsafe { PIDS.get(&tgid) }.copied() {
+        Some(PID_EXCLUDE) => false,
+        Some(PID_INCLUDE) => true,
+        _ => read_global(&FILTER_INCLUDE_ONLY) == 0,
+    }
+}
+
+/// Takes (looks up and deletes) the current thread's stashed arguments.
+#[inline(always)]
+pub fn take_args(pid_tgid: u64) -> Option<SyscallArgs> {
+    // SAFETY: copied out before the entry is deleted.
+    let args = unsafe { ARGS.get(&pid_tgid) }.copied()?;
+    let _ = ARGS.remove(&pid_tgid);
+    Some(args)
+}
+
+/// Stashes arguments for the exit of the current thread's syscall.
+#[inline(always)]
+pub fn stash_args(pid_tgid: u64, args: &SyscallArgs) {
+    if ARGS.insert(&pid_tgid, args, 0).is_err() {
+        crate::stats::bump(stat::DROP_ARGS_MAP_FULL);
+    }
+}
+
+/// Next kernel-assigned connection generation (never 0, never with the seeded bit).
+#[inline(always)]
+pub fn next_generation() -> u32 {
+    let Some(slot) = GENERATION.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: array map values are 8-byte aligned and live as long as the map; the kernel
+    // compiles this to an atomic fetch-add, so concurrent CPUs never get the same value.
+    let prev = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, 1) };
+    let generation = ((prev + 1) as u32) & !ebpf_common::SEEDED_GENERATION_BIT;
+    if generation == 0 { 1 } else { generation }
+}
+
+/// Adds `n` to a stream position and returns the position before.
+#[inline(always)]
+pub fn advance(pos: *mut u64, n: u64) -> u64 {
+    // SAFETY: `pos` points into a live CONNS value (8-byte aligned field of a #[repr(C)]
+    // struct); atomic because threads of one process may share the socket.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(pos, n) }
+}
+
+// ---- Ring wakeups ----
+
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+const BPF_RB_RING_SIZE: u64 = 1;
+
+/// Output flags for a record of `len` bytes: no wakeup (user space drains on a timer) unless the
+/// ring is more than a quarter full, then force one so a burst cannot overrun the timer.
+#[inline(always)]
+pub fn ring_flags(ring: &RingBuf, len: u64) -> u64 {
+    let avail = ring.query(BPF_RB_AVAIL_DATA);
+    let size = ring.query(BPF_RB_RING_SIZE);
+    if avail + len > size / 4 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}

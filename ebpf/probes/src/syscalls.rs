@@ -1,0 +1,280 @@
+//! Connection lifecycle: connect, accept, accept4 create `CONNS` entries; close removes them.
+//!
+//! Syscall tracepoint records (see `/sys/kernel/tracing/events/syscalls/*/format`): 8 bytes of
+//! common fields, `__syscall_nr` at 8, then the arguments at 16 + 8·i (sys_enter) or the return
+//! value at 16 (sys_exit).
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_probe_read_user, generated::bpf_ktime_get_boot_ns},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use ebpf_common::{ConnKey, ConnState, ControlEvent, control, proto, role, stat};
+
+use crate::{
+    maps::{
+        self, CONNS, CONTROL, EXCLUDE_PORTS, SyscallArgs, current, kind, stash_args, take_args,
+        traced,
+    },
+    stats::bump,
+};
+
+const AF_UNIX: u16 = 1;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const EINPROGRESS: i64 = 115;
+
+/// Argument `i` of a sys_enter record.
+#[inline(always)]
+pub fn arg(ctx: &TracePointContext, i: usize) -> u64 {
+    // SAFETY: syscall tracepoint records carry 6 u64 arguments from offset 16; the verifier
+    // bounds-checks context reads against the record size.
+    unsafe { *(ctx.as_ptr() as *const u64).add(2 + i) }
+}
+
+/// Return value of a sys_exit record.
+#[inline(always)]
+pub fn ret(ctx: &TracePointContext) -> i64 {
+    // SAFETY: `long ret` sits at offset 16 of every sys_exit record.
+    unsafe { *(ctx.as_ptr() as *const i64).add(2) }
+}
+
+/// Boot-time nanoseconds (counts suspend, like CLOCK_BOOTTIME in user space).
+#[inline(always)]
+pub fn now_ns() -> u64 {
+    // SAFETY: helper without arguments.
+    unsafe { bpf_ktime_get_boot_ns() }
+}
+
+// ---- connect ----
+
+#[tracepoint]
+pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
+    stash_lifecycle(&ctx, kind::CONNECT);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
+    // The stash is the filter: it exists only if sys_enter passed it.
+    let (pid_tgid, tgid) = current();
+    let Some(args) = take_args(pid_tgid) else { return 0 };
+    if args.kind != kind::CONNECT {
+        return 0;
+    }
+    // Connected, or a non-blocking connect under way.
+    let r = ret(&ctx);
+    if r != 0 && r != -EINPROGRESS {
+        return 0;
+    }
+    // Peer from connect's own sockaddr; only socket families we can parse.
+    let Some(peer) = read_peer(args.ptr) else { return 0 };
+    if peer.family == 0 {
+        return 0;
+    }
+    // Never the Collector's OTLP port (or any other excluded port).
+    if peer.family != AF_UNIX && EXCLUDE_PORTS.get_ptr(&peer.port).is_some() {
+        return 0;
+    }
+    create_conn(tgid, args.fd, role::CLIENT, &peer);
+    0
+}
+
+// ---- accept / accept4 ----
+
+#[tracepoint]
+pub fn sys_enter_accept(ctx: TracePointContext) -> u32 {
+    stash_lifecycle(&ctx, kind::ACCEPT);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
+    exit_accept(&ctx);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_accept4(ctx: TracePointContext) -> u32 {
+    stash_lifecycle(&ctx, kind::ACCEPT);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_accept4(ctx: TracePointContext) -> u32 {
+    exit_accept(&ctx);
+    0
+}
+
+#[inline(always)]
+fn exit_accept(ctx: &TracePointContext) {
+    let (pid_tgid, tgid) = current();
+    let Some(args) = take_args(pid_tgid) else { return };
+    if args.kind != kind::ACCEPT {
+        return;
+    }
+    // The new socket's fd.
+    let r = ret(ctx);
+    if r < 0 {
+        return;
+    }
+    // Peer from accept's address argument when the caller passed one (family 0 otherwise:
+    // accept only returns stream sockets, so the entry is still worth having).
+    let peer = if args.ptr == 0 {
+        Peer::default()
+    } else {
+        match read_peer(args.ptr) {
+            Some(p) => p,
+            None => Peer::default(),
+        }
+    };
+    create_conn(tgid, r as u32, role::SERVER, &peer);
+}
+
+// ---- close ----
+
+#[tracepoint]
+pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
+    let (_, tgid) = current();
+    if !traced(tgid) {
+        return 0;
+    }
+    // One lookup: misses for every fd that is not a tracked socket.
+    let key = ConnKey {
+        pid: tgid,
+        fd: arg(&ctx, 0) as u32,
+    };
+    let Some(state) = CONNS.get_ptr(&key) else { return 0 };
+    // SAFETY: copied out of the live map value before the entry is deleted.
+    let state = unsafe { *state };
+    if is_inferred(state.protocol) {
+        emit_control(control::CLOSE, &key, &state);
+    }
+    let _ = CONNS.remove(&key);
+    0
+}
+
+// ---- shared ----
+
+/// Whether the connection's protocol is a real one (user space has seen its OPEN).
+#[inline(always)]
+pub fn is_inferred(protocol: u8) -> bool {
+    protocol != proto::UNKNOWN && protocol != proto::GAVE_UP
+}
+
+#[inline(always)]
+fn stash_lifecycle(ctx: &TracePointContext, k: u8) {
+    let (pid_tgid, tgid) = current();
+    if !traced(tgid) {
+        return;
+    }
+    stash_args(
+        pid_tgid,
+        &SyscallArgs {
+            ptr: arg(ctx, 1),
+            ts_ns: 0,
+            fd: arg(ctx, 0) as u32,
+            iovcnt: 0,
+            kind: k,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        },
+    );
+}
+
+/// Peer address parsed from a user sockaddr.
+#[derive(Default)]
+struct Peer {
+    family: u16,
+    port: u16,
+    has_addr: u8,
+    addr: [u8; 16],
+}
+
+/// Reads a sockaddr: family first (a sockaddr_un may be 3 bytes), then the rest by family.
+/// `None` when unreadable; family 0 when not INET/INET6/UNIX.
+#[inline(always)]
+fn read_peer(ptr: u64) -> Option<Peer> {
+    // SAFETY: user pointer read through the checked helper.
+    let family = unsafe { bpf_probe_read_user(ptr as *const u16) }.ok()?;
+    let mut peer = Peer::default();
+    match family {
+        AF_INET => {
+            // struct sockaddr_in { u16 family; be16 port; u8 addr[4]; u8 zero[8]; }
+            // SAFETY: as above.
+            let raw = unsafe { bpf_probe_read_user(ptr as *const [u8; 8]) }.ok()?;
+            peer.family = AF_INET;
+            peer.port = u16::from_be_bytes([raw[2], raw[3]]);
+            peer.addr[..4].copy_from_slice(&raw[4..8]);
+            peer.has_addr = 1;
+        }
+        AF_INET6 => {
+            // struct sockaddr_in6 { u16 family; be16 port; u32 flowinfo; u8 addr[16]; u32 scope; }
+            // SAFETY: as above.
+            let raw = unsafe { bpf_probe_read_user(ptr as *const [u8; 24]) }.ok()?;
+            peer.family = AF_INET6;
+            peer.port = u16::from_be_bytes([raw[2], raw[3]]);
+            peer.addr.copy_from_slice(&raw[8..24]);
+            peer.has_addr = 1;
+        }
+        AF_UNIX => peer.family = AF_UNIX,
+        _ => {}
+    }
+    Some(peer)
+}
+
+/// Starts watching (tgid, fd) with a fresh generation. A still-open inferred entry for the same
+/// key (its close was missed: dup2, close_range, exec) is closed first for user space.
+#[inline(always)]
+fn create_conn(tgid: u32, fd: u32, role_hint: u8, peer: &Peer) {
+    let key = ConnKey { pid: tgid, fd };
+    if let Some(old) = CONNS.get_ptr(&key) {
+        // SAFETY: copied out of the live map value.
+        let old = unsafe { *old };
+        if is_inferred(old.protocol) {
+            emit_control(control::CLOSE, &key, &old);
+        }
+    }
+    let state = ConnState {
+        send_pos: 0,
+        recv_pos: 0,
+        generation: maps::next_generation(),
+        protocol: proto::UNKNOWN,
+        role: role_hint,
+        infer_attempts: 0,
+        has_peer: peer.has_addr,
+        family: peer.family,
+        peer_port: peer.port,
+        _pad0: 0,
+        peer_addr: peer.addr,
+    };
+    if CONNS.insert(&key, &state, 0).is_err() {
+        bump(stat::DROP_CONN_MAP_FULL);
+    }
+}
+
+/// Writes one control event for `key` / `state` to the control ring.
+#[inline(always)]
+pub fn emit_control(k: u8, key: &ConnKey, state: &ConnState) {
+    let event = ControlEvent {
+        ts_ns: now_ns(),
+        pid: key.pid,
+        fd: key.fd,
+        generation: state.generation,
+        kind: k,
+        protocol: state.protocol,
+        role: state.role,
+        has_peer: state.has_peer,
+        family: state.family,
+        peer_port: state.peer_port,
+        _pad0: 0,
+        peer_addr: state.peer_addr,
+    };
+    let flags = maps::ring_flags(&CONTROL, size_of::<ControlEvent>() as u64);
+    match CONTROL.output::<ControlEvent>(&event, flags) {
+        Ok(()) => bump(stat::CONTROL_EVENTS),
+        Err(_) => bump(stat::DROP_CONTROL_RING_FULL),
+    }
+}

@@ -1,0 +1,146 @@
+//! A private MariaDB server on loopback: own datadir, port and Unix socket.
+//!
+//! `mariadb-install-db` initialises the datadir (about half a second), `mariadbd` runs in its own
+//! process group, readiness is a real client round trip over the socket. Root logs in through
+//! `unix_socket` authentication (the harness runs as root); tests use the `e2e`/`e2e` password
+//! account so the handshake is a normal `mysql_native_password` exchange.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+
+use crate::process::{Output, ProcessGuard, is_root, poll_until, run_capture};
+
+pub const USER: &str = "e2e";
+pub const PASSWORD: &str = "e2e";
+/// Database created for the tests (also the default database of the clients).
+pub const DATABASE: &str = "e2e";
+/// A second database, for database-switch tests.
+pub const OTHER_DATABASE: &str = "other";
+
+/// SQL run once after start: accounts, databases and tables the tests use.
+const SETUP_SQL: &str = "
+CREATE USER IF NOT EXISTS 'e2e'@'%' IDENTIFIED BY 'e2e';
+CREATE USER IF NOT EXISTS 'e2e'@'localhost' IDENTIFIED BY 'e2e';
+GRANT ALL PRIVILEGES ON *.* TO 'e2e'@'%';
+GRANT ALL PRIVILEGES ON *.* TO 'e2e'@'localhost';
+CREATE DATABASE IF NOT EXISTS e2e;
+CREATE DATABASE IF NOT EXISTS other;
+CREATE TABLE IF NOT EXISTS e2e.t1 (id INT PRIMARY KEY, name VARCHAR(64), score DOUBLE);
+INSERT IGNORE INTO e2e.t1 VALUES (1, 'alice', 1.5), (2, 'bob', 2.5), (3, 'carol', 3.5);
+CREATE TABLE IF NOT EXISTS e2e.t2 (id INT PRIMARY KEY, t1_id INT, note TEXT);
+INSERT IGNORE INTO e2e.t2 VALUES (10, 1, 'first'), (20, 2, 'second');
+CREATE TABLE IF NOT EXISTS e2e.load_marker (id INT PRIMARY KEY);
+INSERT IGNORE INTO e2e.load_marker SELECT seq FROM seq_1_to_100;
+CREATE TABLE IF NOT EXISTS other.t3 (id INT PRIMARY KEY, v VARCHAR(16));
+INSERT IGNORE INTO other.t3 VALUES (1, 'x');
+";
+
+/// A running MariaDB server; stopped (SIGTERM to its process group) on drop.
+pub struct MariaDb {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub socket: PathBuf,
+    guard: ProcessGuard,
+}
+
+impl MariaDb {
+    /// Initialises `dir/data` and starts `mariadbd` on `127.0.0.1:port` and `dir/mysqld.sock`.
+    pub fn start(dir: &Path, port: u16, output: Output) -> Result<MariaDb> {
+        let data = dir.join("data");
+        if !data.join("mysql").is_dir() {
+            std::fs::create_dir_all(&data)?;
+            let mut install = Command::new("mariadb-install-db");
+            install
+                .arg("--no-defaults")
+                .arg(format!("--datadir={}", data.display()))
+                .arg("--auth-root-authentication-method=socket")
+                .arg("--skip-test-db");
+            if is_root() {
+                install.arg("--user=root");
+            }
+            run_capture(install).context("mariadb-install-db failed")?;
+        }
+        let socket = dir.join("mysqld.sock");
+        let mut cmd = Command::new("mariadbd");
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--port={port}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--pid-file={}", dir.join("mariadbd.pid").display()))
+            .arg("--skip-name-resolve")
+            .arg("--skip-log-bin")
+            .arg("--innodb-buffer-pool-size=64M")
+            .arg("--innodb-flush-log-at-trx-commit=2")
+            .arg("--max-connections=200");
+        if is_root() {
+            cmd.arg("--user=root");
+        }
+        let guard = ProcessGuard::spawn("mariadbd", cmd, output)?.with_grace(Duration::from_secs(20));
+        let mut db = MariaDb { dir: dir.to_path_buf(), port, socket, guard };
+        db.wait_ready()?;
+        db.root_sql(SETUP_SQL).context("creating test accounts and tables")?;
+        Ok(db)
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let socket = self.socket.clone();
+        let guard = &mut self.guard;
+        poll_until("mariadbd to accept connections", Duration::from_secs(60), Duration::from_millis(100), || {
+            guard.ensure_running()?;
+            let mut c = Command::new("mariadb");
+            c.arg("--no-defaults").arg("-uroot").arg("-S").arg(&socket).arg("-e").arg("SELECT 1");
+            Ok(c.output().ok().filter(|o| o.status.success()).map(|_| ()))
+        })
+    }
+
+    /// The server's pid (the process that produces SERVER spans).
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
+    /// Runs SQL as root over the Unix socket (setup, not a traced-query assertion).
+    pub fn root_sql(&self, sql: &str) -> Result<String> {
+        let mut c = Command::new("mariadb");
+        c.arg("--no-defaults").arg("-uroot").arg("-S").arg(&self.socket).arg("-N").arg("-B").arg("-e").arg(sql);
+        run_capture(c)
+    }
+
+    /// A `mariadb` CLI command connecting over TCP as the test user (add `-e SQL` or stdin).
+    pub fn cli_tcp(&self) -> Command {
+        let mut c = Command::new("mariadb");
+        c.arg("--no-defaults")
+            .arg("--protocol=tcp")
+            .arg("-h")
+            .arg("127.0.0.1")
+            .arg("-P")
+            .arg(self.port.to_string())
+            .arg(format!("-u{USER}"))
+            .arg(format!("-p{PASSWORD}"));
+        c
+    }
+
+    /// A `mariadb` CLI command connecting over the Unix socket as the test user.
+    pub fn cli_socket(&self) -> Command {
+        let mut c = Command::new("mariadb");
+        c.arg("--no-defaults")
+            .arg("--protocol=socket")
+            .arg("-S")
+            .arg(&self.socket)
+            .arg(format!("-u{USER}"))
+            .arg(format!("-p{PASSWORD}"));
+        c
+    }
+
+    /// Stops the server now (also done on drop).
+    pub fn stop(&mut self) {
+        self.guard.stop();
+    }
+
+    pub fn log_tail(&self) -> String {
+        self.guard.log_tail(30)
+    }
+}

@@ -1,0 +1,354 @@
+//! Database spans (`docs/db/database-spans.md`, `docs/db/mysql.md`, semconv v1.44.0, Stable).
+//!
+//! | Attribute | Source |
+//! |---|---|
+//! | `db.system.name` | [`DbSystem::as_str`] (Required) |
+//! | `db.namespace` | current database, when known |
+//! | `db.query.text` | sanitised or parameterised text; absent when sanitising failed (fail closed) |
+//! | `db.query.summary` | the tracker's summary, also the span name |
+//! | `db.operation.name` | the protocol command (`PING`, `INIT_DB`), only when there is no summary |
+//! | `db.response.status_code`, `error.type` | server error number on an error packet |
+//! | `server.address`, `server.port` | server side of the socket (peer for CLIENT, local for SERVER); the socket path for Unix sockets; the port only when not the system's default |
+//! | `network.peer.address`, `network.peer.port` | the socket peer |
+//! | `network.transport` | `tcp` / `unix` |
+//!
+//! Left out on purpose:
+//! - `db.response.returned_rows` is Opt-In in the conventions (extra cost for every consumer).
+//! - `db.operation.name` / `db.collection.name` are not extracted from query text (the MySQL
+//!   document says they SHOULD NOT be); the protocol command is not query text, so it names
+//!   command-only exchanges.
+//! - The span name fallback is `{db.operation.name} {db.namespace}`, then `{db.namespace}`, then
+//!   `{db.system.name}`. The conventions also allow `server.address:server.port` as the target;
+//!   we never use it because span names key the Collector's spanmetrics and addresses (often
+//!   bare IPs here) multiply their cardinality.
+//! - Status is Unset on success and `Error` on an error packet ("All MySQL error codes SHOULD be
+//!   considered errors"); its message is the SQLSTATE when known, never the server's error text,
+//!   which can echo literals from the query.
+
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use opentelemetry_proto::tonic::trace::v1::{Span, Status};
+
+use super::{kv_int, kv_str};
+use crate::record::{ConnMeta, DbExchange, DbOutcome, DbSystem, Role, Transport};
+
+/// The port a DBMS listens on when none is configured; `server.port` is Conditionally Required
+/// only when it differs.
+fn default_port(system: DbSystem) -> u16 {
+    match system {
+        DbSystem::Mysql => 3306,
+    }
+}
+
+fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().filter(|s| !s.is_empty())
+}
+
+/// Sets the name, attributes and status of a database span.
+pub(super) fn fill(span: &mut Span, conn: &ConnMeta, db: &DbExchange) {
+    let attrs = &mut span.attributes;
+    attrs.reserve(12);
+    attrs.push(kv_str("db.system.name", db.system.as_str()));
+    let namespace = non_empty(&db.namespace);
+    if let Some(ns) = namespace {
+        attrs.push(kv_str("db.namespace", ns));
+    }
+    if let Some(text) = non_empty(&db.query_text) {
+        attrs.push(kv_str("db.query.text", text));
+    }
+    let summary = non_empty(&db.query_summary);
+    span.name = if let Some(s) = summary {
+        attrs.push(kv_str("db.query.summary", s));
+        s.to_string()
+    } else if !db.command.is_empty() {
+        attrs.push(kv_str("db.operation.name", db.command));
+        match namespace {
+            Some(ns) => format!("{} {ns}", db.command),
+            None => db.command.to_string(),
+        }
+    } else {
+        namespace.unwrap_or(db.system.as_str()).to_string()
+    };
+    if let DbOutcome::Error { code, sqlstate } = &db.outcome {
+        // `error.type` must be low-cardinality: the error number is; fall back to `_OTHER`.
+        let code = if code.is_empty() { "_OTHER" } else { code.as_str() };
+        attrs.push(kv_str("db.response.status_code", code));
+        attrs.push(kv_str("error.type", code));
+        span.status = Some(Status {
+            code: StatusCode::Error as i32,
+            message: sqlstate.clone().unwrap_or_default(),
+        });
+    }
+    network(attrs, conn, default_port(db.system));
+}
+
+/// `server.*`, `network.peer.*` and `network.transport` from the socket.
+fn network(
+    attrs: &mut Vec<opentelemetry_proto::tonic::common::v1::KeyValue>,
+    conn: &ConnMeta,
+    default_port: u16,
+) {
+    let server_side = conn.role == Some(Role::Server);
+    let unix = match conn.transport {
+        Some(Transport::Unix) => true,
+        Some(Transport::Tcp) => false,
+        None => conn.unix_path.is_some(),
+    };
+    if unix {
+        if let Some(path) = non_empty(&conn.unix_path) {
+            attrs.push(kv_str("server.address", path));
+            // A client's peer is the named server socket; a server's peer is usually unnamed.
+            if !server_side {
+                attrs.push(kv_str("network.peer.address", path));
+            }
+        }
+        attrs.push(kv_str("network.transport", Transport::Unix.as_str()));
+        return;
+    }
+    let server = if server_side { conn.local } else { conn.peer };
+    if let Some(addr) = server {
+        // `::ffff:a.b.c.d` (dual-stack sockets) is reported as the IPv4 address it is.
+        attrs.push(kv_str("server.address", addr.ip().to_canonical().to_string()));
+        if addr.port() != default_port {
+            attrs.push(kv_int("server.port", i64::from(addr.port())));
+        }
+    }
+    if let Some(peer) = conn.peer {
+        attrs.push(kv_str("network.peer.address", peer.ip().to_canonical().to_string()));
+        attrs.push(kv_int("network.peer.port", i64::from(peer.port())));
+    }
+    if conn.transport == Some(Transport::Tcp) {
+        attrs.push(kv_str("network.transport", Transport::Tcp.as_str()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::build_span;
+    use super::super::tests::attr;
+    use crate::record::*;
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    fn db(summary: Option<&str>, text: Option<&str>, outcome: DbOutcome) -> DbExchange {
+        DbExchange {
+            system: DbSystem::Mysql,
+            namespace: Some("shop".into()),
+            query_text: text.map(Into::into),
+            query_summary: summary.map(Into::into),
+            command: "QUERY",
+            outcome,
+            returned_rows: Some(3),
+            affected_rows: None,
+        }
+    }
+
+    fn rec(conn: ConnMeta, ex: DbExchange) -> ConnRecord {
+        ConnRecord { conn, start_unix_ns: 1_000, end_unix_ns: 5_000, exchange: Exchange::Db(ex) }
+    }
+
+    fn tcp(role: Option<Role>, local: &str, peer: &str) -> ConnMeta {
+        ConnMeta {
+            role,
+            transport: Some(Transport::Tcp),
+            local: Some(local.parse::<SocketAddr>().unwrap()),
+            peer: Some(peer.parse::<SocketAddr>().unwrap()),
+            unix_path: None,
+            process: Arc::new(ProcessMeta { pid: 42, ..Default::default() }),
+        }
+    }
+
+    /// Every attribute of the span as `key=value` lines, sorted, for whole-set comparisons.
+    fn render(span: &opentelemetry_proto::tonic::trace::v1::Span) -> Vec<String> {
+        let mut v: Vec<String> = span
+            .attributes
+            .iter()
+            .map(|kv| format!("{}={}", kv.key, attr(&span.attributes, &kv.key).unwrap_or_default()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn client_tcp_on_default_port() {
+        let r = rec(
+            tcp(Some(Role::Client), "10.0.0.1:51000", "10.0.0.2:3306"),
+            db(Some("SELECT users"), Some("SELECT * FROM users WHERE id = ?"), DbOutcome::Success),
+        );
+        let s = build_span(&r);
+        assert_eq!(s.kind, SpanKind::Client as i32);
+        assert_eq!(s.name, "SELECT users");
+        assert_eq!((s.start_time_unix_nano, s.end_time_unix_nano), (1_000, 5_000));
+        assert_eq!(s.trace_id.len(), 16);
+        assert_eq!(s.span_id.len(), 8);
+        assert!(s.parent_span_id.is_empty());
+        assert_eq!(s.status, None, "success leaves status unset");
+        assert_eq!(
+            render(&s),
+            vec![
+                "db.namespace=shop",
+                "db.query.summary=SELECT users",
+                "db.query.text=SELECT * FROM users WHERE id = ?",
+                "db.system.name=mysql",
+                "network.peer.address=10.0.0.2",
+                "network.peer.port=int:3306",
+                "network.transport=tcp",
+                "server.address=10.0.0.2",
+            ]
+        );
+    }
+
+    #[test]
+    fn client_tcp_on_other_port_sets_server_port_and_canonical_ipv4() {
+        let r = rec(
+            tcp(Some(Role::Client), "[::ffff:10.0.0.1]:51000", "[::ffff:10.0.0.2]:13306"),
+            db(Some("SELECT users"), None, DbOutcome::Success),
+        );
+        let s = build_span(&r);
+        assert_eq!(attr(&s.attributes, "server.address").as_deref(), Some("10.0.0.2"));
+        assert_eq!(attr(&s.attributes, "server.port").as_deref(), Some("int:13306"));
+        assert_eq!(attr(&s.attributes, "network.peer.port").as_deref(), Some("int:13306"));
+    }
+
+    #[test]
+    fn server_tcp_uses_local_address_as_server() {
+        let r = rec(
+            tcp(Some(Role::Server), "10.0.0.2:3307", "10.0.0.1:51000"),
+            db(Some("INSERT orders"), Some("INSERT INTO orders VALUES (?, ?)"), DbOutcome::Success),
+        );
+        let s = build_span(&r);
+        assert_eq!(s.kind, SpanKind::Server as i32);
+        assert_eq!(s.name, "INSERT orders");
+        assert_eq!(
+            render(&s),
+            vec![
+                "db.namespace=shop",
+                "db.query.summary=INSERT orders",
+                "db.query.text=INSERT INTO orders VALUES (?, ?)",
+                "db.system.name=mysql",
+                "network.peer.address=10.0.0.1",
+                "network.peer.port=int:51000",
+                "network.transport=tcp",
+                "server.address=10.0.0.2",
+                "server.port=int:3307",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_role_is_a_client() {
+        let r = rec(tcp(None, "10.0.0.1:51000", "10.0.0.2:3306"), db(None, None, DbOutcome::Success));
+        let s = build_span(&r);
+        assert_eq!(s.kind, SpanKind::Client as i32);
+        assert_eq!(attr(&s.attributes, "server.address").as_deref(), Some("10.0.0.2"));
+    }
+
+    #[test]
+    fn unix_socket_client_and_server() {
+        let conn = ConnMeta {
+            role: Some(Role::Client),
+            transport: Some(Transport::Unix),
+            local: None,
+            peer: None,
+            unix_path: Some("/run/mysqld/mysqld.sock".into()),
+            process: Arc::new(ProcessMeta::default()),
+        };
+        let r = rec(conn.clone(), db(Some("SELECT t"), Some("SELECT a FROM t"), DbOutcome::Success));
+        let s = build_span(&r);
+        assert_eq!(s.kind, SpanKind::Client as i32);
+        assert_eq!(
+            render(&s),
+            vec![
+                "db.namespace=shop",
+                "db.query.summary=SELECT t",
+                "db.query.text=SELECT a FROM t",
+                "db.system.name=mysql",
+                "network.peer.address=/run/mysqld/mysqld.sock",
+                "network.transport=unix",
+                "server.address=/run/mysqld/mysqld.sock",
+            ]
+        );
+        let r = rec(ConnMeta { role: Some(Role::Server), ..conn }, db(None, None, DbOutcome::Success));
+        let s = build_span(&r);
+        assert_eq!(s.kind, SpanKind::Server as i32);
+        assert_eq!(attr(&s.attributes, "server.address").as_deref(), Some("/run/mysqld/mysqld.sock"));
+        assert_eq!(attr(&s.attributes, "network.peer.address"), None);
+        assert_eq!(attr(&s.attributes, "server.port"), None);
+    }
+
+    #[test]
+    fn error_sets_code_error_type_and_status_without_server_text() {
+        let r = rec(
+            tcp(Some(Role::Client), "10.0.0.1:51000", "10.0.0.2:3306"),
+            db(
+                Some("SELECT missing"),
+                Some("SELECT * FROM missing"),
+                DbOutcome::Error { code: "1146".into(), sqlstate: Some("42S02".into()) },
+            ),
+        );
+        let s = build_span(&r);
+        assert_eq!(attr(&s.attributes, "db.response.status_code").as_deref(), Some("1146"));
+        assert_eq!(attr(&s.attributes, "error.type").as_deref(), Some("1146"));
+        let st = s.status.expect("error status");
+        assert_eq!(st.code, StatusCode::Error as i32);
+        assert_eq!(st.message, "42S02");
+        assert_eq!(attr(&s.attributes, "db.response.returned_rows"), None, "opt-in, left out");
+
+        let r = rec(
+            tcp(Some(Role::Client), "10.0.0.1:51000", "10.0.0.2:3306"),
+            db(None, None, DbOutcome::Error { code: "1045".into(), sqlstate: None }),
+        );
+        let s = build_span(&r);
+        assert_eq!(s.status.map(|st| (st.code, st.message)), Some((2, String::new())));
+    }
+
+    #[test]
+    fn no_response_and_success_leave_status_unset() {
+        let r = rec(
+            tcp(Some(Role::Client), "10.0.0.1:51000", "10.0.0.2:3306"),
+            DbExchange { command: "STMT_CLOSE", ..db(None, None, DbOutcome::NoResponse) },
+        );
+        let s = build_span(&r);
+        assert_eq!(s.status, None);
+        assert_eq!(attr(&s.attributes, "error.type"), None);
+    }
+
+    #[test]
+    fn fail_closed_query_text_is_absent_and_name_falls_back() {
+        // Sanitising failed: no text and no summary; the name comes from the command.
+        let r = rec(
+            tcp(Some(Role::Client), "10.0.0.1:51000", "10.0.0.2:3306"),
+            db(None, None, DbOutcome::Success),
+        );
+        let s = build_span(&r);
+        assert_eq!(attr(&s.attributes, "db.query.text"), None);
+        assert_eq!(attr(&s.attributes, "db.query.summary"), None);
+        assert_eq!(s.name, "QUERY shop");
+        assert_eq!(attr(&s.attributes, "db.operation.name").as_deref(), Some("QUERY"));
+    }
+
+    #[test]
+    fn name_fallbacks() {
+        let conn = tcp(Some(Role::Client), "10.0.0.1:51000", "10.0.0.2:3306");
+        let base = db(None, None, DbOutcome::Success);
+        let name = |ex: DbExchange| build_span(&rec(conn.clone(), ex)).name;
+        assert_eq!(name(DbExchange { command: "PING", namespace: None, ..base.clone() }), "PING");
+        assert_eq!(name(DbExchange { command: "", ..base.clone() }), "shop");
+        assert_eq!(name(DbExchange { command: "", namespace: None, ..base.clone() }), "mysql");
+        assert_eq!(
+            name(DbExchange { query_summary: Some(String::new()), command: "PING", ..base.clone() }),
+            "PING shop",
+            "an empty summary is no summary"
+        );
+    }
+
+    #[test]
+    fn end_never_before_start() {
+        let mut r = rec(tcp(Some(Role::Client), "10.0.0.1:1", "10.0.0.2:3306"), db(None, None, DbOutcome::Success));
+        r.end_unix_ns = 10;
+        r.start_unix_ns = 20;
+        let s = build_span(&r);
+        assert_eq!((s.start_time_unix_nano, s.end_time_unix_nano), (20, 20));
+    }
+}

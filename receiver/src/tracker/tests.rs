@@ -1,0 +1,181 @@
+//! Tracker tests: kernel events in, connection records out, with real MySQL bytes.
+
+use super::*;
+use crate::bpf::CloseEvent;
+use crate::protocol::Direction;
+use crate::record::{DbOutcome, Exchange};
+
+fn tracker(max_connections: usize) -> Tracker {
+    Tracker::new(
+        TrackerSettings {
+            max_connections,
+            idle_timeout_ns: 60_000_000_000,
+            request_timeout_ns: 10_000_000_000,
+            limits: ParserLimits::default(),
+            proc_root: PathBuf::from("/proc"),
+            resolve: false,
+        },
+        WallClock::with_offset(1_000),
+    )
+}
+
+fn id(fd: u32) -> ConnId {
+    ConnId { pid: 4242, fd, generation: 1 }
+}
+
+fn packet(seq: u8, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut p = vec![len as u8, (len >> 8) as u8, (len >> 16) as u8, seq];
+    p.extend_from_slice(payload);
+    p
+}
+
+fn query(text: &str) -> Vec<u8> {
+    let mut payload = vec![0x03];
+    payload.extend_from_slice(text.as_bytes());
+    packet(0, &payload)
+}
+
+fn ok_packet() -> Vec<u8> {
+    packet(1, &[0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00])
+}
+
+fn err_packet(code: u16, state: &str, msg: &str) -> Vec<u8> {
+    let mut payload = vec![0xff, code as u8, (code >> 8) as u8, b'#'];
+    payload.extend_from_slice(state.as_bytes());
+    payload.extend_from_slice(msg.as_bytes());
+    packet(1, &payload)
+}
+
+fn data<'a>(conn: ConnId, role: Role, direction: Direction, pos: u64, ts: u64, bytes: &'a [u8]) -> KernelEvent<'a> {
+    KernelEvent::Data(DataEvent {
+        conn,
+        ts_ns: ts,
+        protocol: Protocol::Mysql,
+        role: Some(role),
+        direction,
+        pos,
+        len: bytes.len() as u32,
+        bytes,
+    })
+}
+
+#[test]
+fn one_exchange_becomes_one_record_with_wall_clock_times() {
+    let mut t = tracker(16);
+    let mut out = Vec::new();
+    let q = query("UPDATE accounts SET balance = 10 WHERE id = 7");
+    let ok = ok_packet();
+    t.on_event(&data(id(5), Role::Client, Direction::Egress, 0, 100, &q), &mut out);
+    t.on_event(&data(id(5), Role::Client, Direction::Ingress, 0, 900, &ok), &mut out);
+    t.end_batch(&mut out);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let r = &out[0];
+    assert_eq!((r.start_unix_ns, r.end_unix_ns), (1_100, 1_900));
+    assert_eq!(r.conn.role, Some(Role::Client));
+    assert_eq!(r.conn.process.pid, 4242);
+    let Exchange::Db(db) = &r.exchange;
+    assert_eq!(db.outcome, DbOutcome::Success);
+    let text = db.query_text.as_deref().unwrap_or("");
+    assert!(!text.contains("10") && !text.contains('7'), "literals leaked: {text}");
+}
+
+#[test]
+fn server_side_sees_requests_on_ingress() {
+    let mut t = tracker(16);
+    let mut out = Vec::new();
+    let q = query("SELEC 1");
+    let err = err_packet(1064, "42000", "You have an error");
+    t.on_event(&data(id(9), Role::Server, Direction::Ingress, 0, 10, &q), &mut out);
+    t.on_event(&data(id(9), Role::Server, Direction::Egress, 0, 20, &err), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].conn.role, Some(Role::Server));
+    let Exchange::Db(db) = &out[0].exchange;
+    assert_eq!(db.outcome, DbOutcome::Error { code: "1064".into(), sqlstate: Some("42000".into()) });
+}
+
+#[test]
+fn close_is_applied_after_the_batch_so_late_data_is_not_lost() {
+    let mut t = tracker(16);
+    let mut out = Vec::new();
+    let q = query("SELECT 1");
+    let ok = ok_packet();
+    // Control ring drained first: the close arrives before the data of the same batch.
+    t.on_event(&data(id(3), Role::Client, Direction::Egress, 0, 1, &q), &mut out);
+    t.on_event(&KernelEvent::Close(CloseEvent { conn: id(3), ts_ns: 5 }), &mut out);
+    t.on_event(&data(id(3), Role::Client, Direction::Ingress, 0, 4, &ok), &mut out);
+    assert_eq!(t.len(), 1);
+    t.end_batch(&mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(t.len(), 0, "closed connection forgotten at the end of the batch");
+}
+
+#[test]
+fn fd_reuse_with_a_new_generation_is_a_new_connection() {
+    let mut t = tracker(16);
+    let mut out = Vec::new();
+    let q = query("SELECT 1");
+    let ok = ok_packet();
+    let old = id(7);
+    let new = ConnId { generation: 2, ..old };
+    t.on_event(&data(old, Role::Client, Direction::Egress, 0, 1, &q), &mut out);
+    // The new socket on the same fd answers: it must not complete the old request.
+    t.on_event(&data(new, Role::Client, Direction::Ingress, 0, 2, &ok), &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(t.len(), 2);
+}
+
+#[test]
+fn data_without_a_role_is_not_guessed() {
+    let mut t = tracker(16);
+    let mut out = Vec::new();
+    let q = query("SELECT 1");
+    let KernelEvent::Data(mut d) = data(id(1), Role::Client, Direction::Egress, 0, 1, &q) else { unreachable!() };
+    d.role = None;
+    t.on_event(&KernelEvent::Data(d), &mut out);
+    assert_eq!(t.len(), 0);
+}
+
+#[test]
+fn table_is_bounded_and_evicts_the_least_recently_active() {
+    let mut t = tracker(4);
+    let mut out = Vec::new();
+    let q = query("SELECT 1");
+    for fd in 0..10u32 {
+        t.on_event(&data(id(fd), Role::Client, Direction::Egress, 0, u64::from(fd) + 1, &q), &mut out);
+        assert!(t.len() <= 4);
+    }
+    assert_eq!(t.len(), 4);
+    assert!(t.conns.contains_key(&id(9)) && !t.conns.contains_key(&id(0)));
+}
+
+#[test]
+fn garbage_disables_the_connection_once() {
+    let mut t = tracker(16);
+    let mut out = Vec::new();
+    let junk: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 13) as u8 | 0x80).collect();
+    let mut pos = 0;
+    for i in 0..64 {
+        t.on_event(&data(id(2), Role::Client, Direction::Ingress, pos, i, &junk), &mut out);
+        pos += junk.len() as u64;
+    }
+    let disabled = t.take_disable_requests();
+    assert_eq!(disabled, vec![id(2)], "disabled exactly once");
+    assert!(out.is_empty());
+    t.on_event(&KernelEvent::Close(CloseEvent { conn: id(2), ts_ns: 100 }), &mut out);
+    t.end_batch(&mut out);
+    assert_eq!(t.take_enable_requests(), vec![id(2)], "kernel entry cleared after close");
+}
+
+#[test]
+fn idle_connections_are_swept() {
+    let mut t = tracker(16);
+    let mut out = Vec::new();
+    let q = query("SELECT 1");
+    t.on_event(&data(id(1), Role::Client, Direction::Egress, 0, 1_000, &q), &mut out);
+    t.sweep(30_000_000_000, &mut out);
+    assert_eq!(t.len(), 1, "not idle yet");
+    t.sweep(61_000_000_001, &mut out);
+    assert_eq!(t.len(), 0);
+    assert!(out.is_empty(), "an unanswered SELECT is not a span: {out:?}");
+}
