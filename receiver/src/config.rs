@@ -163,7 +163,8 @@ pub enum Compression {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExporterConfig {
-    /// Collector OTLP/gRPC endpoint, `http://` (plaintext) or `https://`.
+    /// Collector OTLP/gRPC endpoint, `http://host:port` (plaintext; TLS is the local
+    /// Collector's job).
     /// Env: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT`.
     /// Default `http://localhost:4317`.
     pub endpoint: String,
@@ -401,10 +402,15 @@ impl Config {
 
 /// `http[s]://host:port[/]` → port (default 4317 when absent).
 fn endpoint_port(endpoint: &str) -> Result<u16, String> {
+    if endpoint.starts_with("https://") {
+        return Err(format!(
+            "`{endpoint}`: TLS is not built into this receiver; use http:// to a local Collector \
+             and let it export over TLS"
+        ));
+    }
     let rest = endpoint
         .strip_prefix("http://")
-        .or_else(|| endpoint.strip_prefix("https://"))
-        .ok_or_else(|| format!("`{endpoint}` must start with http:// or https://"))?;
+        .ok_or_else(|| format!("`{endpoint}` must start with http://"))?;
     let authority = rest.split('/').next().unwrap_or("");
     if authority.is_empty() {
         return Err(format!("`{endpoint}` has no host"));

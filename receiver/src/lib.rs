@@ -6,7 +6,7 @@
 //! → `protocol` (framing and request/response stitching) → `record` → `span` → `export`.
 //! `telemetry` holds every self-metric; `config` the YAML configuration.
 
-// pub mod app; (enabled once bpf/export/telemetry::server land)
+pub mod app;
 pub mod bpf;
 pub mod config;
 pub mod export;

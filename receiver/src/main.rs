@@ -1,1 +1,132 @@
-fn main() {}
+//! `ebpf-receiver`: the command line. Everything else lives in the library, read from `app.rs`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use ebpf_receiver::config::{Config, ConfigError};
+use ebpf_receiver::{app, bpf};
+
+/// Exit code for configuration errors (unknown keys, bad values, bad environment).
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(name = "ebpf-receiver", version, about = "eBPF socket tracing → OpenTelemetry spans over OTLP/gRPC")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct RunArgs {
+    /// YAML configuration file; without it the documented defaults apply.
+    #[arg(long, short = 'c', global = true)]
+    config: Option<PathBuf>,
+    /// OTLP/gRPC endpoint of the Collector (wins over the file and OTEL_EXPORTER_OTLP_*).
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Where /metrics, /healthz and /readyz are served (wins over the file).
+    #[arg(long)]
+    metrics_address: Option<std::net::SocketAddr>,
+    /// Log filter, e.g. `info` or `ebpf_receiver=debug` (RUST_LOG wins).
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the receiver (the default).
+    Run,
+    /// Check a configuration file and exit 0, or 2 with `file:line:column` and the field path.
+    Validate,
+    /// Report what this kernel and these privileges allow; exit non-zero naming what is missing.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Validate => match load(&cli.run) {
+            Ok((_, path)) => {
+                println!("{}: ok", path);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Check => check(),
+        Command::Run => {
+            let (cfg, attrs) = match load(&cli.run) {
+                Ok((loaded, _)) => loaded,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            init_logs(&cfg.telemetry.log_level);
+            match run(cfg, attrs) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+type Loaded = (Config, Vec<(String, String)>);
+
+/// Defaults < file < environment < flags.
+fn load(args: &RunArgs) -> Result<(Loaded, String), ConfigError> {
+    let (mut cfg, shown) = match &args.config {
+        Some(path) => (Config::load(path)?, path.display().to_string()),
+        None => (Config::default(), "<defaults>".to_string()),
+    };
+    let attrs = cfg.apply_env(|k| std::env::var(k).ok())?;
+    if let Some(e) = &args.endpoint {
+        cfg.exporter.endpoint = e.clone();
+    }
+    if let Some(a) = args.metrics_address {
+        cfg.telemetry.metrics_address = a;
+    }
+    if let Some(l) = &args.log_level {
+        cfg.telemetry.log_level = l.clone();
+    }
+    cfg.validate().map_err(|(field, reason)| ConfigError::Env { var: format!("--{}", field.replace('_', "-")), reason })?;
+    Ok(((cfg, attrs), shown))
+}
+
+fn run(cfg: Config, attrs: Vec<(String, String)>) -> anyhow::Result<()> {
+    app::run(cfg, attrs).context("ebpf-receiver stopped")
+}
+
+fn check() -> ExitCode {
+    let items = bpf::check();
+    let mut missing = Vec::new();
+    for item in &items {
+        println!("{:<4} {:<28} {}", if item.ok { "ok" } else { "MISSING" }, item.name, item.detail);
+        if !item.ok {
+            missing.push(item.name);
+        }
+    }
+    if missing.is_empty() {
+        println!("all requirements met");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("missing: {}", missing.join(", "));
+        ExitCode::FAILURE
+    }
+}
+
+fn init_logs(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

@@ -25,7 +25,7 @@ use ebpf_common::{
 use crate::{
     infer::{self, Message},
     maps::{
-        self, CONNS, DATA, DISABLED, SCRATCH, SyscallArgs, current, kind, stash_args, take_args,
+        self, CONNS, DATA, DISABLED, SyscallArgs, current, kind, stash_args, take_args,
         traced,
     },
     stats::{add, bump},
@@ -167,8 +167,9 @@ fn exit(ctx: &TracePointContext, k: u8) {
     }
 
     // Copy the payload (at most the capture cap) into the scratch after the header.
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return };
-    // SAFETY: per-CPU scratch value of SCRATCH_BYTES bytes, ours for this run.
+    let Some(scratch) = maps::scratch() else { return };
+    // SAFETY: this CPU's scratch slot of SCRATCH_BYTES bytes, ours for this run (programs do
+    // not migrate between CPUs while running).
     let buf = unsafe { (*scratch).buf.as_mut_ptr() };
     let cap = if total > u64::from(maps::max_capture_bytes()) {
         maps::max_capture_bytes()

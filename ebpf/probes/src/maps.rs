@@ -1,10 +1,12 @@
 //! Every map and runtime knob of the probes. Sizes here are defaults: the loader resizes
 //! `CONNS`, `CONTROL` and `DATA` from the receiver's config, and sets the globals.
 
+// SeqCst, not Relaxed: LLVM 22's BPF backend lowers a relaxed fetch-add to the non-fetching
+// `lock +=` even when the result is used (the "previous value" is then garbage).
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
+    helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id},
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -71,9 +73,11 @@ pub static ARGS: LruHashMap<u64, SyscallArgs> = LruHashMap::with_max_entries(163
 #[map]
 pub static GENERATION: Array<u64> = Array::with_max_entries(1, 0);
 
-/// Per-CPU scratch where a data event (header + payload) is assembled before one ring output.
+/// Scratch where a data event (header + payload) is assembled before one ring output, one
+/// slot per CPU (indexed by CPU id; the loader sizes it to the possible CPUs). Not a
+/// PerCpuArray: per-CPU values are limited to 32 KiB and this is 32 KiB + header.
 #[map]
-pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+pub static SCRATCH: Array<Scratch> = Array::with_max_entries(256, 0);
 
 /// `stat::COUNT` per-CPU counters.
 #[map]
@@ -131,6 +135,14 @@ pub struct Scratch {
 
 // ---- Accessors ----
 
+/// This CPU's scratch buffer.
+#[inline(always)]
+pub fn scratch() -> Option<*mut Scratch> {
+    // SAFETY: helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    SCRATCH.get_ptr_mut(cpu)
+}
+
 /// The current thread's pid_tgid and thread-group id (the pid user space sees).
 #[inline(always)]
 pub fn current() -> (u64, u32) {
@@ -180,7 +192,7 @@ pub fn next_generation() -> u32 {
     };
     // SAFETY: array map values are 8-byte aligned and live as long as the map; the kernel
     // compiles this to an atomic fetch-add, so concurrent CPUs never get the same value.
-    let prev = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, 1) };
+    let prev = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(slot, 1) };
     let generation = ((prev + 1) as u32) & !ebpf_common::SEEDED_GENERATION_BIT;
     if generation == 0 { 1 } else { generation }
 }
@@ -190,7 +202,7 @@ pub fn next_generation() -> u32 {
 pub fn advance(pos: *mut u64, n: u64) -> u64 {
     // SAFETY: `pos` points into a live CONNS value (8-byte aligned field of a #[repr(C)]
     // struct); atomic because threads of one process may share the socket.
-    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(pos, n) }
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(pos, n) }
 }
 
 // ---- Ring wakeups ----

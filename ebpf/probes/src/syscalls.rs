@@ -184,8 +184,10 @@ fn stash_lifecycle(ctx: &TracePointContext, k: u8) {
     );
 }
 
-/// Peer address parsed from a user sockaddr.
+/// Peer address parsed from a user sockaddr. Aligned so zeroing it is plain stores (BPF has
+/// no memset).
 #[derive(Default)]
+#[repr(C, align(8))]
 struct Peer {
     family: u16,
     port: u16,
@@ -237,9 +239,12 @@ fn create_conn(tgid: u32, fd: u32, role_hint: u8, peer: &Peer) {
             emit_control(control::CLOSE, &key, &old);
         }
     }
+    // Opaque zero: LLVM would merge literal zero stores into a memset, which the BPF backend
+    // of LLVM 22 does not expand.
+    let zero = core::hint::black_box(0u64);
     let state = ConnState {
-        send_pos: 0,
-        recv_pos: 0,
+        send_pos: zero,
+        recv_pos: zero,
         generation: maps::next_generation(),
         protocol: proto::UNKNOWN,
         role: role_hint,

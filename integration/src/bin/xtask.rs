@@ -1,1 +1,270 @@
-fn main() {}
+//! `cargo xtask run [--demo]`, `cargo xtask test`, `cargo xtask bench`: the project's front door.
+//! Each command first installs what is missing ([`integration::bootstrap`]).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+use integration::collector::Collector;
+use integration::mariadb::MariaDb;
+use integration::process::{Output, ProcessGuard, is_root};
+use integration::receiver::Receiver;
+use integration::{bootstrap, load, paths};
+
+#[derive(Parser)]
+#[command(about = "ebpf-receiver tasks: run, test, bench")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build, then run the stock Collector (spans printed to the console) and the receiver
+    /// tracing the whole host. Needs root. Ctrl-C stops everything.
+    Run {
+        /// Also start a local MariaDB (port 3307) and a small query loop.
+        #[arg(long)]
+        demo: bool,
+        /// Receiver configuration.
+        #[arg(long, default_value = "config/receiver.yaml")]
+        config: PathBuf,
+    },
+    /// Unit tests, then the end-to-end tests (root).
+    Test {
+        /// Only run e2e tests whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Load measurement: queries/s with and without the receiver, its CPU, RSS, bytes/query.
+    Bench {
+        #[arg(long, default_value_t = 20_000)]
+        queries: u64,
+    },
+}
+
+const ROOT_HINT: &str = "the receiver loads eBPF programs (CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, \
+CAP_SYS_RESOURCE); run as root, e.g. `sudo -E cargo xtask ...`";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Run { demo, config } => run(demo, &config),
+        Cmd::Test { filter } => test(filter.as_deref()),
+        Cmd::Bench { queries } => bench(queries),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(paths::workspace_root());
+    c
+}
+
+fn status(mut cmd: Command) -> Result<bool> {
+    println!("[xtask] {}", render(&cmd));
+    Ok(cmd.status().with_context(|| format!("cannot run {cmd:?}"))?.success())
+}
+
+fn render(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// `cargo build --release -p ebpf-receiver` (build.rs compiles the eBPF programs).
+fn build_receiver() -> Result<PathBuf> {
+    let mut c = cargo();
+    c.args(["build", "--release", "-p", "ebpf-receiver"]);
+    if !status(c)? {
+        bail!("building ebpf-receiver failed");
+    }
+    let bin = paths::target_dir().join("release/ebpf-receiver");
+    if !bin.exists() {
+        bail!("`{}` missing after the build", bin.display());
+    }
+    Ok(bin)
+}
+
+// ---------------------------------------------------------------------------------------------
+// test
+
+fn test(filter: Option<&str>) -> Result<ExitCode> {
+    bootstrap::all()?;
+    println!("[xtask] unit tests");
+    let mut unit = cargo();
+    unit.args(["test", "--workspace"]);
+    let unit_ok = status(unit)?;
+    if !unit_ok {
+        eprintln!("[xtask] unit tests failed");
+        return Ok(ExitCode::FAILURE);
+    }
+    if !is_root() {
+        if std::env::var("EBPF_RECEIVER_SKIP_ROOT_TESTS").is_ok_and(|v| v == "1") {
+            println!("[xtask] integration tests SKIPPED explicitly (EBPF_RECEIVER_SKIP_ROOT_TESTS=1; they need root)");
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!(
+            "[xtask] integration tests need root: run as root or set EBPF_RECEIVER_SKIP_ROOT_TESTS=1 to skip them explicitly"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("[xtask] integration tests (real MariaDB, real clients, the stock Collector, the receiver)");
+    let bin = build_receiver()?;
+    let mut e2e = cargo();
+    e2e.args(["test", "-p", "integration", "--features", "e2e", "--test", "mysql_e2e", "--"])
+        .args(["--test-threads=1", "--nocapture"])
+        .env("EBPF_RECEIVER_BIN", &bin)
+        .env("OTELCOL_BIN", paths::collector_bin())
+        .env("E2E_PYTHON", paths::python());
+    if let Some(f) = filter {
+        e2e.arg(f);
+    }
+    Ok(if status(e2e)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench
+
+fn bench(queries: u64) -> Result<ExitCode> {
+    if !is_root() {
+        bail!("`cargo xtask bench` needs root: {ROOT_HINT}");
+    }
+    bootstrap::all()?;
+    let bin = build_receiver()?;
+    // SAFETY: single-threaded at this point; the harness reads this variable later.
+    unsafe { std::env::set_var("EBPF_RECEIVER_BIN", &bin) };
+    let dir = paths::scratch_dir("bench")?;
+    println!("[bench] scratch dir {}", dir.display());
+    let report = load::bench(&dir, queries)?;
+    report.print();
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------------
+// run
+
+/// The signal that asked us to stop (0 = none yet).
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    STOP_SIGNAL.store(sig, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+fn stop_requested() -> bool {
+    STOP_SIGNAL.load(Ordering::SeqCst) != 0
+}
+
+/// `telemetry.metrics_address` from the receiver config (a plain scan; the receiver validates
+/// the file itself), default 127.0.0.1:9464.
+fn metrics_address(config: &Path) -> String {
+    let text = std::fs::read_to_string(config).unwrap_or_default();
+    text.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("metrics_address:"))
+        .map(|v| v.split('#').next().unwrap_or("").trim().trim_matches('"').trim_matches('\'').to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "127.0.0.1:9464".to_string())
+}
+
+const DEMO_PORT: u16 = 3307;
+const SIDECAR_OTLP_PORT: u16 = 4317;
+
+fn run(demo: bool, config: &Path) -> Result<ExitCode> {
+    if !is_root() {
+        bail!("`cargo xtask run` needs root: {ROOT_HINT}");
+    }
+    let config = if config.is_absolute() { config.to_path_buf() } else { paths::workspace_root().join(config) };
+    if !config.exists() {
+        bail!("receiver config `{}` not found", config.display());
+    }
+    bootstrap::all()?;
+    let bin = build_receiver()?;
+    install_signal_handlers();
+
+    if std::net::TcpStream::connect(("127.0.0.1", SIDECAR_OTLP_PORT)).is_ok() {
+        bail!("127.0.0.1:{SIDECAR_OTLP_PORT} is already in use: stop the other Collector (or receiver) first");
+    }
+    println!("[xtask] starting the stock Collector with otel-collector-config/sidecar.yaml (debug exporter → this console)");
+    let mut collector = Collector::start_with_config(
+        &paths::collector_config_dir().join("sidecar.yaml"),
+        SIDECAR_OTLP_PORT,
+        Output::Inherit,
+    )?;
+
+    // Declared before the receiver so they drop after it (the receiver flushes first).
+    let mut demo_procs: Option<(MariaDb, ProcessGuard)> = None;
+    if demo {
+        let dir = paths::target_dir().join("demo");
+        std::fs::create_dir_all(&dir)?;
+        println!("[xtask] demo: starting MariaDB on 127.0.0.1:{DEMO_PORT} (datadir {})", dir.join("data").display());
+        let db = MariaDb::start(&dir, DEMO_PORT, Output::File(dir.join("mariadbd.log")))?;
+        let mut loop_cmd = Command::new(paths::python());
+        loop_cmd.arg(paths::clients_dir().join("demo_loop.py")).arg("--port").arg(DEMO_PORT.to_string());
+        let looper = ProcessGuard::spawn("demo query loop", loop_cmd, Output::Inherit)?;
+        demo_procs = Some((db, looper));
+    }
+
+    println!("[xtask] starting {} --config {}", bin.display(), config.display());
+    let metrics = metrics_address(&config);
+    let metrics_port: u16 = metrics.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(9464);
+    let mut receiver = Receiver::start_with_config(&config, metrics_port, Output::Inherit)?;
+    println!();
+    println!("[xtask] running. Spans appear on this console (Collector debug exporter).");
+    println!("[xtask]   receiver self-metrics: http://{metrics}/metrics   (/healthz, /readyz)");
+    println!("[xtask]   Collector metrics:     http://127.0.0.1:8888/metrics");
+    if demo {
+        println!("[xtask]   demo MariaDB: mariadb --protocol=tcp -h 127.0.0.1 -P {DEMO_PORT} -ue2e -pe2e e2e");
+    } else {
+        println!("[xtask]   any MySQL/MariaDB traffic on this host becomes spans (try --demo)");
+    }
+    println!("[xtask] Ctrl-C stops everything.");
+
+    let mut code = ExitCode::SUCCESS;
+    while !stop_requested() {
+        std::thread::sleep(Duration::from_millis(200));
+        if let Err(e) = receiver.ensure_running() {
+            eprintln!("[xtask] {e:#}");
+            code = ExitCode::FAILURE;
+            break;
+        }
+        if let Err(e) = collector.guard_mut().ensure_running() {
+            eprintln!("[xtask] {e:#}");
+            code = ExitCode::FAILURE;
+            break;
+        }
+    }
+    let sig = STOP_SIGNAL.load(Ordering::SeqCst);
+    println!("[xtask] stopping{}: receiver, demo, Collector", if sig != 0 { format!(" (signal {sig})") } else { String::new() });
+    receiver.stop();
+    drop(demo_procs);
+    drop(collector);
+    println!("[xtask] stopped");
+    Ok(code)
+}

@@ -1,6 +1,66 @@
-//! The only module that touches aya: load, attach, ring readers, maps, stats.
-//! (Being written: see issue 3.)
+//! The only module that touches aya: load and attach the kernel programs, read the two rings,
+//! write the connection maps, read the kernel's counters, and check what the host allows.
+//!
+//! - [`Probes::load`] mounts tracefs if needed, loads the object built by `build.rs`, sets the
+//!   runtime knobs (globals) and the filter maps, and attaches every syscall tracepoint.
+//! - [`RingReader`] drains the control and data rings into decoded [`KernelEvent`]s.
+//! - [`ConnControl`] disables/enables capture per connection and seeds pre-existing sockets.
+//! - [`check`] is `ebpf-receiver check`.
+//!
+//! Known limits of the kernel side (see `ebpf/probes`): sockets are tracked from connect/accept
+//! in the process that made them; an fd inherited across fork or passed over a unix socket is
+//! not tracked unless user space seeds it; UDP sockets that call connect() get an entry but no
+//! protocol ever matches, so they are given up on after a few messages; process exit closes
+//! fds without a close syscall, so entries of exited processes stay in `CONNS` until
+//! [`ConnControl::purge_exited`] runs.
 
+mod check;
 pub mod event;
+mod load;
+mod maps;
+mod ring;
 
+pub use check::{CheckItem, check};
 pub use event::{CloseEvent, ConnId, DataEvent, KernelEvent, OpenEvent, SocketFamily};
+pub use load::{BpfSettings, Probes, ProgramStats};
+pub use maps::ConnControl;
+pub use ring::RingReader;
+
+/// Failures of loading, attaching and talking to the kernel programs.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("the eBPF object is empty: the receiver was built with `EBPF_RECEIVER_SKIP_PROBES`")]
+    NotBuilt,
+    #[error("cannot mount tracefs at `{path}`")]
+    Tracefs {
+        path: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot load the eBPF object")]
+    Load {
+        #[source]
+        source: aya::EbpfError,
+    },
+    #[error("program `{program}` is missing from the eBPF object")]
+    MissingProgram { program: String },
+    #[error("cannot load or attach program `{program}`")]
+    Program {
+        program: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("map `{map}` is missing from the eBPF object (or already taken)")]
+    MissingMap { map: &'static str },
+    #[error("cannot use map `{map}`")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("invalid setting `{setting}`: {reason}")]
+    Settings {
+        setting: &'static str,
+        reason: String,
+    },
+}

@@ -54,6 +54,7 @@ impl Batch {
         self.queue_bytes
     }
 
+    #[cfg(test)]
     pub fn request_bytes(&self) -> usize {
         self.request_bytes
     }
@@ -119,6 +120,7 @@ impl Batch {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing test should stop loudly")]
 mod tests {
     use super::*;
     use crate::span::{kv_int, kv_str};
@@ -139,7 +141,11 @@ mod tests {
             ..Default::default()
         };
         let bytes = span.encoded_len();
-        Item { resource: resource.clone(), span, bytes }
+        Item {
+            resource: resource.clone(),
+            span,
+            bytes,
+        }
     }
 
     #[test]
@@ -153,7 +159,11 @@ mod tests {
         let req = batch.into_request();
         assert_eq!(req.resource_spans.len(), 2);
         let names = |i: usize| -> Vec<String> {
-            req.resource_spans[i].scope_spans[0].spans.iter().map(|s| s.name.clone()).collect()
+            req.resource_spans[i].scope_spans[0]
+                .spans
+                .iter()
+                .map(|s| s.name.clone())
+                .collect()
         };
         assert_eq!(names(0), ["a1", "a2", "a3"]);
         assert_eq!(names(1), ["b1", "b2"]);
@@ -161,7 +171,10 @@ mod tests {
             assert_eq!(rs.schema_url, SCHEMA_URL);
             assert_eq!(rs.scope_spans.len(), 1);
             let scope = rs.scope_spans[0].scope.as_ref().unwrap();
-            assert_eq!((scope.name.as_str(), scope.version.as_str()), (SCOPE_NAME, SCOPE_VERSION));
+            assert_eq!(
+                (scope.name.as_str(), scope.version.as_str()),
+                (SCOPE_NAME, SCOPE_VERSION)
+            );
             assert_eq!(rs.scope_spans[0].schema_url, SCHEMA_URL);
         }
         assert_eq!(req.resource_spans[0].resource.as_ref(), Some(&*a));
@@ -178,7 +191,10 @@ mod tests {
         let bound = batch.request_bytes();
         let actual = batch.into_request().encoded_len();
         assert!(actual <= bound, "encoded {actual} > bound {bound}");
-        assert!(bound - actual < bound / 5, "bound {bound} too loose for {actual}");
+        assert!(
+            bound - actual < bound / 5,
+            "bound {bound} too loose for {actual}"
+        );
     }
 
     #[test]
@@ -186,7 +202,10 @@ mod tests {
         let r = resource(1);
         let mut batch = Batch::default();
         let big = item(&r, &"x".repeat(1000));
-        assert!(!batch.would_exceed(&big, 10), "an empty batch takes any span");
+        assert!(
+            !batch.would_exceed(&big, 10),
+            "an empty batch takes any span"
+        );
         batch.push(big);
         assert!(batch.would_exceed(&item(&r, "small"), 10));
         let limit = 5000;
@@ -201,7 +220,10 @@ mod tests {
             pushed += 1;
         }
         assert!(pushed > 10);
-        assert_eq!(batch.queue_bytes(), pushed * item(&r, &"y".repeat(200)).bytes);
+        assert_eq!(
+            batch.queue_bytes(),
+            pushed * item(&r, &"y".repeat(200)).bytes
+        );
         assert!(batch.into_request().encoded_len() <= limit);
     }
 }

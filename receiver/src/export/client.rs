@@ -38,7 +38,11 @@ pub(crate) struct ClientSettings {
 
 /// The endpoint as safe to print: never the userinfo of a URL.
 fn printable(endpoint: &str) -> &str {
-    if endpoint.contains('@') { "<endpoint with credentials>" } else { endpoint }
+    if endpoint.contains('@') {
+        "<endpoint with credentials>"
+    } else {
+        endpoint
+    }
 }
 
 impl ClientSettings {
@@ -48,7 +52,9 @@ impl ClientSettings {
             reason: reason.to_string(),
         };
         if cfg.endpoint.contains('@') {
-            return Err(bad("credentials in the URL are not supported; use `exporter.headers`"));
+            return Err(bad(
+                "credentials in the URL are not supported; use `exporter.headers`",
+            ));
         }
         let endpoint = Endpoint::from_shared(cfg.endpoint.clone())
             .map_err(|_| bad("not a valid URL such as `http://localhost:4317`"))?;
@@ -56,7 +62,9 @@ impl ClientSettings {
             Some("http") => {}
             // tonic is built without a TLS feature to keep the image slim; a sidecar talks to
             // its Collector over loopback.
-            Some("https") => return Err(bad("`https` is not supported by this build; use `http://`")),
+            Some("https") => {
+                return Err(bad("`https` is not supported by this build; use `http://`"));
+            }
             _ => return Err(bad("the scheme must be `http://`")),
         }
         if endpoint.uri().host().is_none_or(str::is_empty) {
@@ -80,15 +88,22 @@ impl ClientSettings {
         let mut headers = MetadataMap::new();
         for (name, value) in &cfg.headers {
             // Values are often credentials: never echo them in errors or logs.
-            let header_err =
-                |reason: &str| ExportError::Header { name: name.clone(), reason: reason.to_string() };
+            let header_err = |reason: &str| ExportError::Header {
+                name: name.clone(),
+                reason: reason.to_string(),
+            };
             let key = AsciiMetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes())
                 .map_err(|_| header_err("not a valid gRPC metadata name"))?;
             let value = AsciiMetadataValue::try_from(value.as_str())
                 .map_err(|_| header_err("the value must be printable ASCII"))?;
             headers.append(key, value);
         }
-        Ok(ClientSettings { endpoint, headers, gzip: cfg.compression == Compression::Gzip, timeout })
+        Ok(ClientSettings {
+            endpoint,
+            headers,
+            gzip: cfg.compression == Compression::Gzip,
+            timeout,
+        })
     }
 }
 
@@ -109,7 +124,11 @@ impl OtlpClient {
                 .send_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Gzip);
         }
-        OtlpClient { inner, headers: s.headers.clone(), timeout: s.timeout }
+        OtlpClient {
+            inner,
+            headers: s.headers.clone(),
+            timeout: s.timeout,
+        }
     }
 
     /// One `Export` call with our headers and a `grpc-timeout` the server can see.
@@ -129,27 +148,44 @@ impl OtlpClient {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing test should stop loudly")]
 mod tests {
     use super::*;
 
     fn cfg(endpoint: &str) -> ExporterConfig {
-        ExporterConfig { endpoint: endpoint.into(), ..Default::default() }
+        ExporterConfig {
+            endpoint: endpoint.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn accepts_http_endpoints() {
-        for e in ["http://localhost:4317", "http://127.0.0.1:4317/", "http://[::1]:4317", "http://otel"] {
+        for e in [
+            "http://localhost:4317",
+            "http://127.0.0.1:4317/",
+            "http://[::1]:4317",
+            "http://otel",
+        ] {
             assert!(ClientSettings::from_config(&cfg(e)).is_ok(), "{e}");
         }
     }
 
     #[test]
     fn rejects_bad_endpoints_without_leaking_credentials() {
-        for e in ["localhost:4317", "ftp://x:1", "https://collector:4317", "", "http://", "not a url"] {
+        for e in [
+            "localhost:4317",
+            "ftp://x:1",
+            "https://collector:4317",
+            "",
+            "http://",
+            "not a url",
+        ] {
             let err = ClientSettings::from_config(&cfg(e)).expect_err(e);
             assert!(err.to_string().contains("endpoint"), "{err}");
         }
-        let err = ClientSettings::from_config(&cfg("http://user:hunter2@collector:4317")).unwrap_err();
+        let err =
+            ClientSettings::from_config(&cfg("http://user:hunter2@collector:4317")).unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
@@ -158,20 +194,30 @@ mod tests {
         let mut c = cfg("http://localhost:4317");
         c.headers.insert("X-Api-Key".into(), "s3cret".into());
         let s = ClientSettings::from_config(&c).unwrap();
-        assert_eq!(s.headers.get("x-api-key").and_then(|v| v.to_str().ok()), Some("s3cret"));
+        assert_eq!(
+            s.headers.get("x-api-key").and_then(|v| v.to_str().ok()),
+            Some("s3cret")
+        );
 
         c.headers.insert("bad key".into(), "v".into());
         let err = ClientSettings::from_config(&c).unwrap_err();
         assert!(err.to_string().contains("`bad key`"), "{err}");
         c.headers.remove("bad key");
-        c.headers.insert("x-token".into(), "line\nbreak-s3cret".into());
+        c.headers
+            .insert("x-token".into(), "line\nbreak-s3cret".into());
         let err = ClientSettings::from_config(&c).unwrap_err();
-        assert!(err.to_string().contains("`x-token`") && !err.to_string().contains("s3cret"), "{err}");
+        assert!(
+            err.to_string().contains("`x-token`") && !err.to_string().contains("s3cret"),
+            "{err}"
+        );
     }
 
     #[test]
     fn zero_timeout_is_rejected() {
-        let c = ExporterConfig { timeout_ms: 0, ..cfg("http://localhost:4317") };
+        let c = ExporterConfig {
+            timeout_ms: 0,
+            ..cfg("http://localhost:4317")
+        };
         assert!(ClientSettings::from_config(&c).is_err());
     }
 }

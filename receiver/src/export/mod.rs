@@ -78,7 +78,9 @@ pub struct Exporter {
 
 impl std::fmt::Debug for Exporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exporter").field("queued_bytes", &self.budget.used()).finish_non_exhaustive()
+        f.debug_struct("Exporter")
+            .field("queued_bytes", &self.budget.used())
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,12 +100,18 @@ impl Exporter {
             if ok {
                 Ok(())
             } else {
-                Err(ExportError::Config { field, reason: "must be greater than 0".into() })
+                Err(ExportError::Config {
+                    field,
+                    reason: "must be greater than 0".into(),
+                })
             }
         };
         positive("exporter.max_batch_spans", cfg.max_batch_spans > 0)?;
         positive("exporter.max_queue_bytes", cfg.max_queue_bytes > 0)?;
-        positive("exporter.retry_initial_backoff_ms", cfg.retry_initial_backoff_ms > 0)?;
+        positive(
+            "exporter.retry_initial_backoff_ms",
+            cfg.retry_initial_backoff_ms > 0,
+        )?;
         if cfg.max_request_bytes < MIN_REQUEST_BYTES {
             return Err(ExportError::Config {
                 field: "exporter.max_request_bytes",
@@ -134,20 +142,23 @@ impl Exporter {
     /// queued for at most `shutdown_timeout_ms` and returns. Must run inside a tokio runtime.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut client = OtlpClient::connect(&self.settings);
-        let mut clock = Clock { shutdown, deadline: None, timeout: self.shutdown_timeout };
+        let mut clock = Clock {
+            shutdown,
+            deadline: None,
+            timeout: self.shutdown_timeout,
+        };
         let mut pending: Option<Item> = None;
-        loop {
-            let Some(first) = (match pending.take() {
-                Some(item) => Some(item),
-                None => self.next_item(&mut clock, None).await,
-            }) else {
-                break;
-            };
+        while let Some(first) = match pending.take() {
+            Some(item) => Some(item),
+            None => self.next_item(&mut clock, None).await,
+        } {
             let mut batch = Batch::default();
             batch.push(first);
             let flush_at = Instant::now() + self.max_batch_delay;
             while batch.len() < self.max_batch_spans {
-                let Some(item) = self.next_item(&mut clock, Some(flush_at)).await else { break };
+                let Some(item) = self.next_item(&mut clock, Some(flush_at)).await else {
+                    break;
+                };
                 if batch.would_exceed(&item, self.max_request_bytes) {
                     pending = Some(item);
                     break;
@@ -168,7 +179,10 @@ impl Exporter {
         if left.0 > 0 {
             self.metrics.span_dropped(SpanDrop::Shutdown, left.0);
             self.budget.release(left.1);
-            tracing::warn!(spans = left.0, "export: spans still queued at the shutdown deadline were dropped");
+            tracing::warn!(
+                spans = left.0,
+                "export: spans still queued at the shutdown deadline were dropped"
+            );
         }
     }
 
@@ -182,14 +196,20 @@ impl Exporter {
                     None => std::future::pending().await,
                 }
             };
+            // Cancellation first: under a constant stream of spans the other arms are always
+            // ready, and shutdown must still begin.
             tokio::select! {
                 biased;
+                () = clock.shutdown.cancelled() => clock.begin_shutdown(),
                 item = self.rx.recv() => return item,
                 () = sleep => return None,
-                () = clock.shutdown.cancelled() => clock.begin_shutdown(),
             }
         }
-        if clock.expired() { None } else { self.rx.try_recv().ok() }
+        if clock.expired() {
+            None
+        } else {
+            self.rx.try_recv().ok()
+        }
     }
 
     /// Sends one batch until it is accepted, rejected, out of retries or out of time.
@@ -255,15 +275,21 @@ impl Exporter {
     /// Counts an accepted request, honouring partial success (never retried).
     fn accepted(&mut self, spans: u64, resp: ExportTraceServiceResponse) {
         let m = self.metrics;
-        let Some(partial) = resp.partial_success.filter(|p| p.rejected_spans != 0 || !p.error_message.is_empty())
+        let Some(partial) = resp
+            .partial_success
+            .filter(|p| p.rejected_spans != 0 || !p.error_message.is_empty())
         else {
             m.export_request(ExportOutcome::Success);
-            m.spans_exported.fetch_add(spans, std::sync::atomic::Ordering::Relaxed);
+            m.spans_exported
+                .fetch_add(spans, std::sync::atomic::Ordering::Relaxed);
             return;
         };
-        let rejected = u64::try_from(partial.rejected_spans).unwrap_or(0).min(spans);
+        let rejected = u64::try_from(partial.rejected_spans)
+            .unwrap_or(0)
+            .min(spans);
         m.export_request(ExportOutcome::PartialSuccess);
-        m.spans_exported.fetch_add(spans - rejected, std::sync::atomic::Ordering::Relaxed);
+        m.spans_exported
+            .fetch_add(spans - rejected, std::sync::atomic::Ordering::Relaxed);
         m.span_dropped(SpanDrop::Rejected, rejected);
         if let Some(suppressed) = self.partial_log.allow() {
             tracing::warn!(
@@ -322,7 +348,10 @@ impl LogLimit {
     /// `Some(suppressed since the last line)` when a line may be logged now.
     fn allow(&mut self) -> Option<u64> {
         let now = Instant::now();
-        if self.last.is_some_and(|t| now.duration_since(t) < LOG_INTERVAL) {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < LOG_INTERVAL)
+        {
             self.suppressed += 1;
             return None;
         }
@@ -332,4 +361,5 @@ impl LogLimit {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing test should stop loudly")]
 mod tests;

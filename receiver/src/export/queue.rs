@@ -7,7 +7,7 @@
 //! Collector: a full budget drops the span and counts it (`reason=queue_full`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -25,46 +25,55 @@ pub(crate) struct Item {
     pub bytes: usize,
 }
 
-/// The byte budget shared by the senders and the exporter.
-#[derive(Debug)]
+/// The byte budget shared by the senders and the exporter. The gauge
+/// `export_queue_bytes` *is* the counter (one atomic, so the gauge is never stale).
 pub(crate) struct Budget {
-    used: AtomicUsize,
-    capacity: usize,
+    capacity: u64,
     pub metrics: &'static Metrics,
+}
+
+impl std::fmt::Debug for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Budget")
+            .field("used", &self.used())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
 }
 
 impl Budget {
     pub fn new(capacity: usize, metrics: &'static Metrics) -> Budget {
-        metrics.export_queue_capacity_bytes.store(capacity as u64, Ordering::Relaxed);
+        let capacity = capacity as u64;
+        metrics
+            .export_queue_capacity_bytes
+            .store(capacity, Ordering::Relaxed);
         metrics.export_queue_bytes.store(0, Ordering::Relaxed);
-        Budget { used: AtomicUsize::new(0), capacity, metrics }
+        Budget { capacity, metrics }
     }
 
     /// Reserves `n` bytes; false when they do not fit.
     fn reserve(&self, n: usize) -> bool {
-        let res = self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
-            cur.checked_add(n).filter(|&next| next <= self.capacity)
-        });
-        match res {
-            Ok(prev) => {
-                self.metrics.export_queue_bytes.store((prev + n) as u64, Ordering::Relaxed);
-                true
-            }
-            Err(_) => false,
-        }
+        let n = n as u64;
+        self.metrics
+            .export_queue_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                cur.checked_add(n).filter(|&next| next <= self.capacity)
+            })
+            .is_ok()
     }
 
     /// Gives back `n` bytes of finished spans.
     pub fn release(&self, n: usize) {
-        let prev = self
-            .used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| Some(cur.saturating_sub(n)))
-            .unwrap_or(0);
-        self.metrics.export_queue_bytes.store(prev.saturating_sub(n) as u64, Ordering::Relaxed);
+        let n = n as u64;
+        let _ = self.metrics.export_queue_bytes.fetch_update(
+            Ordering::AcqRel,
+            Ordering::Acquire,
+            |cur| Some(cur.saturating_sub(n)),
+        );
     }
 
     pub fn used(&self) -> usize {
-        self.used.load(Ordering::Acquire)
+        self.metrics.export_queue_bytes.load(Ordering::Acquire) as usize
     }
 }
 
@@ -89,7 +98,11 @@ impl SpanSender {
             self.budget.metrics.span_dropped(SpanDrop::QueueFull, 1);
             return false;
         }
-        match self.tx.send(Item { resource, span, bytes }) {
+        match self.tx.send(Item {
+            resource,
+            span,
+            bytes,
+        }) {
             Ok(()) => true,
             Err(_) => {
                 self.budget.release(bytes);
@@ -109,7 +122,10 @@ mod tests {
     }
 
     fn span(name_len: usize) -> Span {
-        Span { name: "x".repeat(name_len), ..Default::default() }
+        Span {
+            name: "x".repeat(name_len),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -120,11 +136,22 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let s = SpanSender::new(tx, budget.clone());
         let res = Arc::new(Resource::default());
-        let sent: Vec<bool> = (0..5).map(|_| s.clone().send(res.clone(), span(100))).collect();
+        let sent: Vec<bool> = (0..5)
+            .map(|_| s.clone().send(res.clone(), span(100)))
+            .collect();
         assert_eq!(sent, [true, true, true, false, false]);
-        assert_eq!(m.spans_dropped[SpanDrop::QueueFull as usize].load(Ordering::Relaxed), 2);
-        assert_eq!(m.export_queue_bytes.load(Ordering::Relaxed), (one * 3) as u64);
-        assert_eq!(m.export_queue_capacity_bytes.load(Ordering::Relaxed), (one * 3 + one / 2) as u64);
+        assert_eq!(
+            m.spans_dropped[SpanDrop::QueueFull as usize].load(Ordering::Relaxed),
+            2
+        );
+        assert_eq!(
+            m.export_queue_bytes.load(Ordering::Relaxed),
+            (one * 3) as u64
+        );
+        assert_eq!(
+            m.export_queue_capacity_bytes.load(Ordering::Relaxed),
+            (one * 3 + one / 2) as u64
+        );
         // Bytes come back only when the exporter releases them, not on receive.
         let item = rx.try_recv().expect("queued");
         assert_eq!(item.bytes, one);
@@ -134,7 +161,10 @@ mod tests {
         assert_eq!(budget.used(), one * 3);
         // A span larger than the whole budget never fits.
         assert!(!s.send(res, span(one * 4)));
-        assert_eq!(m.spans_dropped[SpanDrop::QueueFull as usize].load(Ordering::Relaxed), 4);
+        assert_eq!(
+            m.spans_dropped[SpanDrop::QueueFull as usize].load(Ordering::Relaxed),
+            4
+        );
     }
 
     #[test]
@@ -145,7 +175,10 @@ mod tests {
         let s = SpanSender::new(tx, budget.clone());
         drop(rx);
         assert!(!s.send(Arc::new(Resource::default()), span(10)));
-        assert_eq!(m.spans_dropped[SpanDrop::Shutdown as usize].load(Ordering::Relaxed), 1);
+        assert_eq!(
+            m.spans_dropped[SpanDrop::Shutdown as usize].load(Ordering::Relaxed),
+            1
+        );
         assert_eq!(budget.used(), 0);
         assert_eq!(m.export_queue_bytes.load(Ordering::Relaxed), 0);
     }

@@ -53,7 +53,11 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     pub fn new(initial: Duration, max: Duration) -> Backoff {
-        Backoff { initial, max: max.max(initial), attempt: 0 }
+        Backoff {
+            initial,
+            max: max.max(initial),
+            attempt: 0,
+        }
     }
 
     /// The ceiling `b` of the next delay.
@@ -97,7 +101,11 @@ mod tests {
             Code::Unavailable,
             Code::DataLoss,
         ] {
-            assert_eq!(classify(&Status::new(code, "x")), Retry::After(None), "{code:?}");
+            assert_eq!(
+                classify(&Status::new(code, "x")),
+                Retry::After(None),
+                "{code:?}"
+            );
         }
         for code in [
             Code::Unknown,
@@ -118,9 +126,18 @@ mod tests {
     #[test]
     fn retry_info_makes_resource_exhausted_retryable_and_carries_the_delay() {
         let d = Duration::from_millis(1500);
-        assert_eq!(classify(&with_retry_info(Code::ResourceExhausted, d)), Retry::After(Some(d)));
-        assert_eq!(classify(&with_retry_info(Code::Unavailable, d)), Retry::After(Some(d)));
-        assert_eq!(classify(&with_retry_info(Code::InvalidArgument, d)), Retry::Never);
+        assert_eq!(
+            classify(&with_retry_info(Code::ResourceExhausted, d)),
+            Retry::After(Some(d))
+        );
+        assert_eq!(
+            classify(&with_retry_info(Code::Unavailable, d)),
+            Retry::After(Some(d))
+        );
+        assert_eq!(
+            classify(&with_retry_info(Code::InvalidArgument, d)),
+            Retry::Never
+        );
     }
 
     #[test]
@@ -133,7 +150,11 @@ mod tests {
             for _ in 0..12 {
                 assert_eq!(b.ceiling(), ceiling);
                 let d = b.next_delay(None);
-                assert!(d >= ceiling / 2 && d <= ceiling, "{d:?} outside [{:?}, {ceiling:?}]", ceiling / 2);
+                assert!(
+                    d >= ceiling / 2 && d <= ceiling,
+                    "{d:?} outside [{:?}, {ceiling:?}]",
+                    ceiling / 2
+                );
                 ceiling = (ceiling * 2).min(max);
             }
         }
@@ -143,7 +164,9 @@ mod tests {
     fn backoff_jitters() {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..50 {
-            seen.insert(Backoff::new(Duration::from_secs(1), Duration::from_secs(1)).next_delay(None));
+            seen.insert(
+                Backoff::new(Duration::from_secs(1), Duration::from_secs(1)).next_delay(None),
+            );
         }
         assert!(seen.len() > 40, "delays barely vary: {seen:?}");
     }
@@ -151,7 +174,10 @@ mod tests {
     #[test]
     fn hint_is_a_floor_and_backoff_continues() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-        assert_eq!(b.next_delay(Some(Duration::from_secs(3))), Duration::from_secs(3));
+        assert_eq!(
+            b.next_delay(Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
         let d = b.next_delay(Some(Duration::from_millis(1)));
         assert!(d >= Duration::from_millis(100) && d <= Duration::from_millis(200));
     }

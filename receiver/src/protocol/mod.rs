@@ -83,9 +83,12 @@ impl MessageKind {
 /// error, and never a panic.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parse<F> {
-    /// A complete frame spanning `len` bytes from the head.
+    /// A complete frame spanning `len` bytes from the head. `len` may exceed the buffered
+    /// bytes when the framer kept the prefix it needs: the stream discards the rest of the
+    /// frame as it arrives (a gap there loses nothing).
     Frame { frame: F, len: usize },
-    /// `len` valid bytes that yield no frame (e.g. a handshake packet kept only as state).
+    /// `len` valid bytes that yield no frame (e.g. a handshake packet kept only as state);
+    /// like `Frame`, `len` may run past the buffered bytes.
     Skip { len: usize },
     /// The head is a valid prefix; nothing consumed, wait for more bytes.
     Incomplete,
@@ -118,6 +121,18 @@ pub trait Framer {
         from: usize,
         state: &Self::State,
     ) -> Option<usize>;
+
+    /// Like `parse`, but the bytes after `buf` were not captured (the kernel copied only a
+    /// prefix of a long message): cut a frame from what there is when its length is known, so
+    /// the pipeline can skip the rest. The default cannot.
+    fn parse_before_gap(
+        &self,
+        _kind: MessageKind,
+        _buf: &[u8],
+        _state: &mut Self::State,
+    ) -> Parse<Self::Frame> {
+        Parse::Incomplete
+    }
 }
 
 /// Frames → records. One impl per protocol, in `<proto>/stitch.rs`.
@@ -211,7 +226,7 @@ impl ConnParser {
     pub fn new(protocol: Protocol, role: Role, limits: ParserLimits) -> ConnParser {
         match protocol {
             Protocol::Mysql => ConnParser::Mysql(Pipeline::new(
-                mysql::MysqlFramer,
+                mysql::MysqlFramer::new(limits),
                 mysql::MysqlStitcher::new(limits),
                 role,
                 limits,

@@ -1,30 +1,230 @@
-//! The one generic frame loop. (Being written.)
-use crate::protocol::{Direction, ParseStats, ParserLimits};
+//! The one generic frame loop, shared by every protocol.
+//!
+//! Per connection: two [`ByteStream`]s (egress, ingress), the framer's per-connection state
+//! (shared by both directions, because handshake facts seen in one direction shape the other),
+//! the stitcher's state, and two bounded frame queues (requests, responses). Each captured chunk
+//! goes through:
+//!
+//! 1. the stream (duplicates trimmed, gaps and overflow turned into a resync request);
+//! 2. the loop: resync if asked (`find_boundary` from 0), then `parse` until `Incomplete`:
+//!    `Frame` → stamp with the times of its first and last byte, queue, consume; `Skip` →
+//!    consume; `Invalid` → count, `find_boundary` from 1 and drop the bytes before it;
+//! 3. the trailing gap of the chunk (bytes the kernel did not copy);
+//! 4. `stitch`, which turns paired frames into records.
+//!
+//! A frame's `len` may exceed the buffered bytes: the framer kept the prefix it needs and the
+//! stream discards the rest as it arrives (so a gap there loses nothing).
+
+use std::collections::VecDeque;
+
+use crate::protocol::{
+    ByteStream, Direction, Framer, MessageKind, Parse, ParseStats, ParserLimits, Stitcher, Timed,
+};
 use crate::record::{Record, Role};
 
-pub struct Pipeline<F, S> {
-    _f: F,
-    _s: S,
+/// Safety valve: most framer calls per chunk (each call consumes ≥ 1 byte or stops).
+const MAX_STEPS_PER_CHUNK: usize = 1 << 20;
+
+pub struct Pipeline<F: Framer, S: Stitcher<Frame = F::Frame>> {
+    framer: F,
+    stitcher: S,
+    role: Role,
+    limits: ParserLimits,
+    egress: ByteStream,
+    ingress: ByteStream,
+    framing: F::State,
+    stitching: S::State,
+    requests: VecDeque<Timed<F::Frame>>,
+    responses: VecDeque<Timed<F::Frame>>,
 }
 
-impl<F, S> Pipeline<F, S> {
-    pub fn new(framer: F, stitcher: S, _role: Role, _limits: ParserLimits) -> Self {
-        Pipeline { _f: framer, _s: stitcher }
+impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
+    pub fn new(framer: F, stitcher: S, role: Role, limits: ParserLimits) -> Self {
+        Pipeline {
+            framer,
+            stitcher,
+            role,
+            limits,
+            egress: ByteStream::new(limits.max_buffer_bytes),
+            ingress: ByteStream::new(limits.max_buffer_bytes),
+            framing: F::State::default(),
+            stitching: S::State::default(),
+            requests: VecDeque::new(),
+            responses: VecDeque::new(),
+        }
     }
-    #[expect(clippy::too_many_arguments, reason = "stub")]
+
+    /// Feeds one captured syscall (see [`crate::protocol::ConnParser::on_data`]).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "mirrors the data event: direction, position, time, bytes, length, sinks"
+    )]
     pub fn on_data(
         &mut self,
-        _d: Direction,
-        _pos: u64,
-        _ts: u64,
-        _bytes: &[u8],
-        _len: u32,
-        _out: &mut Vec<Record>,
-        _stats: &mut ParseStats,
+        direction: Direction,
+        pos: u64,
+        ts_ns: u64,
+        bytes: &[u8],
+        len: u32,
+        out: &mut Vec<Record>,
+        stats: &mut ParseStats,
     ) {
+        let kind = MessageKind::of(self.role, direction);
+        let stream = match direction {
+            Direction::Egress => &mut self.egress,
+            Direction::Ingress => &mut self.ingress,
+        };
+        let queue = match kind {
+            MessageKind::Request => &mut self.requests,
+            MessageKind::Response => &mut self.responses,
+        };
+        stream.push(pos, ts_ns, bytes, stats);
+        run_framer(
+            &self.framer,
+            kind,
+            stream,
+            &mut self.framing,
+            queue,
+            self.limits.max_queued_frames,
+            stats,
+        );
+        // Bytes the kernel reported but did not copy: let the framer cut the head frame from
+        // the prefix it has (its tail is then skipped, not lost), then record the gap.
+        let captured_end = pos.saturating_add(bytes.len() as u64);
+        let reported_end = pos.saturating_add(u64::from(len));
+        if reported_end > captured_end && stream.end_pos().is_some_and(|e| e < reported_end) {
+            for _ in 0..MAX_STEPS_PER_CHUNK {
+                if stream.is_empty() || stream.needs_resync() {
+                    break;
+                }
+                match self
+                    .framer
+                    .parse_before_gap(kind, stream.bytes(), &mut self.framing)
+                {
+                    Parse::Frame { frame, len } if len > 0 => {
+                        queue_frame(stream, queue, frame, len, kind, self.limits.max_queued_frames, stats);
+                    }
+                    Parse::Skip { len } if len > 0 => stream.consume(len as u64),
+                    _ => break,
+                }
+            }
+            stream.gap_to(reported_end, stats);
+        }
+        self.stitcher.stitch(
+            &mut self.requests,
+            &mut self.responses,
+            &mut self.stitching,
+            out,
+            stats,
+        );
     }
-    pub fn expire(&mut self, _deadline_ns: u64, _out: &mut Vec<Record>, _stats: &mut ParseStats) {}
+
+    /// Gives up on requests older than `deadline_ns`.
+    pub fn expire(&mut self, deadline_ns: u64, out: &mut Vec<Record>, stats: &mut ParseStats) {
+        self.stitcher.expire(
+            &mut self.requests,
+            &mut self.responses,
+            deadline_ns,
+            out,
+            stats,
+        );
+    }
+
+    /// Bytes buffered in both directions.
     pub fn buffered_bytes(&self) -> usize {
-        0
+        self.egress.len() + self.ingress.len()
     }
+
+    /// Frames waiting for a partner (requests, responses); for tests and accounting.
+    pub fn queued_frames(&self) -> (usize, usize) {
+        (self.requests.len(), self.responses.len())
+    }
+}
+
+/// Cuts every complete frame off `stream` into `queue`.
+fn run_framer<F: Framer>(
+    framer: &F,
+    kind: MessageKind,
+    stream: &mut ByteStream,
+    state: &mut F::State,
+    queue: &mut VecDeque<Timed<F::Frame>>,
+    max_queued: usize,
+    stats: &mut ParseStats,
+) {
+    for _ in 0..MAX_STEPS_PER_CHUNK {
+        if stream.is_empty() {
+            return;
+        }
+        if stream.needs_resync() {
+            match framer.find_boundary(kind, stream.bytes(), 0, state) {
+                Some(at) => {
+                    if at > 0 {
+                        stats.bytes_lost += at as u64;
+                        stream.consume(at as u64);
+                    }
+                    stats.resyncs += 1;
+                    stream.set_resync(false);
+                }
+                None => {
+                    stats.bytes_lost += stream.len() as u64;
+                    stream.clear();
+                    return;
+                }
+            }
+            continue;
+        }
+        match framer.parse(kind, stream.bytes(), state) {
+            Parse::Frame { frame, len } if len > 0 => {
+                queue_frame(stream, queue, frame, len, kind, max_queued, stats);
+            }
+            Parse::Skip { len } if len > 0 => stream.consume(len as u64),
+            Parse::Incomplete => return,
+            Parse::Frame { .. } | Parse::Skip { .. } | Parse::Invalid => {
+                stats.invalid += 1;
+                match framer.find_boundary(kind, stream.bytes(), 1, state) {
+                    Some(at) if at > 0 => {
+                        stats.resyncs += 1;
+                        stats.bytes_lost += at as u64;
+                        stream.consume(at as u64);
+                    }
+                    _ => {
+                        stats.bytes_lost += stream.len() as u64;
+                        stream.clear();
+                        stream.set_resync(true);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Stamps a frame with the times of its first and last buffered byte, queues it (dropping the
+/// oldest beyond the bound, counted as unmatched) and consumes its bytes.
+fn queue_frame<Fr>(
+    stream: &mut ByteStream,
+    queue: &mut VecDeque<Timed<Fr>>,
+    frame: Fr,
+    len: usize,
+    kind: MessageKind,
+    max_queued: usize,
+    stats: &mut ParseStats,
+) {
+    let first = stream.head_pos();
+    let last = first + (len.min(stream.len()) as u64).saturating_sub(1);
+    let timed = Timed {
+        start_ns: stream.ts_at(first),
+        end_ns: stream.ts_at(last),
+        frame,
+    };
+    stats.frames += 1;
+    if queue.len() >= max_queued.max(1) {
+        queue.pop_front();
+        match kind {
+            MessageKind::Request => stats.unmatched_requests += 1,
+            MessageKind::Response => stats.unmatched_responses += 1,
+        }
+    }
+    queue.push_back(timed);
+    stream.consume(len as u64);
 }

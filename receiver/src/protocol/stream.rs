@@ -80,6 +80,11 @@ impl ByteStream {
         self.resync = resync;
     }
 
+    /// Stream position just past everything seen (bytes or gaps).
+    pub fn end_pos(&self) -> Option<u64> {
+        self.end_pos
+    }
+
     /// Stream position of the first live byte.
     pub fn head_pos(&self) -> u64 {
         self.head_pos

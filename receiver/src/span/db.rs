@@ -39,6 +39,13 @@ fn default_port(system: DbSystem) -> u16 {
     }
 }
 
+/// Commands whose operation lives in their SQL text: naming them `QUERY` would put a protocol
+/// detail where semconv expects an SQL operation, so without a summary they fall back to
+/// `{db.namespace}` / `{db.system.name}`.
+fn carries_sql(command: &str) -> bool {
+    matches!(command, "QUERY" | "STMT_PREPARE" | "STMT_EXECUTE")
+}
+
 fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().filter(|s| !s.is_empty())
 }
@@ -59,7 +66,7 @@ pub(super) fn fill(span: &mut Span, conn: &ConnMeta, db: &DbExchange) {
     span.name = if let Some(s) = summary {
         attrs.push(kv_str("db.query.summary", s));
         s.to_string()
-    } else if !db.command.is_empty() {
+    } else if !db.command.is_empty() && !carries_sql(db.command) {
         attrs.push(kv_str("db.operation.name", db.command));
         match namespace {
             Some(ns) => format!("{} {ns}", db.command),
@@ -70,7 +77,11 @@ pub(super) fn fill(span: &mut Span, conn: &ConnMeta, db: &DbExchange) {
     };
     if let DbOutcome::Error { code, sqlstate } = &db.outcome {
         // `error.type` must be low-cardinality: the error number is; fall back to `_OTHER`.
-        let code = if code.is_empty() { "_OTHER" } else { code.as_str() };
+        let code = if code.is_empty() {
+            "_OTHER"
+        } else {
+            code.as_str()
+        };
         attrs.push(kv_str("db.response.status_code", code));
         attrs.push(kv_str("error.type", code));
         span.status = Some(Status {
@@ -107,13 +118,19 @@ fn network(
     let server = if server_side { conn.local } else { conn.peer };
     if let Some(addr) = server {
         // `::ffff:a.b.c.d` (dual-stack sockets) is reported as the IPv4 address it is.
-        attrs.push(kv_str("server.address", addr.ip().to_canonical().to_string()));
+        attrs.push(kv_str(
+            "server.address",
+            addr.ip().to_canonical().to_string(),
+        ));
         if addr.port() != default_port {
             attrs.push(kv_int("server.port", i64::from(addr.port())));
         }
     }
     if let Some(peer) = conn.peer {
-        attrs.push(kv_str("network.peer.address", peer.ip().to_canonical().to_string()));
+        attrs.push(kv_str(
+            "network.peer.address",
+            peer.ip().to_canonical().to_string(),
+        ));
         attrs.push(kv_int("network.peer.port", i64::from(peer.port())));
     }
     if conn.transport == Some(Transport::Tcp) {
@@ -122,6 +139,7 @@ fn network(
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing test should stop loudly")]
 mod tests {
     use super::super::build_span;
     use super::super::tests::attr;
@@ -145,7 +163,12 @@ mod tests {
     }
 
     fn rec(conn: ConnMeta, ex: DbExchange) -> ConnRecord {
-        ConnRecord { conn, start_unix_ns: 1_000, end_unix_ns: 5_000, exchange: Exchange::Db(ex) }
+        ConnRecord {
+            conn,
+            start_unix_ns: 1_000,
+            end_unix_ns: 5_000,
+            exchange: Exchange::Db(ex),
+        }
     }
 
     fn tcp(role: Option<Role>, local: &str, peer: &str) -> ConnMeta {
@@ -155,7 +178,10 @@ mod tests {
             local: Some(local.parse::<SocketAddr>().unwrap()),
             peer: Some(peer.parse::<SocketAddr>().unwrap()),
             unix_path: None,
-            process: Arc::new(ProcessMeta { pid: 42, ..Default::default() }),
+            process: Arc::new(ProcessMeta {
+                pid: 42,
+                ..Default::default()
+            }),
         }
     }
 
@@ -164,7 +190,13 @@ mod tests {
         let mut v: Vec<String> = span
             .attributes
             .iter()
-            .map(|kv| format!("{}={}", kv.key, attr(&span.attributes, &kv.key).unwrap_or_default()))
+            .map(|kv| {
+                format!(
+                    "{}={}",
+                    kv.key,
+                    attr(&span.attributes, &kv.key).unwrap_or_default()
+                )
+            })
             .collect();
         v.sort();
         v
@@ -174,12 +206,19 @@ mod tests {
     fn client_tcp_on_default_port() {
         let r = rec(
             tcp(Some(Role::Client), "10.0.0.1:51000", "10.0.0.2:3306"),
-            db(Some("SELECT users"), Some("SELECT * FROM users WHERE id = ?"), DbOutcome::Success),
+            db(
+                Some("SELECT users"),
+                Some("SELECT * FROM users WHERE id = ?"),
+                DbOutcome::Success,
+            ),
         );
         let s = build_span(&r);
         assert_eq!(s.kind, SpanKind::Client as i32);
         assert_eq!(s.name, "SELECT users");
-        assert_eq!((s.start_time_unix_nano, s.end_time_unix_nano), (1_000, 5_000));
+        assert_eq!(
+            (s.start_time_unix_nano, s.end_time_unix_nano),
+            (1_000, 5_000)
+        );
         assert_eq!(s.trace_id.len(), 16);
         assert_eq!(s.span_id.len(), 8);
         assert!(s.parent_span_id.is_empty());
@@ -202,20 +241,37 @@ mod tests {
     #[test]
     fn client_tcp_on_other_port_sets_server_port_and_canonical_ipv4() {
         let r = rec(
-            tcp(Some(Role::Client), "[::ffff:10.0.0.1]:51000", "[::ffff:10.0.0.2]:13306"),
+            tcp(
+                Some(Role::Client),
+                "[::ffff:10.0.0.1]:51000",
+                "[::ffff:10.0.0.2]:13306",
+            ),
             db(Some("SELECT users"), None, DbOutcome::Success),
         );
         let s = build_span(&r);
-        assert_eq!(attr(&s.attributes, "server.address").as_deref(), Some("10.0.0.2"));
-        assert_eq!(attr(&s.attributes, "server.port").as_deref(), Some("int:13306"));
-        assert_eq!(attr(&s.attributes, "network.peer.port").as_deref(), Some("int:13306"));
+        assert_eq!(
+            attr(&s.attributes, "server.address").as_deref(),
+            Some("10.0.0.2")
+        );
+        assert_eq!(
+            attr(&s.attributes, "server.port").as_deref(),
+            Some("int:13306")
+        );
+        assert_eq!(
+            attr(&s.attributes, "network.peer.port").as_deref(),
+            Some("int:13306")
+        );
     }
 
     #[test]
     fn server_tcp_uses_local_address_as_server() {
         let r = rec(
             tcp(Some(Role::Server), "10.0.0.2:3307", "10.0.0.1:51000"),
-            db(Some("INSERT orders"), Some("INSERT INTO orders VALUES (?, ?)"), DbOutcome::Success),
+            db(
+                Some("INSERT orders"),
+                Some("INSERT INTO orders VALUES (?, ?)"),
+                DbOutcome::Success,
+            ),
         );
         let s = build_span(&r);
         assert_eq!(s.kind, SpanKind::Server as i32);
@@ -238,10 +294,16 @@ mod tests {
 
     #[test]
     fn unknown_role_is_a_client() {
-        let r = rec(tcp(None, "10.0.0.1:51000", "10.0.0.2:3306"), db(None, None, DbOutcome::Success));
+        let r = rec(
+            tcp(None, "10.0.0.1:51000", "10.0.0.2:3306"),
+            db(None, None, DbOutcome::Success),
+        );
         let s = build_span(&r);
         assert_eq!(s.kind, SpanKind::Client as i32);
-        assert_eq!(attr(&s.attributes, "server.address").as_deref(), Some("10.0.0.2"));
+        assert_eq!(
+            attr(&s.attributes, "server.address").as_deref(),
+            Some("10.0.0.2")
+        );
     }
 
     #[test]
@@ -254,7 +316,14 @@ mod tests {
             unix_path: Some("/run/mysqld/mysqld.sock".into()),
             process: Arc::new(ProcessMeta::default()),
         };
-        let r = rec(conn.clone(), db(Some("SELECT t"), Some("SELECT a FROM t"), DbOutcome::Success));
+        let r = rec(
+            conn.clone(),
+            db(
+                Some("SELECT t"),
+                Some("SELECT a FROM t"),
+                DbOutcome::Success,
+            ),
+        );
         let s = build_span(&r);
         assert_eq!(s.kind, SpanKind::Client as i32);
         assert_eq!(
@@ -269,10 +338,19 @@ mod tests {
                 "server.address=/run/mysqld/mysqld.sock",
             ]
         );
-        let r = rec(ConnMeta { role: Some(Role::Server), ..conn }, db(None, None, DbOutcome::Success));
+        let r = rec(
+            ConnMeta {
+                role: Some(Role::Server),
+                ..conn
+            },
+            db(None, None, DbOutcome::Success),
+        );
         let s = build_span(&r);
         assert_eq!(s.kind, SpanKind::Server as i32);
-        assert_eq!(attr(&s.attributes, "server.address").as_deref(), Some("/run/mysqld/mysqld.sock"));
+        assert_eq!(
+            attr(&s.attributes, "server.address").as_deref(),
+            Some("/run/mysqld/mysqld.sock")
+        );
         assert_eq!(attr(&s.attributes, "network.peer.address"), None);
         assert_eq!(attr(&s.attributes, "server.port"), None);
     }
@@ -284,30 +362,53 @@ mod tests {
             db(
                 Some("SELECT missing"),
                 Some("SELECT * FROM missing"),
-                DbOutcome::Error { code: "1146".into(), sqlstate: Some("42S02".into()) },
+                DbOutcome::Error {
+                    code: "1146".into(),
+                    sqlstate: Some("42S02".into()),
+                },
             ),
         );
         let s = build_span(&r);
-        assert_eq!(attr(&s.attributes, "db.response.status_code").as_deref(), Some("1146"));
+        assert_eq!(
+            attr(&s.attributes, "db.response.status_code").as_deref(),
+            Some("1146")
+        );
         assert_eq!(attr(&s.attributes, "error.type").as_deref(), Some("1146"));
         let st = s.status.expect("error status");
         assert_eq!(st.code, StatusCode::Error as i32);
         assert_eq!(st.message, "42S02");
-        assert_eq!(attr(&s.attributes, "db.response.returned_rows"), None, "opt-in, left out");
+        assert_eq!(
+            attr(&s.attributes, "db.response.returned_rows"),
+            None,
+            "opt-in, left out"
+        );
 
         let r = rec(
             tcp(Some(Role::Client), "10.0.0.1:51000", "10.0.0.2:3306"),
-            db(None, None, DbOutcome::Error { code: "1045".into(), sqlstate: None }),
+            db(
+                None,
+                None,
+                DbOutcome::Error {
+                    code: "1045".into(),
+                    sqlstate: None,
+                },
+            ),
         );
         let s = build_span(&r);
-        assert_eq!(s.status.map(|st| (st.code, st.message)), Some((2, String::new())));
+        assert_eq!(
+            s.status.map(|st| (st.code, st.message)),
+            Some((2, String::new()))
+        );
     }
 
     #[test]
     fn no_response_and_success_leave_status_unset() {
         let r = rec(
             tcp(Some(Role::Client), "10.0.0.1:51000", "10.0.0.2:3306"),
-            DbExchange { command: "STMT_CLOSE", ..db(None, None, DbOutcome::NoResponse) },
+            DbExchange {
+                command: "STMT_CLOSE",
+                ..db(None, None, DbOutcome::NoResponse)
+            },
         );
         let s = build_span(&r);
         assert_eq!(s.status, None);
@@ -324,8 +425,8 @@ mod tests {
         let s = build_span(&r);
         assert_eq!(attr(&s.attributes, "db.query.text"), None);
         assert_eq!(attr(&s.attributes, "db.query.summary"), None);
-        assert_eq!(s.name, "QUERY shop");
-        assert_eq!(attr(&s.attributes, "db.operation.name").as_deref(), Some("QUERY"));
+        assert_eq!(s.name, "shop");
+        assert_eq!(attr(&s.attributes, "db.operation.name"), None);
     }
 
     #[test]
@@ -333,11 +434,35 @@ mod tests {
         let conn = tcp(Some(Role::Client), "10.0.0.1:51000", "10.0.0.2:3306");
         let base = db(None, None, DbOutcome::Success);
         let name = |ex: DbExchange| build_span(&rec(conn.clone(), ex)).name;
-        assert_eq!(name(DbExchange { command: "PING", namespace: None, ..base.clone() }), "PING");
-        assert_eq!(name(DbExchange { command: "", ..base.clone() }), "shop");
-        assert_eq!(name(DbExchange { command: "", namespace: None, ..base.clone() }), "mysql");
         assert_eq!(
-            name(DbExchange { query_summary: Some(String::new()), command: "PING", ..base.clone() }),
+            name(DbExchange {
+                command: "PING",
+                namespace: None,
+                ..base.clone()
+            }),
+            "PING"
+        );
+        assert_eq!(
+            name(DbExchange {
+                command: "",
+                ..base.clone()
+            }),
+            "shop"
+        );
+        assert_eq!(
+            name(DbExchange {
+                command: "",
+                namespace: None,
+                ..base.clone()
+            }),
+            "mysql"
+        );
+        assert_eq!(
+            name(DbExchange {
+                query_summary: Some(String::new()),
+                command: "PING",
+                ..base.clone()
+            }),
             "PING shop",
             "an empty summary is no summary"
         );
@@ -345,7 +470,10 @@ mod tests {
 
     #[test]
     fn end_never_before_start() {
-        let mut r = rec(tcp(Some(Role::Client), "10.0.0.1:1", "10.0.0.2:3306"), db(None, None, DbOutcome::Success));
+        let mut r = rec(
+            tcp(Some(Role::Client), "10.0.0.1:1", "10.0.0.2:3306"),
+            db(None, None, DbOutcome::Success),
+        );
         r.end_unix_ns = 10;
         r.start_unix_ns = 20;
         let s = build_span(&r);

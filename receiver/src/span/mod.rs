@@ -72,7 +72,9 @@ pub fn build_span(rec: &ConnRecord) -> Span {
 pub(crate) fn kv_str(key: &str, v: impl Into<String>) -> KeyValue {
     KeyValue {
         key: key.to_string(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
         ..Default::default()
     }
 }
@@ -80,7 +82,9 @@ pub(crate) fn kv_str(key: &str, v: impl Into<String>) -> KeyValue {
 pub(crate) fn kv_int(key: &str, v: i64) -> KeyValue {
     KeyValue {
         key: key.to_string(),
-        value: Some(AnyValue { value: Some(any_value::Value::IntValue(v)) }),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(v)),
+        }),
         ..Default::default()
     }
 }
@@ -95,7 +99,10 @@ thread_local! {
 }
 
 fn seed() -> u64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
     let pid = u64::from(std::process::id());
     let n = SEED_COUNTER.fetch_add(1, Ordering::Relaxed);
     // Stack address: differs between threads and (with ASLR) between runs.
@@ -139,6 +146,7 @@ fn new_ids() -> ([u8; 16], [u8; 8]) {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing test should stop loudly")]
 pub(crate) mod tests {
     use super::*;
     use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
@@ -147,12 +155,17 @@ pub(crate) mod tests {
     /// The string or int value of `key`, rendered as text; `None` when absent.
     pub(crate) fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
         let hits: Vec<&KeyValue> = attrs.iter().filter(|kv| kv.key == key).collect();
-        assert!(hits.len() <= 1, "attribute `{key}` appears {} times", hits.len());
-        hits.first().and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            any_value::Value::StringValue(s) => Some(s.clone()),
-            any_value::Value::IntValue(i) => Some(format!("int:{i}")),
-            other => Some(format!("{other:?}")),
-        })
+        assert!(
+            hits.len() <= 1,
+            "attribute `{key}` appears {} times",
+            hits.len()
+        );
+        hits.first()
+            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                any_value::Value::StringValue(s) => Some(s.clone()),
+                any_value::Value::IntValue(i) => Some(format!("int:{i}")),
+                other => Some(format!("{other:?}")),
+            })
     }
 
     #[test]

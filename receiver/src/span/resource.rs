@@ -28,7 +28,11 @@ use crate::record::ProcessMeta;
 /// Builds the resource of one traced process.
 pub fn build_resource(p: &ProcessMeta, host_name: &str, extra: &[(String, String)]) -> Resource {
     let extra_value = |key: &str| {
-        extra.iter().rev().find(|(k, v)| k == key && !v.is_empty()).map(|(_, v)| v.as_str())
+        extra
+            .iter()
+            .rev()
+            .find(|(k, v)| k == key && !v.is_empty())
+            .map(|(_, v)| v.as_str())
     };
     let service_name = match p.service_name.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => s.to_string(),
@@ -42,7 +46,10 @@ pub fn build_resource(p: &ProcessMeta, host_name: &str, extra: &[(String, String
     attrs.push(kv_str("service.name", service_name));
     attrs.push(kv_int("process.pid", i64::from(p.pid)));
     if !p.executable_name.is_empty() {
-        attrs.push(kv_str("process.executable.name", p.executable_name.as_str()));
+        attrs.push(kv_str(
+            "process.executable.name",
+            p.executable_name.as_str(),
+        ));
     }
     if !host_name.is_empty() {
         attrs.push(kv_str("host.name", host_name));
@@ -63,7 +70,10 @@ pub fn build_resource(p: &ProcessMeta, host_name: &str, extra: &[(String, String
         }
         attrs.push(kv_str(k, v.as_str()));
     }
-    Resource { attributes: attrs, ..Default::default() }
+    Resource {
+        attributes: attrs,
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]
@@ -82,20 +92,32 @@ mod tests {
     }
 
     fn extra(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn every_attribute_from_the_process() {
         let r = build_resource(&proc_meta(), "node-1", &[]);
         let a = &r.attributes;
-        assert_eq!(attr(a, "service.name").as_deref(), Some("unknown_service:mysql"));
+        assert_eq!(
+            attr(a, "service.name").as_deref(),
+            Some("unknown_service:mysql")
+        );
         assert_eq!(attr(a, "process.pid").as_deref(), Some("int:4242"));
         assert_eq!(attr(a, "process.executable.name").as_deref(), Some("mysql"));
         assert_eq!(attr(a, "host.name").as_deref(), Some("node-1"));
         assert_eq!(attr(a, "container.id").as_deref(), Some("abc123"));
-        assert_eq!(attr(a, "telemetry.distro.name").as_deref(), Some("ebpf-receiver"));
-        assert_eq!(attr(a, "telemetry.distro.version").as_deref(), Some(env!("CARGO_PKG_VERSION")));
+        assert_eq!(
+            attr(a, "telemetry.distro.name").as_deref(),
+            Some("ebpf-receiver")
+        );
+        assert_eq!(
+            attr(a, "telemetry.distro.version").as_deref(),
+            Some(env!("CARGO_PKG_VERSION"))
+        );
         assert_eq!(a.len(), 7);
     }
 
@@ -109,14 +131,26 @@ mod tests {
 
     #[test]
     fn process_service_name_wins_over_extra() {
-        let p = ProcessMeta { service_name: Some("checkout".into()), ..proc_meta() };
+        let p = ProcessMeta {
+            service_name: Some("checkout".into()),
+            ..proc_meta()
+        };
         let r = build_resource(
             &p,
             "h",
-            &extra(&[("service.name", "sidecar"), ("deployment.environment.name", "prod")]),
+            &extra(&[
+                ("service.name", "sidecar"),
+                ("deployment.environment.name", "prod"),
+            ]),
         );
-        assert_eq!(attr(&r.attributes, "service.name").as_deref(), Some("checkout"));
-        assert_eq!(attr(&r.attributes, "deployment.environment.name").as_deref(), Some("prod"));
+        assert_eq!(
+            attr(&r.attributes, "service.name").as_deref(),
+            Some("checkout")
+        );
+        assert_eq!(
+            attr(&r.attributes, "deployment.environment.name").as_deref(),
+            Some("prod")
+        );
     }
 
     #[test]
@@ -143,9 +177,15 @@ mod tests {
 
     #[test]
     fn missing_executable_and_container() {
-        let p = ProcessMeta { pid: 1, ..Default::default() };
+        let p = ProcessMeta {
+            pid: 1,
+            ..Default::default()
+        };
         let r = build_resource(&p, "h", &[]);
-        assert_eq!(attr(&r.attributes, "service.name").as_deref(), Some("unknown_service"));
+        assert_eq!(
+            attr(&r.attributes, "service.name").as_deref(),
+            Some("unknown_service")
+        );
         assert_eq!(attr(&r.attributes, "process.executable.name"), None);
         assert_eq!(attr(&r.attributes, "container.id"), None);
     }

@@ -1,0 +1,568 @@
+//! End-to-end: real MariaDB, real clients (the `mariadb` CLI, mysql-connector-python), the
+//! stock Collector with a file exporter, and the receiver tracing the whole host. Every test
+//! starts its own server, Collector and receiver (unique ports, `target/e2e/<run>/<test>/`)
+//! and stops them on drop. Assertions read the Collector's output; unrelated spans (other
+//! processes on the host) are tolerated by filtering on the client's and the server's pid.
+//!
+//! Root only: built with `--features e2e` by `cargo xtask test`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, ensure};
+use integration::clients::{self, PyClient, Step, StepResult, Via};
+use integration::collector::{Collector, STATUS_ERROR, SpanView};
+use integration::load;
+use integration::mariadb::{self, MariaDb};
+use integration::paths;
+use integration::process::{Output, free_port, is_root};
+use integration::receiver::{LOSS_COUNTERS, Receiver};
+use serde_json::json;
+
+const SPAN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Allowed difference between a span's duration and the client's own measurement of a
+/// 200 ms query (the issue asks for 1 ms on loopback).
+const DURATION_TOLERANCE_NS: i128 = 1_000_000;
+
+/// Collects failed checks so that one run reports every problem, not only the first.
+#[derive(Default)]
+struct Checks(Vec<String>);
+
+impl Checks {
+    fn add(&mut self, r: Result<()>) {
+        if let Err(e) = r {
+            self.0.push(format!("{e:#}"));
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        ensure!(self.0.is_empty(), "{} check(s) failed:\n- {}", self.0.len(), self.0.join("\n- "));
+        Ok(())
+    }
+}
+
+/// `ensure!` that records instead of returning.
+macro_rules! check {
+    ($c:expr, $cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            $c.0.push(format!($($arg)+));
+        }
+    };
+}
+
+/// One test's world: server, Collector, receiver.
+struct World {
+    name: &'static str,
+    dir: PathBuf,
+    db: MariaDb,
+    collector: Collector,
+    receiver: Option<Receiver>,
+}
+
+impl World {
+    /// Server and Collector; the receiver is started separately (test d opens a connection
+    /// first).
+    fn new(name: &'static str) -> Result<World> {
+        assert!(is_root(), "the e2e tests need root (eBPF); run them through `cargo xtask test`");
+        let dir = paths::scratch_dir(name)?;
+        eprintln!("[e2e:{name}] scratch dir {}", dir.display());
+        let db = MariaDb::start(&dir.join("db"), free_port()?, Output::File(dir.join("mariadbd.log")))?;
+        let collector = Collector::start_test(&dir, free_port()?)?;
+        Ok(World { name, dir, db, collector, receiver: None })
+    }
+
+    fn start_receiver(&mut self) -> Result<()> {
+        self.receiver = Some(Receiver::start(&self.dir, &self.collector.endpoint(), free_port()?)?);
+        eprintln!("[e2e:{}] receiver ready", self.name);
+        Ok(())
+    }
+
+    fn with_receiver(name: &'static str) -> Result<World> {
+        let mut w = World::new(name)?;
+        w.start_receiver()?;
+        Ok(w)
+    }
+
+    fn receiver(&self) -> &Receiver {
+        self.receiver.as_ref().expect("receiver started")
+    }
+
+    /// Waits until, for every expected query text, `pid` produced at least one span of `kind`;
+    /// returns that pid's spans of that kind.
+    fn spans_of(&mut self, pid: u32, client: bool, texts: &[&str]) -> Result<Vec<SpanView>> {
+        let what = format!(
+            "{} spans from pid {pid} for {texts:?}",
+            if client { "CLIENT" } else { "SERVER" }
+        );
+        self.collector.wait_for(
+            &what,
+            SPAN_TIMEOUT,
+            |s| s.pid() == Some(pid) && s.is_client() == client && s.is_server() != client,
+            |spans| texts.iter().all(|t| spans.iter().any(|s| s.query_text() == Some(*t))),
+        )
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(r) = &self.receiver {
+                eprintln!("[e2e:{}] receiver log tail:\n{}", self.name, r.log_tail(40));
+                if let Ok(m) = r.metrics() {
+                    eprintln!("[e2e:{}] receiver metrics:\n{}", self.name, m.family("ebpf_receiver_"));
+                }
+            }
+            eprintln!("[e2e:{}] artefacts kept in {}", self.name, self.dir.display());
+        }
+        if let Some(r) = &mut self.receiver {
+            r.stop();
+        }
+        if !std::thread::panicking() {
+            // Passed: stop everything now and free the disk (a datadir is ~120 MB).
+            self.db.stop();
+            self.collector.guard_mut().stop();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Exactly one span with this query text among `spans`.
+fn one<'a>(spans: &'a [SpanView], text: &str) -> Result<&'a SpanView> {
+    let found: Vec<&SpanView> = spans.iter().filter(|s| s.query_text() == Some(text)).collect();
+    ensure!(
+        found.len() == 1,
+        "expected exactly one span with db.query.text {text:?}, found {}:\n{}",
+        found.len(),
+        found.iter().map(|s| format!("  {}", s.summary())).collect::<Vec<_>>().join("\n")
+    );
+    Ok(found[0])
+}
+
+/// Every span's start is not after the next one's (spans given in query order).
+fn assert_in_order(spans: &[&SpanView]) -> Result<()> {
+    for w in spans.windows(2) {
+        ensure!(
+            w[0].start_ns <= w[1].start_ns,
+            "spans out of order: {:?} starts after {:?}",
+            w[0].summary(),
+            w[1].summary()
+        );
+    }
+    Ok(())
+}
+
+/// Attributes every MySQL span carries.
+fn assert_db_basics(s: &SpanView, summary: Option<&str>, namespace: Option<&str>) -> Result<()> {
+    ensure!(s.str_attr("db.system.name") == Some("mysql"), "db.system.name: {}", s.summary());
+    ensure!(s.end_ns >= s.start_ns, "span ends before it starts: {}", s.summary());
+    if let Some(summary) = summary {
+        ensure!(s.name == summary, "span name {:?}, expected {summary:?}: {}", s.name, s.summary());
+        ensure!(s.str_attr("db.query.summary") == Some(summary), "db.query.summary: {}", s.summary());
+    }
+    if let Some(ns) = namespace {
+        ensure!(s.str_attr("db.namespace") == Some(ns), "db.namespace should be {ns:?}: {}", s.summary());
+    }
+    Ok(())
+}
+
+/// A query, the text the span must carry, and literals that must never appear in any attribute.
+struct Case {
+    sql: &'static str,
+    text: &'static str,
+    summary: &'static str,
+    secrets: &'static [&'static str],
+}
+
+const CLI_CASES: &[Case] = &[
+    Case {
+        sql: "SELECT name FROM t1 WHERE id = 2",
+        text: "SELECT name FROM t1 WHERE id = ?",
+        summary: "SELECT t1",
+        secrets: &[],
+    },
+    Case {
+        sql: "SELECT id, score FROM t1 WHERE name = 'alice' AND score > 1.25",
+        text: "SELECT id, score FROM t1 WHERE name = ? AND score > ?",
+        summary: "SELECT t1",
+        secrets: &["alice", "1.25"],
+    },
+    Case {
+        sql: "UPDATE t1 SET score = 4.75 WHERE name = 'c''arol'",
+        text: "UPDATE t1 SET score = ? WHERE name = ?",
+        summary: "UPDATE t1",
+        secrets: &["4.75", "arol"],
+    },
+    Case {
+        sql: "INSERT INTO t2 (id, t1_id, note) VALUES (31, 3, 'top-secret-note')",
+        text: "INSERT INTO t2 (id, t1_id, note) VALUES (?, ?, ?)",
+        summary: "INSERT t2",
+        secrets: &["top-secret-note", "31"],
+    },
+    Case {
+        sql: "DELETE FROM t2 WHERE note = x'746f702d736563726574'",
+        text: "DELETE FROM t2 WHERE note = ?",
+        summary: "DELETE t2",
+        secrets: &["746f70"],
+    },
+];
+
+fn assert_no_secrets(s: &SpanView, secrets: &[&str]) -> Result<()> {
+    // Only attributes derived from the query (ports could contain a numeric literal by chance).
+    for (k, v) in s.attributes.iter().filter(|(k, _)| k.starts_with("db.")) {
+        let v = v.to_string();
+        for secret in secrets {
+            ensure!(!v.contains(secret), "literal {secret:?} leaked into {k}={v}");
+        }
+    }
+    ensure!(!secrets.iter().any(|x| s.name.contains(x)), "literal leaked into the span name {:?}", s.name);
+    Ok(())
+}
+
+/// The harness alone (no receiver): server, Collector, both clients and the file exporter path
+/// work, so a failure in the tests below is about the receiver.
+#[test]
+fn a0_harness_servers_and_clients_work_without_the_receiver() -> Result<()> {
+    let mut checks = Checks::default();
+    let mut w = World::new("a0_harness")?;
+    let (_, out) = clients::run_cli(w.db.cli_tcp(), Some(mariadb::DATABASE), "SELECT name FROM t1 WHERE id = 2")?;
+    check!(checks, out.trim() == "bob", "CLI over TCP: {out:?}");
+    let (_, out) = clients::run_cli(w.db.cli_socket(), Some(mariadb::DATABASE), "SELECT COUNT(*) FROM seq_1_to_10000")?;
+    check!(checks, out.trim() == "10000", "CLI over the socket: {out:?}");
+    let (_, results) = clients::run_python(
+        &w.dir,
+        "smoke",
+        &w.db,
+        Via::Socket,
+        &[Step::sql("SELECT SLEEP(0.01)"), Step::prepared("SELECT id FROM t1 WHERE id = ?", vec![json!(1)]), Step::sql("SELEC 1")],
+    )?;
+    ensure!(results.len() == 3 && results[1].rows == Some(1) && results[2].errno == Some(1064), "python: {results:?}");
+    check!(checks, w.collector.spans()?.is_empty(), "spans without a receiver?");
+    check!(checks, w.collector.endpoint().starts_with("http://127.0.0.1:"), "endpoint {}", w.collector.endpoint());
+    checks.finish()
+}
+
+/// (a) The `mariadb` CLI over TCP and over the Unix socket: one CLIENT span (the CLI) and one
+/// SERVER span (mariadbd) per query, sanitised text, network attributes.
+#[test]
+fn a_mariadb_cli_over_tcp_and_unix_socket() -> Result<()> {
+    let mut checks = Checks::default();
+    let mut w = World::with_receiver("a_cli")?;
+    let server_pid = w.db.pid();
+    for via in [Via::Tcp, Via::Socket] {
+        // Run every query as its own CLI process, in order.
+        let mut pids = Vec::new();
+        for case in CLI_CASES {
+            let cmd = match via {
+                Via::Tcp => w.db.cli_tcp(),
+                Via::Socket => w.db.cli_socket(),
+            };
+            let (pid, _) = clients::run_cli(cmd, Some(mariadb::DATABASE), case.sql)?;
+            pids.push(pid);
+        }
+        let mut client_spans = Vec::new();
+        let mut server_spans = Vec::new();
+        for (case, pid) in CLI_CASES.iter().zip(&pids) {
+            let cs = w.spans_of(*pid, true, &[case.text])?;
+            client_spans.push(one(&cs, case.text)?.clone());
+        }
+        let ss = w.spans_of(server_pid, false, &CLI_CASES.iter().map(|c| c.text).collect::<Vec<_>>())?;
+        // The server sees each text once per transport pass; pick this pass's span by time.
+        for (case, c) in CLI_CASES.iter().zip(&client_spans) {
+            let candidates: Vec<&SpanView> = ss
+                .iter()
+                .filter(|s| s.query_text() == Some(case.text) && s.start_ns + 1_000_000 >= c.start_ns && s.start_ns <= c.end_ns)
+                .collect();
+            ensure!(
+                candidates.len() == 1,
+                "{via:?}: expected exactly one SERVER span within the client span {} for {:?}, found {}:\n{}",
+                c.summary(),
+                case.sql,
+                candidates.len(),
+                candidates.iter().map(|s| format!("  {}", s.summary())).collect::<Vec<_>>().join("\n")
+            );
+            server_spans.push(candidates[0].clone());
+        }
+        for ((case, c), s) in CLI_CASES.iter().zip(&client_spans).zip(&server_spans) {
+            for span in [c, s] {
+                checks.add(assert_db_basics(span, Some(case.summary), Some(mariadb::DATABASE)));
+                checks.add(assert_no_secrets(span, case.secrets));
+                check!(checks, span.status_code != STATUS_ERROR, "unexpected error status: {}", span.summary());
+            }
+            // The server's work happens inside the client's round trip.
+            check!(checks, 
+                s.start_ns + 1_000_000 >= c.start_ns && s.end_ns <= c.end_ns + 1_000_000,
+                "SERVER span not inside CLIENT span:\n  {}\n  {}",
+                c.summary(),
+                s.summary()
+            );
+            match via {
+                Via::Tcp => {
+                    for span in [c, s] {
+                        check!(checks, span.str_attr("network.transport") == Some("tcp"), "transport: {}", span.summary());
+                        check!(checks, span.int_attr("server.port") == Some(i64::from(w.db.port)), "server.port: {}", span.summary());
+                        check!(checks, span.str_attr("server.address") == Some("127.0.0.1"), "server.address: {}", span.summary());
+                        check!(checks, span.str_attr("network.peer.address") == Some("127.0.0.1"), "peer address: {}", span.summary());
+                    }
+                    check!(checks, c.int_attr("network.peer.port") == Some(i64::from(w.db.port)), "client peer port: {}", c.summary());
+                    let client_port = s.int_attr("network.peer.port").context("server span without network.peer.port")?;
+                    check!(checks, client_port != i64::from(w.db.port) && client_port > 0, "server peer port: {}", s.summary());
+                }
+                Via::Socket => {
+                    let path = w.db.socket.display().to_string();
+                    for span in [c, s] {
+                        check!(checks, span.str_attr("network.transport") == Some("unix"), "transport: {}", span.summary());
+                        if let Some(addr) = span.str_attr("server.address") {
+                            check!(checks, addr == path, "server.address {addr:?} should be the socket path {path:?}");
+                        }
+                        check!(checks, span.int_attr("server.port").is_none(), "no port on a Unix socket: {}", span.summary());
+                    }
+                }
+            }
+        }
+        checks.add(assert_in_order(&client_spans.iter().collect::<Vec<_>>()));
+        checks.add(assert_in_order(&server_spans.iter().collect::<Vec<_>>()));
+        eprintln!("[e2e:a_cli] {via:?}: {} queries → 1 CLIENT + 1 SERVER span each", CLI_CASES.len());
+    }
+    checks.finish()
+}
+
+/// The CLIENT and SERVER spans of one Python client run, matched to its steps by text.
+fn python_spans(w: &mut World, pid: u32, texts: &[&str]) -> Result<(Vec<SpanView>, Vec<SpanView>)> {
+    let client = w.spans_of(pid, true, texts)?;
+    let server_pid = w.db.pid();
+    let server = w.spans_of(server_pid, false, texts)?;
+    Ok((client, server))
+}
+
+/// (b) Server-side prepared statements (COM_STMT_PREPARE / COM_STMT_EXECUTE): spans carry the
+/// prepared text with `?` and are named from its summary; one span per execute (plus the
+/// prepare exchange itself, which carries the same text).
+#[test]
+fn b_prepared_statements_from_python() -> Result<()> {
+    let mut checks = Checks::default();
+    let mut w = World::with_receiver("b_prep")?;
+    let select = "SELECT name, score FROM t1 WHERE id = ?";
+    let update = "UPDATE t2 SET note = ? WHERE id = ?";
+    let steps = vec![
+        Step::prepared(select, vec![json!(1)]),
+        Step::prepared(select, vec![json!(2)]),
+        Step::prepared(select, vec![json!(3)]),
+        Step::prepared(update, vec![json!("prepared-secret"), json!(10)]),
+    ];
+    let (pid, results) = clients::run_python(&w.dir, "prep", &w.db, Via::Tcp, &steps)?;
+    check!(checks, results.iter().all(|r| r.ok == Some(true)), "client steps failed: {results:?}");
+    let (client, server) = python_spans(&mut w, pid, &[select, update])?;
+    // Give late spans (the last executes) a moment to arrive before counting exactly.
+    let expect = [(select, "SELECT t1", 3usize), (update, "UPDATE t2", 1usize)];
+    for (side, spans) in [("CLIENT", &client), ("SERVER", &server)] {
+        for (text, summary, executes) in expect {
+            let found: Vec<&SpanView> = spans.iter().filter(|s| s.query_text() == Some(text)).collect();
+            // COM_STMT_PREPARE is an exchange of its own with the same text: executes + 1.
+            ensure!(
+                found.len() == executes + 1,
+                "{side}: expected {} spans (1 prepare + {executes} executes) with text {text:?}, found {}:\n{}",
+                executes + 1,
+                found.len(),
+                found.iter().map(|s| format!("  {}", s.summary())).collect::<Vec<_>>().join("\n")
+            );
+            for s in &found {
+                checks.add(assert_db_basics(s, Some(summary), Some(mariadb::DATABASE)));
+                checks.add(assert_no_secrets(s, &["prepared-secret"]));
+            }
+            checks.add(assert_in_order(&found));
+        }
+    }
+    checks.finish()
+}
+
+/// Waits until `pid`'s spans include every text (client and server) and then lets stragglers
+/// arrive, so "exactly one" is not decided before a duplicate could show up.
+fn settle(w: &mut World) {
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = w.collector.spans();
+}
+
+/// (c) A scripted set of distinct queries on one connection: an error, a 200 ms query timed
+/// against the client, a 10,000-row result, a multi-statement query, database switches.
+#[test]
+fn c_scripted_queries_errors_durations_rows_multi_and_db_switch() -> Result<()> {
+    let mut checks = Checks::default();
+    let mut w = World::with_receiver("c_script")?;
+    struct Q {
+        step: Step,
+        text: Option<&'static str>,
+        namespace: &'static str,
+    }
+    let qs = vec![
+        Q { step: Step::sql("SELECT name FROM t1 WHERE id = 1"), text: Some("SELECT name FROM t1 WHERE id = ?"), namespace: "e2e" },
+        Q { step: Step::sql("SELEC 1"), text: None, namespace: "e2e" },
+        Q { step: Step::sql("SELECT SLEEP(0.2)"), text: Some("SELECT SLEEP(?)"), namespace: "e2e" },
+        Q { step: Step::sql("SELECT seq FROM seq_1_to_10000"), text: Some("SELECT seq FROM seq_1_to_10000"), namespace: "e2e" },
+        Q {
+            step: Step::sql("SELECT id FROM t1 WHERE id = 1; SELECT note FROM t2 WHERE id = 10"),
+            text: Some("SELECT id FROM t1 WHERE id = ?; SELECT note FROM t2 WHERE id = ?"),
+            namespace: "e2e",
+        },
+        Q { step: Step::sql("USE other"), text: Some("USE other"), namespace: "e2e" },
+        Q { step: Step::sql("SELECT v FROM t3 WHERE id = 1"), text: Some("SELECT v FROM t3 WHERE id = ?"), namespace: "other" },
+        Q { step: Step::init_db("e2e"), text: None, namespace: "other" },
+        Q { step: Step::sql("SELECT score FROM t1 WHERE id = 3"), text: Some("SELECT score FROM t1 WHERE id = ?"), namespace: "e2e" },
+    ];
+    let steps: Vec<Step> = qs.iter().map(|q| q.step.clone()).collect();
+    let (pid, results) = clients::run_python(&w.dir, "script", &w.db, Via::Tcp, &steps)?;
+    ensure!(results.len() == qs.len(), "client printed {} results for {} steps", results.len(), qs.len());
+    check!(checks, results[1].errno == Some(1064), "`SELEC 1` should fail with 1064: {:?}", results[1]);
+    check!(checks, results[3].rows == Some(10_000), "10,000 rows expected: {:?}", results[3]);
+    let texts: Vec<&str> = qs.iter().filter_map(|q| q.text).collect();
+    let (_, _) = python_spans(&mut w, pid, &texts)?;
+    // The error and INIT_DB spans have no fixed text: wait for them by attribute.
+    let server_pid = w.db.pid();
+    for (p, client) in [(pid, true), (server_pid, false)] {
+        w.collector.wait_for(
+            "the 1064 error span and the INIT_DB span",
+            SPAN_TIMEOUT,
+            |s| s.pid() == Some(p) && s.is_client() == client,
+            |spans| {
+                spans.iter().any(|s| s.str_attr("db.response.status_code") == Some("1064"))
+                    && spans.iter().any(|s| s.str_attr("db.operation.name") == Some("INIT_DB"))
+            },
+        )?;
+    }
+    settle(&mut w);
+    let all = w.collector.spans()?;
+    for (side, p, client) in [("CLIENT", pid, true), ("SERVER", server_pid, false)] {
+        let spans: Vec<SpanView> =
+            all.iter().filter(|s| s.pid() == Some(p) && s.is_client() == client && s.is_server() != client).cloned().collect();
+        let mut ordered: Vec<&SpanView> = Vec::new();
+        for (i, (q, r)) in qs.iter().zip(&results).enumerate() {
+            let span = match (q.text, &q.step) {
+                (Some(text), _) => one(&spans, text)?,
+                (None, Step::InitDb { .. }) => {
+                    let f: Vec<&SpanView> = spans.iter().filter(|s| s.str_attr("db.operation.name") == Some("INIT_DB")).collect();
+                    ensure!(f.len() == 1, "{side}: expected one INIT_DB span, found {}", f.len());
+                    f[0]
+                }
+                (None, _) => {
+                    let f: Vec<&SpanView> = spans.iter().filter(|s| s.str_attr("db.response.status_code") == Some("1064")).collect();
+                    ensure!(f.len() == 1, "{side}: expected one 1064 span, found {}", f.len());
+                    let s = f[0];
+                    check!(checks, s.status_code == STATUS_ERROR, "{side}: 1064 span status: {}", s.summary());
+                    check!(checks, s.str_attr("error.type") == Some("1064"), "{side}: error.type: {}", s.summary());
+                    s
+                }
+            };
+            checks.add(assert_db_basics(span, None, Some(q.namespace)).with_context(|| format!("{side} step {i}")));
+            if q.text.is_some() {
+                check!(checks, span.status_code != STATUS_ERROR, "{side}: unexpected error: {}", span.summary());
+            }
+            // Span = first request byte → last response byte, inside the client's measurement.
+            let client_ns = i128::from(r.duration_ns.unwrap_or(0));
+            check!(checks, 
+                span.duration_ns() <= client_ns + DURATION_TOLERANCE_NS,
+                "{side} step {i}: span {:.3} ms longer than the client's {:.3} ms: {}",
+                span.duration_ns() as f64 / 1e6,
+                client_ns as f64 / 1e6,
+                span.summary()
+            );
+            if i == 2 {
+                let d = span.duration_ns();
+                check!(checks, d >= 200_000_000, "{side}: SLEEP(0.2) span only {:.3} ms", d as f64 / 1e6);
+                if client {
+                    check!(checks, 
+                        (d - client_ns).abs() <= DURATION_TOLERANCE_NS,
+                        "SLEEP(0.2): span {:.3} ms vs client {:.3} ms (more than 1 ms apart)",
+                        d as f64 / 1e6,
+                        client_ns as f64 / 1e6
+                    );
+                }
+                eprintln!("[e2e:c_script] {side} SLEEP(0.2): span {:.3} ms, client {:.3} ms", d as f64 / 1e6, client_ns as f64 / 1e6);
+            }
+            ordered.push(span);
+        }
+        checks.add(assert_in_order(&ordered));
+    }
+    checks.finish()
+}
+
+/// (d) A connection opened before the receiver started still yields correct spans.
+#[test]
+fn d_connection_opened_before_the_receiver() -> Result<()> {
+    let mut checks = Checks::default();
+    let mut w = World::new("d_before")?;
+    let steps = vec![
+        Step::sql("SELECT note FROM t2 WHERE t1_id = 2"),
+        Step::sql("SELECT COUNT(*) FROM t1 WHERE score > 2.5"),
+        Step::prepared("SELECT name FROM t1 WHERE score < ?", vec![json!(3.0)]),
+        Step::sql("SELEC 'early'"),
+    ];
+    let mut client = PyClient::spawn(&w.dir, "held", &w.db, Via::Tcp, &steps, true)?;
+    client.wait_connected(Duration::from_secs(30))?;
+    let pid = client.pid();
+    w.start_receiver()?;
+    client.go()?;
+    let results: Vec<StepResult> = client.finish(Duration::from_secs(60))?;
+    ensure!(results.len() == steps.len(), "client results: {results:?}");
+    let texts = [
+        "SELECT note FROM t2 WHERE t1_id = ?",
+        "SELECT COUNT(*) FROM t1 WHERE score > ?",
+        "SELECT name FROM t1 WHERE score < ?",
+    ];
+    let (client_spans, server_spans) = python_spans(&mut w, pid, &texts)?;
+    settle(&mut w);
+    for (side, spans) in [("CLIENT", client_spans), ("SERVER", server_spans)] {
+        let a = one(&spans, texts[0])?;
+        let b = one(&spans, texts[1])?;
+        checks.add(assert_in_order(&[a, b]));
+        for s in [a, b] {
+            checks.add(assert_db_basics(s, None, None));
+            // The handshake was missed: the namespace is unknown, never wrong.
+            if let Some(ns) = s.str_attr("db.namespace") {
+                check!(checks, ns == mariadb::DATABASE, "{side}: wrong db.namespace {ns:?}");
+            }
+            check!(checks, s.str_attr("network.transport") == Some("tcp"), "{side}: transport: {}", s.summary());
+            check!(checks, s.int_attr("server.port") == Some(i64::from(w.db.port)), "{side}: server.port: {}", s.summary());
+            check!(checks, s.str_attr("network.peer.address") == Some("127.0.0.1"), "{side}: peer address: {}", s.summary());
+            check!(checks, s.int_attr("network.peer.port").is_some(), "{side}: network.peer.port missing: {}", s.summary());
+        }
+        let prepared: Vec<&SpanView> = spans.iter().filter(|s| s.query_text() == Some(texts[2])).collect();
+        check!(checks, prepared.len() == 2, "{side}: prepare + execute after attach should give 2 spans, got {}", prepared.len());
+    }
+    checks.finish()
+}
+
+/// (e) 20,000 queries at full speed: every query has its span on both sides and the kernel
+/// loss counters read 0.
+#[test]
+fn e_twenty_thousand_queries_lose_nothing() -> Result<()> {
+    let mut checks = Checks::default();
+    let count: u64 = std::env::var("E2E_LOAD_QUERIES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let mut w = World::with_receiver("e_load")?;
+    let before = w.receiver().metrics()?;
+    for key in LOSS_COUNTERS {
+        check!(checks, before.has(key), "metric {key} is not exported:\n{}", before.family("ebpf_receiver_kernel"));
+    }
+    let r = load::run_load(&w.dir, "load", &w.db, count)?;
+    check!(checks, r.errors == 0 && r.count == count, "load client: {r:?}");
+    eprintln!("[e2e:e_load] {count} queries in {:.2} s ({:.0} q/s)", r.elapsed.as_secs_f64(), r.qps);
+    let server_pid = w.db.pid();
+    let (c, s) = load::wait_load_spans(&mut w.collector, r.pid, server_pid, count as usize, Duration::from_secs(60))?;
+    settle(&mut w);
+    let (c2, s2) = load::count_load_spans(&mut w.collector, r.pid, server_pid)?;
+    let m = w.receiver().metrics()?;
+    let losses: Vec<String> = LOSS_COUNTERS.iter().map(|k| format!("{k} = {}", m.get(k))).collect();
+    let dropped = m.sum("ebpf_receiver_spans_dropped_total");
+    eprintln!(
+        "[e2e:e_load] load spans: CLIENT {c2}, SERVER {s2} of {count}; {}; spans dropped {dropped}",
+        losses.join(", ")
+    );
+    check!(checks, 
+        c == count as usize && s == count as usize && c2 == c && s2 == s,
+        "expected exactly {count} CLIENT and {count} SERVER load spans, got {c2} and {s2}\nmetrics:\n{}",
+        m.family("ebpf_receiver_")
+    );
+    for key in LOSS_COUNTERS {
+        check!(checks, m.get(key) == 0.0, "{key} = {} (kernel lost events)", m.get(key));
+    }
+    check!(checks, dropped == 0.0, "spans dropped: {}", m.family("ebpf_receiver_spans_dropped_total"));
+    checks.finish()
+}

@@ -1,0 +1,278 @@
+//! Loading: object, globals, maps sized from config, filter maps, tracepoint attachment.
+
+use std::path::Path;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray},
+    programs::TracePoint,
+};
+use ebpf_common::{MAX_CAPTURE, stat};
+
+use super::{ConnControl, LoadError, RingReader};
+
+/// The object `build.rs` built from `ebpf/probes`.
+static PROBES_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ebpf-probes"));
+
+/// Every program, named after the syscall tracepoint it attaches to (`syscalls/<name>`). Exits
+/// first, so an enter never stashes arguments that no exit would take (they would just age out
+/// of the LRU stash, but this keeps the start clean).
+const PROGRAMS: &[&str] = &[
+    "sys_exit_connect",
+    "sys_exit_accept",
+    "sys_exit_accept4",
+    "sys_exit_read",
+    "sys_exit_write",
+    "sys_exit_readv",
+    "sys_exit_writev",
+    "sys_exit_sendto",
+    "sys_exit_recvfrom",
+    "sys_exit_sendmsg",
+    "sys_exit_recvmsg",
+    "sys_enter_connect",
+    "sys_enter_accept",
+    "sys_enter_accept4",
+    "sys_enter_read",
+    "sys_enter_write",
+    "sys_enter_readv",
+    "sys_enter_writev",
+    "sys_enter_sendto",
+    "sys_enter_recvfrom",
+    "sys_enter_sendmsg",
+    "sys_enter_recvmsg",
+    "sys_enter_close",
+];
+
+/// The syscall tracepoints the programs need (for `check`).
+pub(super) fn tracepoints() -> &'static [&'static str] {
+    PROGRAMS
+}
+
+pub(super) const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// `PIDS` map values (mirror `ebpf/probes/src/maps.rs`).
+const PID_INCLUDE: u8 = 1;
+const PID_EXCLUDE: u8 = 2;
+
+/// What the kernel side needs from the receiver's config.
+#[derive(Clone, Debug)]
+pub struct BpfSettings {
+    /// Payload bytes captured per syscall; clamped to `ebpf_common::MAX_CAPTURE`.
+    pub max_capture_bytes: u32,
+    /// Data ring size in bytes; rounded up to a power of two, at least one page.
+    pub data_ring_bytes: u32,
+    /// Control ring size in bytes; rounded up like the data ring.
+    pub control_ring_bytes: u32,
+    /// Entries of the connection map.
+    pub max_connections: u32,
+    /// The receiver's own pid: never traced.
+    pub self_pid: u32,
+    /// Only these pids are traced; empty = all.
+    pub pids: Vec<u32>,
+    /// Never traced.
+    pub exclude_pids: Vec<u32>,
+    /// Peer ports never tracked (the Collector's OTLP port).
+    pub exclude_ports: Vec<u16>,
+}
+
+/// Verifier facts about one loaded program.
+#[derive(Clone, Debug)]
+pub struct ProgramStats {
+    pub name: &'static str,
+    /// Instructions the verifier processed (`None` if the kernel does not report it).
+    pub verified_instructions: Option<u32>,
+    /// Size of the program after translation, bytes.
+    pub translated_bytes: Option<u32>,
+}
+
+/// The loaded and attached kernel programs. Dropping it detaches everything.
+pub struct Probes {
+    ebpf: Ebpf,
+}
+
+impl Probes {
+    /// Mounts tracefs if needed, loads the object, sets globals and maps, attaches all programs.
+    pub fn load(settings: &BpfSettings) -> Result<Probes, LoadError> {
+        if PROBES_OBJECT.is_empty() {
+            return Err(LoadError::NotBuilt);
+        }
+        if settings.max_connections == 0 {
+            return Err(LoadError::Settings {
+                setting: "max_connections",
+                reason: "must be at least 1".into(),
+            });
+        }
+        ensure_tracefs()?;
+
+        let max_capture = settings.max_capture_bytes.min(MAX_CAPTURE as u32);
+        let filter_active = u8::from(!settings.pids.is_empty() || !settings.exclude_pids.is_empty());
+        let include_only = u8::from(!settings.pids.is_empty());
+        let ebpf = EbpfLoader::new()
+            .override_global("SELF_PID", &settings.self_pid, true)
+            .override_global("PID_FILTER_ACTIVE", &filter_active, true)
+            .override_global("FILTER_INCLUDE_ONLY", &include_only, true)
+            .override_global("MAX_CAPTURE_BYTES", &max_capture, true)
+            .map_max_entries("CONNS", settings.max_connections)
+            .map_max_entries("SCRATCH", possible_cpus()?)
+            .map_max_entries("DATA", ring_size(settings.data_ring_bytes))
+            .map_max_entries("CONTROL", ring_size(settings.control_ring_bytes))
+            .load(PROBES_OBJECT)
+            .map_err(|source| LoadError::Load { source })?;
+        let mut probes = Probes { ebpf };
+        probes.fill_filters(settings)?;
+        probes.attach_all()?;
+        Ok(probes)
+    }
+
+    fn fill_filters(&mut self, settings: &BpfSettings) -> Result<(), LoadError> {
+        let mut pids: HashMap<&mut MapData, u32, u8> = self.hash_map("PIDS")?;
+        for &pid in &settings.pids {
+            pids.insert(pid, PID_INCLUDE, 0)
+                .map_err(|source| LoadError::Map { map: "PIDS", source })?;
+        }
+        // Exclusion wins over inclusion.
+        for &pid in &settings.exclude_pids {
+            pids.insert(pid, PID_EXCLUDE, 0)
+                .map_err(|source| LoadError::Map { map: "PIDS", source })?;
+        }
+        let mut ports: HashMap<&mut MapData, u16, u8> = self.hash_map("EXCLUDE_PORTS")?;
+        for &port in &settings.exclude_ports {
+            ports
+                .insert(port, 1, 0)
+                .map_err(|source| LoadError::Map { map: "EXCLUDE_PORTS", source })?;
+        }
+        Ok(())
+    }
+
+    fn hash_map<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<HashMap<&mut MapData, K, V>, LoadError> {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(LoadError::MissingMap { map: name })?;
+        HashMap::try_from(map).map_err(|source| LoadError::Map { map: name, source })
+    }
+
+    fn attach_all(&mut self) -> Result<(), LoadError> {
+        for &name in PROGRAMS {
+            let program = self
+                .ebpf
+                .program_mut(name)
+                .ok_or_else(|| LoadError::MissingProgram { program: name.into() })?;
+            let err = |source| LoadError::Program {
+                program: name.into(),
+                source,
+            };
+            let tp: &mut TracePoint = program.try_into().map_err(err)?;
+            tp.load().map_err(err)?;
+            tp.attach("syscalls", name).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Both rings, for the capture task. Can be taken once.
+    pub fn take_reader(&mut self) -> Result<RingReader, LoadError> {
+        let control = self
+            .ebpf
+            .take_map("CONTROL")
+            .ok_or(LoadError::MissingMap { map: "CONTROL" })?;
+        let data = self
+            .ebpf
+            .take_map("DATA")
+            .ok_or(LoadError::MissingMap { map: "DATA" })?;
+        RingReader::new(control, data)
+    }
+
+    /// Handle to `CONNS` and `DISABLED`. Can be taken once.
+    pub fn conn_control(&mut self) -> Result<ConnControl, LoadError> {
+        let conns = self
+            .ebpf
+            .take_map("CONNS")
+            .ok_or(LoadError::MissingMap { map: "CONNS" })?;
+        let disabled = self
+            .ebpf
+            .take_map("DISABLED")
+            .ok_or(LoadError::MissingMap { map: "DISABLED" })?;
+        ConnControl::new(conns, disabled)
+    }
+
+    /// Kernel counters (`ebpf_common::stat::*`), summed over CPUs.
+    pub fn stats(&self) -> Result<[u64; stat::COUNT as usize], LoadError> {
+        let map = self
+            .ebpf
+            .map("STATS")
+            .ok_or(LoadError::MissingMap { map: "STATS" })?;
+        let array: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).map_err(|source| LoadError::Map { map: "STATS", source })?;
+        let mut out = [0u64; stat::COUNT as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let values = array
+                .get(&(i as u32), 0)
+                .map_err(|source| LoadError::Map { map: "STATS", source })?;
+            *slot = values.iter().fold(0u64, |acc, v| acc.wrapping_add(*v));
+        }
+        Ok(out)
+    }
+
+    /// Verifier facts per program (for tests and `check`-style reports).
+    pub fn program_stats(&self) -> Result<Vec<ProgramStats>, LoadError> {
+        let mut out = Vec::with_capacity(PROGRAMS.len());
+        for &name in PROGRAMS {
+            let program = self
+                .ebpf
+                .program(name)
+                .ok_or_else(|| LoadError::MissingProgram { program: name.into() })?;
+            let info = program.info().map_err(|source| LoadError::Program {
+                program: name.into(),
+                source,
+            })?;
+            out.push(ProgramStats {
+                name,
+                verified_instructions: info.verified_instruction_count(),
+                translated_bytes: info.size_translated(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Slots of the per-CPU scratch array: one per possible CPU id.
+fn possible_cpus() -> Result<u32, LoadError> {
+    let cpus = aya::util::nr_cpus().map_err(|(path, source)| LoadError::Settings {
+        setting: "possible CPUs",
+        reason: format!("cannot read `{path}`: {source}"),
+    })?;
+    Ok(cpus as u32)
+}
+
+/// Ring sizes must be a power of two multiple of the page size.
+fn ring_size(bytes: u32) -> u32 {
+    bytes.clamp(4096, 1 << 30).next_power_of_two()
+}
+
+/// Mounts tracefs at `/sys/kernel/tracing` if its `events` directory is missing.
+pub(super) fn ensure_tracefs() -> Result<bool, LoadError> {
+    if Path::new(TRACEFS).join("events").exists() {
+        return Ok(false);
+    }
+    let err = |source| LoadError::Tracefs {
+        path: TRACEFS,
+        source,
+    };
+    // SAFETY: mount(2) with NUL-terminated static strings and no data argument.
+    let rc = unsafe {
+        libc::mount(
+            c"nodev".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    Ok(true)
+}

@@ -1,0 +1,244 @@
+//! Ring readers: the control ring (open/close) and the data ring (bytes), decoded into
+//! borrowed [`KernelEvent`]s.
+//!
+//! Wakeups: the kernel writes without waking user space unless a ring is more than a quarter
+//! full, so [`RingReader::wait`] returns on readiness *or* after the poll interval, and the
+//! caller drains on both.
+//!
+//! Ordering: the kernel writes an OPEN before the first data event of a connection, and a
+//! connection's data before its CLOSE, but in two rings. [`RingReader::drain`] reads the control
+//! ring first (so OPENs come before the data they announce, except for an OPEN written after the
+//! control ring was read: data events carry protocol and role for that case), and holds CLOSEs
+//! back until the data ring has been drained empty, so a connection's data always comes before
+//! its CLOSE.
+
+use std::{io, mem::size_of, net::SocketAddr, ptr, time::Duration};
+
+use aya::maps::{Map, MapData, RingBuf};
+use ebpf_common::{ControlEvent, DataEventHeader, control, direction, role};
+use tokio::io::{Interest, unix::AsyncFd};
+
+use super::{CloseEvent, ConnId, DataEvent, KernelEvent, LoadError, OpenEvent, SocketFamily};
+use crate::{
+    protocol::{Direction, Protocol},
+    record::Role,
+};
+
+/// CLOSEs held back at most; past this they are delivered even if the data ring never ran
+/// empty (a permanently busy ring must not grow this without bound).
+const MAX_PENDING_CLOSES: usize = 4096;
+
+/// A ring, registered with the tokio reactor on first `wait` (registration needs a runtime).
+enum Ring {
+    Plain(RingBuf<MapData>),
+    Async(AsyncFd<RingBuf<MapData>>),
+    /// Only transiently, while switching from `Plain` to `Async`.
+    Gone,
+}
+
+impl Ring {
+    fn get(&mut self) -> Option<&mut RingBuf<MapData>> {
+        match self {
+            Ring::Plain(r) => Some(r),
+            Ring::Async(a) => Some(a.get_mut()),
+            Ring::Gone => None,
+        }
+    }
+
+    fn register(&mut self) -> io::Result<()> {
+        if !matches!(self, Ring::Plain(_)) {
+            return Ok(());
+        }
+        let Ring::Plain(ring) = std::mem::replace(self, Ring::Gone) else {
+            return Ok(());
+        };
+        // SAFETY: the ring's fd is owned by the RingBuf moved into the AsyncFd: it stays open
+        // and refers to the same map for the AsyncFd's whole life.
+        match unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) } {
+            Ok(fd) => {
+                *self = Ring::Async(fd);
+                Ok(())
+            }
+            Err(e) => {
+                let (ring, err) = e.into_parts();
+                *self = Ring::Plain(ring);
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Reader of both rings, for the capture task.
+pub struct RingReader {
+    control: Ring,
+    data: Ring,
+    pending_closes: Vec<CloseEvent>,
+    malformed: u64,
+}
+
+impl RingReader {
+    pub(super) fn new(control: Map, data: Map) -> Result<RingReader, LoadError> {
+        let control = RingBuf::try_from(control)
+            .map_err(|source| LoadError::Map { map: "CONTROL", source })?;
+        let data =
+            RingBuf::try_from(data).map_err(|source| LoadError::Map { map: "DATA", source })?;
+        Ok(RingReader {
+            control: Ring::Plain(control),
+            data: Ring::Plain(data),
+            pending_closes: Vec::with_capacity(64),
+            malformed: 0,
+        })
+    }
+
+    /// Waits until either ring is readable or `poll` elapses (tokio AsyncFd on the ring fds).
+    pub async fn wait(&mut self, poll: Duration) -> io::Result<()> {
+        self.control.register()?;
+        self.data.register()?;
+        let (Ring::Async(control), Ring::Async(data)) = (&self.control, &self.data) else {
+            tokio::time::sleep(poll).await;
+            return Ok(());
+        };
+        tokio::select! {
+            ready = control.readable() => ready?.clear_ready(),
+            ready = data.readable() => ready?.clear_ready(),
+            () = tokio::time::sleep(poll) => {}
+        }
+        Ok(())
+    }
+
+    /// Drains the control ring first, then the data ring, at most `max_items` items in total,
+    /// calling `f` with each decoded event; returns the number of ring items consumed. Items
+    /// that fail to decode are counted in [`RingReader::malformed`] and skipped.
+    pub fn drain(&mut self, max_items: usize, mut f: impl FnMut(KernelEvent<'_>)) -> usize {
+        let mut n = 0;
+        if let Some(ring) = self.control.get() {
+            while n < max_items {
+                let Some(item) = ring.next() else { break };
+                n += 1;
+                match decode_control(&item) {
+                    Some(KernelEvent::Close(close)) => self.pending_closes.push(close),
+                    Some(event) => f(event),
+                    None => self.malformed += 1,
+                }
+            }
+        }
+        let mut data_empty = false;
+        if let Some(ring) = self.data.get() {
+            loop {
+                if n >= max_items {
+                    break;
+                }
+                let Some(item) = ring.next() else {
+                    data_empty = true;
+                    break;
+                };
+                n += 1;
+                match decode_data(&item) {
+                    Some(event) => f(KernelEvent::Data(event)),
+                    None => self.malformed += 1,
+                }
+            }
+        }
+        if data_empty || self.pending_closes.len() > MAX_PENDING_CLOSES {
+            for close in self.pending_closes.drain(..) {
+                f(KernelEvent::Close(close));
+            }
+        }
+        n
+    }
+
+    /// Ring items that failed to decode so far.
+    pub fn malformed(&self) -> u64 {
+        self.malformed
+    }
+}
+
+fn conn_role(value: u8) -> Option<Role> {
+    match value {
+        role::CLIENT => Some(Role::Client),
+        role::SERVER => Some(Role::Server),
+        _ => None,
+    }
+}
+
+const AF_UNIX: u16 = libc::AF_UNIX as u16;
+const AF_INET: u16 = libc::AF_INET as u16;
+const AF_INET6: u16 = libc::AF_INET6 as u16;
+
+/// Decodes a control-ring item; `None` if malformed.
+pub(super) fn decode_control(bytes: &[u8]) -> Option<KernelEvent<'static>> {
+    if bytes.len() < size_of::<ControlEvent>() {
+        return None;
+    }
+    // SAFETY: length checked above; ControlEvent is #[repr(C)] plain integers (every bit
+    // pattern is valid) and read_unaligned does not need the ring's alignment.
+    let ev: ControlEvent = unsafe { ptr::read_unaligned(bytes.as_ptr().cast()) };
+    let conn = ConnId {
+        pid: ev.pid,
+        fd: ev.fd,
+        generation: ev.generation,
+    };
+    match ev.kind {
+        control::OPEN => {
+            let family = match ev.family {
+                AF_INET => Some(SocketFamily::Inet),
+                AF_INET6 => Some(SocketFamily::Inet6),
+                AF_UNIX => Some(SocketFamily::Unix),
+                _ => None,
+            };
+            let peer = match (ev.has_peer, family) {
+                (1, Some(SocketFamily::Inet)) => {
+                    let [a, b, c, d, ..] = ev.peer_addr;
+                    Some(SocketAddr::from(([a, b, c, d], ev.peer_port)))
+                }
+                (1, Some(SocketFamily::Inet6)) => Some(SocketAddr::from((ev.peer_addr, ev.peer_port))),
+                _ => None,
+            };
+            Some(KernelEvent::Open(OpenEvent {
+                conn,
+                ts_ns: ev.ts_ns,
+                protocol: Protocol::from_kernel(ev.protocol)?,
+                role: conn_role(ev.role),
+                family,
+                peer,
+            }))
+        }
+        control::CLOSE => Some(KernelEvent::Close(CloseEvent {
+            conn,
+            ts_ns: ev.ts_ns,
+        })),
+        _ => None,
+    }
+}
+
+/// Decodes a data-ring item (header + captured bytes, borrowed); `None` if malformed.
+pub(super) fn decode_data(bytes: &[u8]) -> Option<DataEvent<'_>> {
+    const HDR: usize = size_of::<DataEventHeader>();
+    let head = bytes.get(..HDR)?;
+    // SAFETY: `head` is exactly HDR bytes; DataEventHeader is #[repr(C)] plain integers and
+    // read_unaligned does not need alignment.
+    let h: DataEventHeader = unsafe { ptr::read_unaligned(head.as_ptr().cast()) };
+    if h.cap_len > h.len {
+        return None;
+    }
+    let payload = bytes.get(HDR..HDR.checked_add(h.cap_len as usize)?)?;
+    let direction = match h.direction {
+        direction::EGRESS => Direction::Egress,
+        direction::INGRESS => Direction::Ingress,
+        _ => return None,
+    };
+    Some(DataEvent {
+        conn: ConnId {
+            pid: h.pid,
+            fd: h.fd,
+            generation: h.generation,
+        },
+        ts_ns: h.ts_ns,
+        protocol: Protocol::from_kernel(h.protocol)?,
+        role: conn_role(h.role),
+        direction,
+        pos: h.pos,
+        len: h.len,
+        bytes: payload,
+    })
+}
