@@ -49,7 +49,8 @@ const LEAKY_ENV: &[&str] = &[
 ];
 
 fn main() -> anyhow::Result<()> {
-    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").context("`CARGO_MANIFEST_DIR` not set")?);
+    let manifest_dir =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").context("`CARGO_MANIFEST_DIR` not set")?);
     let out_dir = PathBuf::from(env::var("OUT_DIR").context("`OUT_DIR` not set")?);
     let ebpf = manifest_dir.join("..").join("ebpf");
     let probes = ebpf.join("probes");
@@ -85,10 +86,18 @@ fn main() -> anyhow::Result<()> {
 /// Runs `rustup run <nightly> cargo build --release` in `ebpf/probes`; returns the object path.
 fn build_probes(probes: &Path, target_dir: &Path) -> anyhow::Result<PathBuf> {
     let mut cmd = Command::new("rustup");
-    cmd.args(["run", TOOLCHAIN, "cargo", "build", "--release", "--target", TARGET])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .current_dir(probes);
+    cmd.args([
+        "run",
+        TOOLCHAIN,
+        "cargo",
+        "build",
+        "--release",
+        "--target",
+        TARGET,
+    ])
+    .arg("--target-dir")
+    .arg(target_dir)
+    .current_dir(probes);
     for key in LEAKY_ENV {
         cmd.env_remove(key);
     }

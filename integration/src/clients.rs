@@ -70,6 +70,9 @@ pub struct StepResult {
     /// `connected` line.
     #[serde(default)]
     pub pid: Option<u32>,
+    /// The server's connection id (`CONNECTION_ID()`) the step ran on.
+    #[serde(default)]
+    pub connection_id: Option<u64>,
     /// `load` line.
     #[serde(default)]
     pub count: Option<u64>,
@@ -155,10 +158,14 @@ impl PyClient {
         }
         let text = std::fs::read_to_string(&self.stdout)?;
         let mut out = Vec::new();
+        let mut connection_id = None;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let r: StepResult =
+            let mut r: StepResult =
                 serde_json::from_str(line).with_context(|| format!("bad client output line {line:?}"))?;
-            if r.kind != "connected" {
+            if r.kind == "connected" {
+                connection_id = r.connection_id;
+            } else {
+                r.connection_id = connection_id;
                 out.push(r);
             }
         }

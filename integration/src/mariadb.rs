@@ -50,6 +50,13 @@ pub struct MariaDb {
 impl MariaDb {
     /// Initialises `dir/data` and starts `mariadbd` on `127.0.0.1:port` and `dir/mysqld.sock`.
     pub fn start(dir: &Path, port: u16, output: Output) -> Result<MariaDb> {
+        MariaDb::start_with(dir, port, output, false)
+    }
+
+    /// As [`start`](Self::start); with `general_log` the server logs every command it receives
+    /// to `dir/general.log` (ground truth for what a client really sent, see
+    /// [`general_log_commands`](Self::general_log_commands)).
+    pub fn start_with(dir: &Path, port: u16, output: Output, general_log: bool) -> Result<MariaDb> {
         let data = dir.join("data");
         if !data.join("mysql").is_dir() {
             std::fs::create_dir_all(&data)?;
@@ -79,6 +86,9 @@ impl MariaDb {
             .arg("--max-connections=200");
         if is_root() {
             cmd.arg("--user=root");
+        }
+        if general_log {
+            cmd.arg("--general-log=1").arg(format!("--general-log-file={}", dir.join("general.log").display()));
         }
         let guard = ProcessGuard::spawn("mariadbd", cmd, output)?.with_grace(Duration::from_secs(20));
         let mut db = MariaDb { dir: dir.to_path_buf(), port, socket, guard };
@@ -136,6 +146,14 @@ impl MariaDb {
         c
     }
 
+    /// `(command, argument)` pairs the server logged for one connection, in order, e.g.
+    /// `("Prepare", "SELECT ... = ?")`, `("Execute", "SELECT ... = 1")`, `("Close stmt", "")`.
+    /// Needs `general_log`.
+    pub fn general_log_commands(&self, connection_id: u64) -> Result<Vec<(String, String)>> {
+        let text = std::fs::read_to_string(self.dir.join("general.log")).context("general log")?;
+        Ok(parse_general_log(&text, connection_id))
+    }
+
     /// Stops the server now (also done on drop).
     pub fn stop(&mut self) {
         self.guard.stop();
@@ -143,5 +161,49 @@ impl MariaDb {
 
     pub fn log_tail(&self) -> String {
         self.guard.log_tail(30)
+    }
+}
+
+/// Commands of one connection in MariaDB's general query log.
+pub fn parse_general_log(text: &str, connection_id: u64) -> Vec<(String, String)> {
+    {
+        let mut out = Vec::new();
+        for line in text.lines() {
+            // `[yymmdd hh:mm:ss]\t<spaces><id> <Command>\t<argument>`: the first tab-separated
+            // field is the timestamp or empty, the second `<id> <Command>` (continuation lines
+            // of a multi-line argument have no such field and are skipped).
+            let fields: Vec<&str> = line.split('\t').collect();
+            let Some(i) = (1..fields.len()).find(|&i| {
+                fields[i].trim_start().split_once(' ').is_some_and(|(id, _)| id.parse::<u64>().is_ok())
+            }) else {
+                continue;
+            };
+            let Some((id, cmd)) = fields[i].trim_start().split_once(' ') else { continue };
+            if id.parse::<u64>().ok() == Some(connection_id) {
+                out.push((cmd.trim().to_string(), fields[i + 1..].join("\t")));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn general_log_lines_are_split_per_connection() {
+        let log = "/usr/sbin/mariadbd, Version: 10.11.19. started with:\n\
+Time\t\t    Id Command\tArgument\n\
+261124 23:14:05\t     4 Connect\te2e@localhost on e2e using TCP/IP\n\
+\t\t     4 Prepare\tSELECT name FROM t1 WHERE id = ?\n\
+\t\t     5 Query\tSELECT 1\n\
+\t\t     4 Execute\tSELECT name FROM t1 WHERE id = 1\n\
+\t\t     4 Close stmt\t\n";
+        let cmds = parse_general_log(log, 4);
+        let names: Vec<&str> = cmds.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(names, ["Connect", "Prepare", "Execute", "Close stmt"]);
+        assert_eq!(cmds[1].1, "SELECT name FROM t1 WHERE id = ?");
+        assert_eq!(parse_general_log(log, 5), [("Query".to_string(), "SELECT 1".to_string())]);
     }
 }

@@ -34,7 +34,10 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("cannot serve metrics on `{addr}`: {source}")]
-    Metrics { addr: std::net::SocketAddr, source: std::io::Error },
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Bpf(#[from] bpf::LoadError),
     #[error(transparent)]
@@ -154,9 +157,11 @@ fn seed_existing_connections(cfg: &Config, control: &mut ConnControl) {
     let me = std::process::id();
     let only: Vec<u32> = cfg.targets.pids.clone();
     let never: Vec<u32> = cfg.targets.exclude_pids.clone();
-    let keep = |pid: u32| pid != me && !never.contains(&pid) && (only.is_empty() || only.contains(&pid));
+    let keep =
+        |pid: u32| pid != me && !never.contains(&pid) && (only.is_empty() || only.contains(&pid));
     let limit = cfg.ebpf.max_connections as usize / 2;
-    let sockets = tracker::socket::existing_stream_sockets(std::path::Path::new("/proc"), keep, limit);
+    let sockets =
+        tracker::socket::existing_stream_sockets(std::path::Path::new("/proc"), keep, limit);
     let mut seeded = 0usize;
     for (pid, fd) in sockets {
         match control.seed(pid, fd) {
@@ -168,7 +173,10 @@ fn seed_existing_connections(cfg: &Config, control: &mut ConnControl) {
             }
         }
     }
-    tracing::info!(sockets = seeded, "registered connections opened before start");
+    tracing::info!(
+        sockets = seeded,
+        "registered connections opened before start"
+    );
 }
 
 struct CaptureStage {
@@ -197,7 +205,9 @@ async fn capture(mut s: CaptureStage, stop: CancellationToken) {
         // Drain until the rings are empty (bounded per round), then hand records over.
         loop {
             let tracker = &mut s.tracker;
-            let n = s.reader.drain(MAX_ITEMS_PER_DRAIN, |ev| tracker.on_event(&ev, &mut records));
+            let n = s.reader.drain(MAX_ITEMS_PER_DRAIN, |ev| {
+                tracker.on_event(&ev, &mut records)
+            });
             s.tracker.end_batch(&mut records);
             s.spans.emit(&mut records);
             if n < MAX_ITEMS_PER_DRAIN {
@@ -231,10 +241,14 @@ fn publish_kernel_stats(probes: &Probes, malformed: u64) {
     let Ok(k) = probes.stats() else { return };
     let m = telemetry::metrics();
     let get = |i: u32| k.get(i as usize).copied().unwrap_or(0);
-    m.kernel_control_events.store(get(stat::CONTROL_EVENTS), Ordering::Relaxed);
-    m.kernel_data_events.store(get(stat::DATA_EVENTS), Ordering::Relaxed);
-    m.kernel_data_bytes.store(get(stat::DATA_BYTES), Ordering::Relaxed);
-    m.kernel_infer_gave_up.store(get(stat::INFER_GAVE_UP), Ordering::Relaxed);
+    m.kernel_control_events
+        .store(get(stat::CONTROL_EVENTS), Ordering::Relaxed);
+    m.kernel_data_events
+        .store(get(stat::DATA_EVENTS), Ordering::Relaxed);
+    m.kernel_data_bytes
+        .store(get(stat::DATA_BYTES), Ordering::Relaxed);
+    m.kernel_infer_gave_up
+        .store(get(stat::INFER_GAVE_UP), Ordering::Relaxed);
     m.ring_items_malformed.store(malformed, Ordering::Relaxed);
     for (reason, idx) in [
         (KernelDrop::ControlRingFull, stat::DROP_CONTROL_RING_FULL),
@@ -247,7 +261,9 @@ fn publish_kernel_stats(probes: &Probes, malformed: u64) {
     ] {
         m.kernel_drop(reason).store(get(idx), Ordering::Relaxed);
     }
-    m.protocol(protocol::Protocol::Mysql).inferences.store(get(stat::INFER_MYSQL), Ordering::Relaxed);
+    m.protocol(protocol::Protocol::Mysql)
+        .inferences
+        .store(get(stat::INFER_MYSQL), Ordering::Relaxed);
 }
 
 /// Records → spans → export queue, with one cached OTLP resource per traced process.
@@ -260,7 +276,12 @@ struct SpanStage {
 
 impl SpanStage {
     fn new(host_name: String, resource_attrs: Vec<(String, String)>, sender: SpanSender) -> Self {
-        SpanStage { host_name, resource_attrs, sender, resources: HashMap::new() }
+        SpanStage {
+            host_name,
+            resource_attrs,
+            sender,
+            resources: HashMap::new(),
+        }
     }
 
     fn emit(&mut self, records: &mut Vec<ConnRecord>) {
@@ -272,8 +293,13 @@ impl SpanStage {
                 .filter(|(weak, _)| std::ptr::eq(weak.as_ptr(), Arc::as_ptr(process)))
                 .map(|(_, r)| r.clone());
             let resource = cached.unwrap_or_else(|| {
-                let r = Arc::new(span::build_resource(process, &self.host_name, &self.resource_attrs));
-                self.resources.insert(process.pid, (Arc::downgrade(process), r.clone()));
+                let r = Arc::new(span::build_resource(
+                    process,
+                    &self.host_name,
+                    &self.resource_attrs,
+                ));
+                self.resources
+                    .insert(process.pid, (Arc::downgrade(process), r.clone()));
                 r
             });
             let protocol = match &rec.exchange {
@@ -281,14 +307,18 @@ impl SpanStage {
                     DbSystem::Mysql => protocol::Protocol::Mysql,
                 },
             };
-            telemetry::metrics().protocol(protocol).spans_created.fetch_add(1, Ordering::Relaxed);
+            telemetry::metrics()
+                .protocol(protocol)
+                .spans_created
+                .fetch_add(1, Ordering::Relaxed);
             self.sender.send(resource, span::build_span(&rec));
         }
     }
 
     /// Forgets resources of processes no connection refers to any more.
     fn prune(&mut self) {
-        self.resources.retain(|_, (weak, _)| weak.strong_count() > 0);
+        self.resources
+            .retain(|_, (weak, _)| weak.strong_count() > 0);
     }
 }
 
@@ -301,7 +331,10 @@ struct Signals {
 impl Signals {
     fn new() -> std::io::Result<Signals> {
         use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
 
     async fn wait(&mut self) {

@@ -147,7 +147,10 @@ pub struct SpansConfig {
 
 impl Default for SpansConfig {
     fn default() -> Self {
-        SpansConfig { max_query_text_bytes: DEFAULT_MAX_QUERY_TEXT_BYTES, host_name: String::new() }
+        SpansConfig {
+            max_query_text_bytes: DEFAULT_MAX_QUERY_TEXT_BYTES,
+            host_name: String::new(),
+        }
     }
 }
 
@@ -227,9 +230,9 @@ pub struct TelemetryConfig {
 impl Default for TelemetryConfig {
     fn default() -> Self {
         TelemetryConfig {
-            metrics_address: DEFAULT_METRICS_ADDRESS.parse().unwrap_or_else(|_| {
-                SocketAddr::from(([127, 0, 0, 1], 9464))
-            }),
+            metrics_address: DEFAULT_METRICS_ADDRESS
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9464))),
             log_level: DEFAULT_LOG_LEVEL.to_string(),
         }
     }
@@ -239,9 +242,18 @@ impl Default for TelemetryConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read `{path}`: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}:{column}: `{field}`: {reason}")]
-    Invalid { path: PathBuf, line: usize, column: usize, field: String, reason: String },
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        field: String,
+        reason: String,
+    },
     #[error("environment variable `{var}`: {reason}")]
     Env { var: String, reason: String },
 }
@@ -249,8 +261,10 @@ pub enum ConfigError {
 impl Config {
     /// Reads and validates a YAML file (no environment applied).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Config::parse(&text, path)
     }
 
@@ -268,12 +282,24 @@ impl Config {
                 let field = field_path_at(text, line, column)
                     .or_else(|| quoted_field(&reason))
                     .unwrap_or_else(|| "<document>".to_string());
-                ConfigError::Invalid { path: path.to_path_buf(), line, column, field, reason }
+                ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line,
+                    column,
+                    field,
+                    reason,
+                }
             })?
         };
         cfg.validate().map_err(|(field, reason)| {
             let (line, column) = locate(text, &field).unwrap_or((1, 1));
-            ConfigError::Invalid { path: path.to_path_buf(), line, column, field, reason }
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                field,
+                reason,
+            }
         })?;
         Ok(cfg)
     }
@@ -303,13 +329,19 @@ impl Config {
             return e("tracker.max_connections", "must be > 0".into());
         }
         if self.tracker.max_buffer_bytes_per_connection < 1024 {
-            return e("tracker.max_buffer_bytes_per_connection", "must be ≥ 1024".into());
+            return e(
+                "tracker.max_buffer_bytes_per_connection",
+                "must be ≥ 1024".into(),
+            );
         }
         if self.tracker.request_timeout_ms == 0 {
             return e("tracker.request_timeout_ms", "must be > 0".into());
         }
         if self.tracker.idle_timeout_ms < self.tracker.request_timeout_ms {
-            return e("tracker.idle_timeout_ms", "must be ≥ tracker.request_timeout_ms".into());
+            return e(
+                "tracker.idle_timeout_ms",
+                "must be ≥ tracker.request_timeout_ms".into(),
+            );
         }
         if let Err(r) = endpoint_port(&self.exporter.endpoint) {
             return e("exporter.endpoint", r);
@@ -324,7 +356,10 @@ impl Config {
             return e("exporter.max_request_bytes", "must be ≥ 65536".into());
         }
         if self.exporter.max_queue_bytes < self.exporter.max_request_bytes {
-            return e("exporter.max_queue_bytes", "must be ≥ exporter.max_request_bytes".into());
+            return e(
+                "exporter.max_queue_bytes",
+                "must be ≥ exporter.max_request_bytes".into(),
+            );
         }
         if self.exporter.retry_initial_backoff_ms == 0
             || self.exporter.retry_max_backoff_ms < self.exporter.retry_initial_backoff_ms
@@ -347,20 +382,31 @@ impl Config {
         &mut self,
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<Vec<(String, String)>, ConfigError> {
-        let env_err = |var: &str, reason: String| ConfigError::Env { var: var.to_string(), reason };
+        let env_err = |var: &str, reason: String| ConfigError::Env {
+            var: var.to_string(),
+            reason,
+        };
         let endpoint = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             .map(|v| ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", v))
-            .or_else(|| get("OTEL_EXPORTER_OTLP_ENDPOINT").map(|v| ("OTEL_EXPORTER_OTLP_ENDPOINT", v)));
+            .or_else(|| {
+                get("OTEL_EXPORTER_OTLP_ENDPOINT").map(|v| ("OTEL_EXPORTER_OTLP_ENDPOINT", v))
+            });
         if let Some((var, v)) = endpoint {
             endpoint_port(&v).map_err(|r| env_err(var, r))?;
             self.exporter.endpoint = v;
         }
-        if let Some(v) = get("OTEL_EXPORTER_OTLP_TRACES_HEADERS").or_else(|| get("OTEL_EXPORTER_OTLP_HEADERS")) {
-            for (k, val) in parse_key_values(&v).map_err(|r| env_err("OTEL_EXPORTER_OTLP_HEADERS", r))? {
+        if let Some(v) =
+            get("OTEL_EXPORTER_OTLP_TRACES_HEADERS").or_else(|| get("OTEL_EXPORTER_OTLP_HEADERS"))
+        {
+            for (k, val) in
+                parse_key_values(&v).map_err(|r| env_err("OTEL_EXPORTER_OTLP_HEADERS", r))?
+            {
                 self.exporter.headers.insert(k.to_ascii_lowercase(), val);
             }
         }
-        if let Some(v) = get("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION").or_else(|| get("OTEL_EXPORTER_OTLP_COMPRESSION")) {
+        if let Some(v) = get("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION")
+            .or_else(|| get("OTEL_EXPORTER_OTLP_COMPRESSION"))
+        {
             self.exporter.compression = match v.trim() {
                 "gzip" => Compression::Gzip,
                 "none" | "" => Compression::None,
@@ -372,14 +418,29 @@ impl Config {
                 }
             };
         }
-        if let Some(v) = get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT").or_else(|| get("OTEL_EXPORTER_OTLP_TIMEOUT")) {
-            self.exporter.timeout_ms = v.trim().parse::<u64>().ok().filter(|t| *t > 0).ok_or_else(|| {
-                env_err("OTEL_EXPORTER_OTLP_TIMEOUT", format!("`{v}` is not a positive integer of milliseconds"))
-            })?;
+        if let Some(v) =
+            get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT").or_else(|| get("OTEL_EXPORTER_OTLP_TIMEOUT"))
+        {
+            self.exporter.timeout_ms =
+                v.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|t| *t > 0)
+                    .ok_or_else(|| {
+                        env_err(
+                            "OTEL_EXPORTER_OTLP_TIMEOUT",
+                            format!("`{v}` is not a positive integer of milliseconds"),
+                        )
+                    })?;
         }
-        if let Some(p) = get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL")) {
+        if let Some(p) =
+            get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        {
             if p.trim() != "grpc" {
-                return Err(env_err("OTEL_EXPORTER_OTLP_PROTOCOL", format!("`{p}` is not supported: only `grpc`")));
+                return Err(env_err(
+                    "OTEL_EXPORTER_OTLP_PROTOCOL",
+                    format!("`{p}` is not supported: only `grpc`"),
+                ));
             }
         }
         let mut resource = Vec::new();
@@ -390,7 +451,8 @@ impl Config {
             resource.retain(|(k, _)| k != "service.name");
             resource.push(("service.name".to_string(), name));
         }
-        self.validate().map_err(|(field, reason)| env_err(&field, reason))?;
+        self.validate()
+            .map_err(|(field, reason)| env_err(&field, reason))?;
         Ok(resource)
     }
 
@@ -423,7 +485,8 @@ fn endpoint_port(endpoint: &str) -> Result<u16, String> {
             if port.is_empty() || (authority.starts_with('[') && !host.ends_with(']')) {
                 return Ok(4317);
             }
-            port.parse::<u16>().map_err(|_| format!("`{endpoint}` has a bad port `{port}`"))?
+            port.parse::<u16>()
+                .map_err(|_| format!("`{endpoint}` has a bad port `{port}`"))?
         }
         _ => 4317,
     };
@@ -434,7 +497,9 @@ fn endpoint_port(endpoint: &str) -> Result<u16, String> {
 fn parse_key_values(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (k, v) = item.split_once('=').ok_or_else(|| format!("`{item}` is not `key=value`"))?;
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| format!("`{item}` is not `key=value`"))?;
         let k = k.trim();
         if k.is_empty() {
             return Err(format!("`{item}` has an empty key"));
@@ -450,7 +515,11 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         let hex = |c: u8| (c as char).to_digit(16);
-        match (b.get(i), b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+        match (
+            b.get(i),
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
             (Some(b'%'), Some(h), Some(l)) => {
                 out.push((h * 16 + l) as u8);
                 i += 3;
@@ -489,8 +558,14 @@ fn field_path_at(text: &str, line: usize, _column: usize) -> Option<String> {
     // Start from the error line, or the nearest key line above it.
     let mut stack: Vec<(usize, String)> = Vec::new();
     let mut want_indent = usize::MAX;
-    for l in lines.get(..=idx.min(lines.len().saturating_sub(1)))?.iter().rev() {
-        let Some((indent, key)) = yaml_key(l) else { continue };
+    for l in lines
+        .get(..=idx.min(lines.len().saturating_sub(1)))?
+        .iter()
+        .rev()
+    {
+        let Some((indent, key)) = yaml_key(l) else {
+            continue;
+        };
         if indent < want_indent {
             stack.push((indent, key));
             want_indent = indent;
@@ -502,7 +577,14 @@ fn field_path_at(text: &str, line: usize, _column: usize) -> Option<String> {
     if stack.is_empty() {
         return None;
     }
-    Some(stack.into_iter().rev().map(|(_, k)| k).collect::<Vec<_>>().join("."))
+    Some(
+        stack
+            .into_iter()
+            .rev()
+            .map(|(_, k)| k)
+            .collect::<Vec<_>>()
+            .join("."),
+    )
 }
 
 /// Line and column (1-based) of a dotted key path in block-style YAML.
@@ -511,13 +593,15 @@ fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
     let mut stack: Vec<(usize, String)> = Vec::new();
     let mut best = None;
     for (n, l) in text.lines().enumerate() {
-        let Some((indent, key)) = yaml_key(l) else { continue };
+        let Some((indent, key)) = yaml_key(l) else {
+            continue;
+        };
         while stack.last().is_some_and(|(i, _)| *i >= indent) {
             stack.pop();
         }
         stack.push((indent, key));
-        let matched = stack.len() <= want.len()
-            && stack.iter().zip(&want).all(|((_, k), w)| k == w);
+        let matched =
+            stack.len() <= want.len() && stack.iter().zip(&want).all(|((_, k), w)| k == w);
         if matched {
             best = Some((n + 1, indent + 1));
             if stack.len() == want.len() {
@@ -556,7 +640,10 @@ mod tests {
         let cfg = parse("").expect("empty config");
         assert_eq!(cfg, Config::default());
         assert_eq!(cfg.exporter.endpoint, DEFAULT_ENDPOINT);
-        assert_eq!(cfg.telemetry.metrics_address.to_string(), DEFAULT_METRICS_ADDRESS);
+        assert_eq!(
+            cfg.telemetry.metrics_address.to_string(),
+            DEFAULT_METRICS_ADDRESS
+        );
     }
 
     #[test]
@@ -565,13 +652,21 @@ mod tests {
         let err = parse(text).expect_err("typo must fail");
         let msg = err.to_string();
         match err {
-            ConfigError::Invalid { line, column, field, .. } => {
+            ConfigError::Invalid {
+                line,
+                column,
+                field,
+                ..
+            } => {
                 assert_eq!((line, column), (5, 3), "{msg}");
                 assert_eq!(field, "exporter.compresion", "{msg}");
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert!(msg.starts_with("receiver.yaml:5:3: `exporter.compresion`"), "{msg}");
+        assert!(
+            msg.starts_with("receiver.yaml:5:3: `exporter.compresion`"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -588,9 +683,15 @@ mod tests {
 
     #[test]
     fn range_rules_are_located_at_the_field() {
-        let err = parse("ebpf:\n  poll_interval_ms: 10\n  max_capture_bytes: 999999\n").expect_err("range");
+        let err = parse("ebpf:\n  poll_interval_ms: 10\n  max_capture_bytes: 999999\n")
+            .expect_err("range");
         match err {
-            ConfigError::Invalid { line, column, field, .. } => {
+            ConfigError::Invalid {
+                line,
+                column,
+                field,
+                ..
+            } => {
                 assert_eq!((line, column), (3, 3));
                 assert_eq!(field, "ebpf.max_capture_bytes");
             }
@@ -602,28 +703,40 @@ mod tests {
 
     #[test]
     fn environment_wins_over_file() {
-        let mut cfg = parse("exporter:\n  endpoint: http://file:4317\n  timeout_ms: 100\n").expect("ok");
+        let mut cfg =
+            parse("exporter:\n  endpoint: http://file:4317\n  timeout_ms: 100\n").expect("ok");
         let env = |k: &str| match k {
             "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://env:4317".to_string()),
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some("http://traces:14317".to_string()),
             "OTEL_EXPORTER_OTLP_HEADERS" => Some("Api-Key=a%20b, x=1".to_string()),
             "OTEL_EXPORTER_OTLP_COMPRESSION" => Some("none".to_string()),
             "OTEL_EXPORTER_OTLP_TIMEOUT" => Some("2500".to_string()),
-            "OTEL_RESOURCE_ATTRIBUTES" => Some("deployment.environment.name=prod,service.name=x".to_string()),
+            "OTEL_RESOURCE_ATTRIBUTES" => {
+                Some("deployment.environment.name=prod,service.name=x".to_string())
+            }
             "OTEL_SERVICE_NAME" => Some("svc".to_string()),
             _ => None,
         };
         let res = cfg.apply_env(env).expect("env ok");
         assert_eq!(cfg.exporter.endpoint, "http://traces:14317");
         assert_eq!(cfg.exporter_port(), Some(14317));
-        assert_eq!(cfg.exporter.headers.get("api-key").map(String::as_str), Some("a b"));
+        assert_eq!(
+            cfg.exporter.headers.get("api-key").map(String::as_str),
+            Some("a b")
+        );
         assert_eq!(cfg.exporter.compression, Compression::None);
         assert_eq!(cfg.exporter.timeout_ms, 2500);
         assert!(res.contains(&("service.name".to_string(), "svc".to_string())));
         assert!(!res.contains(&("service.name".to_string(), "x".to_string())));
         let mut cfg = Config::default();
-        assert!(cfg.apply_env(|k| (k == "OTEL_EXPORTER_OTLP_TIMEOUT").then(|| "soon".into())).is_err());
-        assert!(cfg.apply_env(|k| (k == "OTEL_EXPORTER_OTLP_PROTOCOL").then(|| "http/json".into())).is_err());
+        assert!(
+            cfg.apply_env(|k| (k == "OTEL_EXPORTER_OTLP_TIMEOUT").then(|| "soon".into()))
+                .is_err()
+        );
+        assert!(
+            cfg.apply_env(|k| (k == "OTEL_EXPORTER_OTLP_PROTOCOL").then(|| "http/json".into()))
+                .is_err()
+        );
     }
 
     #[test]
@@ -631,13 +744,24 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
         let mut files = vec![dir.join("receiver.yaml")];
         if let Ok(rd) = std::fs::read_dir(dir.join("examples")) {
-            files.extend(rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "yaml")));
+            files.extend(
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "yaml")),
+            );
         }
-        assert!(files.len() >= 2, "expected config/receiver.yaml and at least one example");
+        assert!(
+            files.len() >= 2,
+            "expected config/receiver.yaml and at least one example"
+        );
         for f in files {
             let cfg = Config::load(&f).unwrap_or_else(|e| panic!("{e}"));
             if f.ends_with("receiver.yaml") {
-                assert_eq!(cfg, Config::default(), "config/receiver.yaml must document the defaults");
+                assert_eq!(
+                    cfg,
+                    Config::default(),
+                    "config/receiver.yaml must document the defaults"
+                );
             }
         }
     }

@@ -12,7 +12,11 @@ use ebpf_receiver::{app, bpf};
 const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser, Debug)]
-#[command(name = "ebpf-receiver", version, about = "eBPF socket tracing → OpenTelemetry spans over OTLP/gRPC")]
+#[command(
+    name = "ebpf-receiver",
+    version,
+    about = "eBPF socket tracing → OpenTelemetry spans over OTLP/gRPC"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -98,7 +102,10 @@ fn load(args: &RunArgs) -> Result<(Loaded, String), ConfigError> {
     if let Some(l) = &args.log_level {
         cfg.telemetry.log_level = l.clone();
     }
-    cfg.validate().map_err(|(field, reason)| ConfigError::Env { var: format!("--{}", field.replace('_', "-")), reason })?;
+    cfg.validate().map_err(|(field, reason)| ConfigError::Env {
+        var: format!("--{}", field.replace('_', "-")),
+        reason,
+    })?;
     Ok(((cfg, attrs), shown))
 }
 
@@ -110,7 +117,12 @@ fn check() -> ExitCode {
     let items = bpf::check();
     let mut missing = Vec::new();
     for item in &items {
-        println!("{:<4} {:<28} {}", if item.ok { "ok" } else { "MISSING" }, item.name, item.detail);
+        println!(
+            "{:<4} {:<28} {}",
+            if item.ok { "ok" } else { "MISSING" },
+            item.name,
+            item.detail
+        );
         if !item.ok {
             missing.push(item.name);
         }
@@ -128,5 +140,8 @@ fn init_logs(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -69,7 +69,10 @@ pub enum DbOutcome {
     /// No response is defined for the command (e.g. `COM_STMT_CLOSE`, `COM_QUIT`).
     NoResponse,
     /// An error packet: `code` is the server error number, `sqlstate` the 5-character state.
-    Error { code: String, sqlstate: Option<String> },
+    Error {
+        code: String,
+        sqlstate: Option<String>,
+    },
 }
 
 /// Whether the traced process initiated the exchange.

@@ -27,7 +27,9 @@ fn require_root() -> bool {
         eprintln!("skipping: not root and EBPF_RECEIVER_SKIP_ROOT_TESTS=1");
         return false;
     }
-    panic!("this test loads eBPF programs and must run as root (or set EBPF_RECEIVER_SKIP_ROOT_TESTS=1)");
+    panic!(
+        "this test loads eBPF programs and must run as root (or set EBPF_RECEIVER_SKIP_ROOT_TESTS=1)"
+    );
 }
 
 /// A throwaway MariaDB server, killed on drop.
@@ -79,7 +81,10 @@ impl Mariadb {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        panic!("mariadbd did not become ready; see {}", db.dir.join("err.log").display());
+        panic!(
+            "mariadbd did not become ready; see {}",
+            db.dir.join("err.log").display()
+        );
     }
 
     fn run(&self, args: &[&str], query: &str) -> (bool, u32) {
@@ -91,13 +96,98 @@ impl Mariadb {
             .spawn()
             .expect("mariadb client");
         let pid = child.id();
-        let ok = child.wait_with_output().map(|o| o.status.success()).unwrap_or(false);
+        let ok = child
+            .wait_with_output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
         (ok, pid)
     }
 
     fn client_tcp(&self, query: &str) -> (bool, u32) {
         let port = self.port.to_string();
         self.run(&["--protocol=TCP", "-h", "127.0.0.1", "-P", &port], query)
+    }
+
+    /// A raw client with the vectored syscalls: reads the greeting with readv (two iovecs,
+    /// the boundary inside the greeting), writes a HandshakeResponse with writev, reads the
+    /// reply with recvmsg, sends COM_QUIT with sendmsg (two iovecs). Prints the bytes it sent
+    /// and received as hex lines: greeting, handshake response, reply, quit.
+    fn client_vectored(&self) -> (u32, Vec<Vec<u8>>) {
+        const SCRIPT: &str = r#"
+import os, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+a, b = bytearray(7), bytearray(4096)
+n = os.readv(s.fileno(), [a, b])
+greeting = bytes(a + b)[:n]
+payload = (b"\x85\xa6\x0f\x00" + b"\x00\x00\x00\x01" + b"\x21" + b"\x00" * 23
+           + b"root\x00" + b"\x00" + b"mysql_native_password\x00")
+pkt = len(payload).to_bytes(3, "little") + b"\x01" + payload
+os.writev(s.fileno(), [pkt[:5], pkt[5:]])
+reply = s.recvmsg(4096)[0]
+quit = b"\x01\x00\x00\x00\x01"
+s.sendmsg([quit[:3], quit[3:]])
+s.close()
+for x in (greeting, pkt, reply, quit):
+    print(x.hex())
+"#;
+        let child = Command::new("python3")
+            .args(["-c", SCRIPT, &self.port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3");
+        let pid = child.id();
+        let out = child.wait_with_output().expect("python3");
+        assert!(out.status.success(), "vectored client failed");
+        let lines = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                (0..l.len() / 2)
+                    .map(|i| u8::from_str_radix(&l[2 * i..2 * i + 2], 16).expect("hex"))
+                    .collect()
+            })
+            .collect();
+        (pid, lines)
+    }
+
+    /// Two connections opened *before* the probes load (greeting read), so the kernel does
+    /// not know them until user space seeds them. Prints both fds, then waits for a line on
+    /// stdin, then on each: HandshakeResponse, COM_QUERY, COM_QUIT.
+    fn preexisting_clients(&self) -> (Child, u32, [u32; 2]) {
+        const SCRIPT: &str = r#"
+import socket, sys
+socks = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(2)]
+for s in socks:
+    s.recv(4096)
+print(socks[0].fileno(), socks[1].fileno(), flush=True)
+sys.stdin.readline()
+payload = (b"\x85\xa6\x0f\x00" + b"\x00\x00\x00\x01" + b"\x21" + b"\x00" * 23
+           + b"root\x00" + b"\x00" + b"mysql_native_password\x00")
+for i, s in enumerate(socks):
+    s.sendall(len(payload).to_bytes(3, "little") + b"\x01" + payload)
+    s.recv(4096)
+    q = b"\x03SELECT %d AS seeded_probe" % i
+    s.sendall(len(q).to_bytes(3, "little") + b"\x00" + q)
+    s.recv(4096)
+    s.sendall(b"\x01\x00\x00\x00\x01")
+    s.close()
+"#;
+        let mut child = Command::new("python3")
+            .args(["-c", SCRIPT, &self.port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        let stdout = child.stdout.as_mut().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("fds");
+        let fds: Vec<u32> = line
+            .split_whitespace()
+            .map(|f| f.parse().expect("fd"))
+            .collect();
+        let pid = child.id();
+        (child, pid, [fds[0], fds[1]])
     }
 
     fn client_unix(&self, query: &str) -> (bool, u32) {
@@ -159,13 +249,24 @@ fn assert_stream(name: &str, chunks: &[(u64, u32, Vec<u8>)]) {
 }
 
 fn contains(chunks: &[(u64, u32, Vec<u8>)], needle: &[u8]) -> bool {
-    chunks.iter().any(|(_, _, b)| b.windows(needle.len()).any(|w| w == needle))
+    chunks
+        .iter()
+        .any(|(_, _, b)| b.windows(needle.len()).any(|w| w == needle))
 }
 
 #[test]
 fn mysql_over_tcp_and_unix_socket() {
     if !require_root() {
         return;
+    }
+    for item in ebpf_receiver::bpf::check() {
+        println!(
+            "check {:<28} {:<4} {}",
+            item.name,
+            if item.ok { "ok" } else { "FAIL" },
+            item.detail
+        );
+        assert!(item.ok, "check `{}` failed: {}", item.name, item.detail);
     }
     let db = Mariadb::start();
     let server_pid = db.child.id();
@@ -180,23 +281,59 @@ fn mysql_over_tcp_and_unix_socket() {
         exclude_pids: Vec::new(),
         exclude_ports: vec![4317],
     };
+    // Sockets that predate the probes: the kernel only learns of them by seeding.
+    let (mut pre, pre_pid, pre_fds) = db.preexisting_clients();
+
     let mut probes = Probes::load(&settings).expect("load probes");
     for p in probes.program_stats().expect("program stats") {
         println!(
             "program {:<20} verified insns {:>6}  translated bytes {:>6}",
             p.name,
-            p.verified_instructions.map_or("?".into(), |v| v.to_string()),
+            p.verified_instructions
+                .map_or("?".into(), |v| v.to_string()),
             p.translated_bytes.map_or("?".into(), |v| v.to_string()),
         );
-        assert!(p.verified_instructions.is_some_and(|n| n > 0), "{} not loaded", p.name);
+        assert!(
+            p.verified_instructions.is_some_and(|n| n > 0),
+            "{} not loaded",
+            p.name
+        );
     }
     let mut reader = probes.take_reader().expect("reader");
-    let _control = probes.conn_control().expect("conn control");
+    let mut control = probes.conn_control().expect("conn control");
+
+    // Seed both pre-existing sockets; disable capture of the second one.
+    let gen_a = control
+        .seed(pre_pid, pre_fds[0])
+        .expect("seed")
+        .expect("new entry");
+    let gen_b = control
+        .seed(pre_pid, pre_fds[1])
+        .expect("seed")
+        .expect("new entry");
+    assert!(
+        gen_a & 0x8000_0000 != 0 && gen_b & 0x8000_0000 != 0,
+        "seeded generations"
+    );
+    assert_eq!(
+        control.seed(pre_pid, pre_fds[0]).expect("seed"),
+        None,
+        "seed overwrote"
+    );
+    let conn_b = ConnId {
+        pid: pre_pid,
+        fd: pre_fds[1],
+        generation: gen_b,
+    };
+    control.disable(conn_b).expect("disable");
+    std::io::Write::write_all(pre.stdin.as_mut().expect("stdin"), b"go\n").expect("go");
+    assert!(pre.wait().expect("pre-existing clients").success());
 
     let (ok, tcp_pid) = db.client_tcp("SELECT 1+1 AS tcp_probe");
     assert!(ok, "tcp query failed");
     let (ok, unix_pid) = db.client_unix("SELECT 2+2 AS unix_probe");
     assert!(ok, "unix query failed");
+    let (vec_pid, sent) = db.client_vectored();
 
     // Drain through the async wait, as the capture task does.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -218,10 +355,19 @@ fn mysql_over_tcp_and_unix_socket() {
     };
     for (label, pid, family, needle) in [
         ("tcp client", tcp_pid, SocketFamily::Inet, &b"tcp_probe"[..]),
-        ("unix client", unix_pid, SocketFamily::Unix, &b"unix_probe"[..]),
+        (
+            "unix client",
+            unix_pid,
+            SocketFamily::Unix,
+            &b"unix_probe"[..],
+        ),
     ] {
         let list = of_pid(pid);
-        assert_eq!(list.len(), 1, "{label}: expected one connection, got {list:?}");
+        assert_eq!(
+            list.len(),
+            1,
+            "{label}: expected one connection, got {list:?}"
+        );
         let (id, c) = list[0];
         println!(
             "{label}: {id:?} open={:?} egress={} ingress={} closed={}",
@@ -232,7 +378,11 @@ fn mysql_over_tcp_and_unix_socket() {
         );
         for (dir, list) in [("egress", &c.egress), ("ingress", &c.ingress)] {
             for (pos, len, bytes) in list.iter() {
-                println!("  {dir} pos={pos} len={len} cap={} head={:02x?}", bytes.len(), &bytes[..bytes.len().min(12)]);
+                println!(
+                    "  {dir} pos={pos} len={len} cap={} head={:02x?}",
+                    bytes.len(),
+                    &bytes[..bytes.len().min(12)]
+                );
             }
         }
         let (role, fam, peer, protocol) = c.open.expect("OPEN event");
@@ -245,18 +395,84 @@ fn mysql_over_tcp_and_unix_socket() {
         assert!(c.open_seen_before_data, "{label}: data before OPEN");
         assert_stream(&format!("{label} egress"), &c.egress);
         assert_stream(&format!("{label} ingress"), &c.ingress);
-        assert!(contains(&c.egress, needle), "{label}: query text not captured");
+        assert!(
+            contains(&c.egress, needle),
+            "{label}: query text not captured"
+        );
         // The greeting is the first thing the client reads: protocol 10.
-        assert_eq!(c.ingress[0].2.get(4), Some(&0x0a), "{label}: first ingress is not the greeting");
+        assert_eq!(
+            c.ingress[0].2.get(4),
+            Some(&0x0a),
+            "{label}: first ingress is not the greeting"
+        );
         assert!(c.closed, "{label}: no CLOSE event");
         assert!(!c.data_after_close, "{label}: data delivered after CLOSE");
     }
+    // The vectored client: iovec captures are the exact concatenation of the iovecs.
+    let list = of_pid(vec_pid);
+    assert_eq!(
+        list.len(),
+        1,
+        "vectored client: expected one connection, got {list:?}"
+    );
+    let (_, c) = list[0];
+    let (greeting, response, reply, quit) = (&sent[0], &sent[1], &sent[2], &sent[3]);
+    assert_eq!(
+        c.open.map(|o| (o.0, o.3)),
+        Some((Role::Client, Protocol::Mysql))
+    );
+    assert_stream("vectored egress", &c.egress);
+    assert_stream("vectored ingress", &c.ingress);
+    let egress: Vec<&[u8]> = c.egress.iter().map(|e| e.2.as_slice()).collect();
+    assert_eq!(
+        egress,
+        [response.as_slice(), quit.as_slice()],
+        "writev/sendmsg capture"
+    );
+    let ingress: Vec<&[u8]> = c.ingress.iter().map(|e| e.2.as_slice()).collect();
+    assert_eq!(
+        ingress,
+        [greeting.as_slice(), reply.as_slice()],
+        "readv/recvmsg capture"
+    );
+    assert!(c.closed, "vectored client: no CLOSE event");
+
+    // Seeded connections: A inferred from its COM_QUERY (the HandshakeResponse has seq 1 and
+    // the OK reply is not a request, so inference needs the third message), data flows;
+    // B is disabled: OPEN only.
+    let conn_a = ConnId {
+        pid: pre_pid,
+        fd: pre_fds[0],
+        generation: gen_a,
+    };
+    let a = conns.get(&conn_a).expect("seeded connection A");
+    assert_eq!(
+        a.open.map(|o| (o.0, o.3)),
+        Some((Role::Client, Protocol::Mysql))
+    );
+    assert!(
+        contains(&a.egress, b"SELECT 0 AS seeded_probe"),
+        "seeded A: query not captured"
+    );
+    assert_stream("seeded A egress", &a.egress);
+    assert!(a.closed, "seeded A: no CLOSE");
+    let b = conns.get(&conn_b).expect("seeded connection B");
+    assert!(b.open.is_some(), "seeded B: no OPEN");
+    assert!(
+        b.egress.is_empty() && b.ingress.is_empty(),
+        "seeded B: disabled but data came"
+    );
+    control.enable(conn_b).expect("enable");
+
     let server = of_pid(server_pid);
     let server_conns: Vec<_> = server
         .iter()
         .filter(|(_, c)| c.open.is_some_and(|o| o.0 == Role::Server))
         .collect();
-    assert!(server_conns.len() >= 2, "server side: expected ≥2 server connections, got {server:?}");
+    assert!(
+        server_conns.len() >= 2,
+        "server side: expected ≥3 server connections, got {server:?}"
+    );
     for (id, c) in &server_conns {
         assert_stream(&format!("server {id:?} egress"), &c.egress);
         assert_stream(&format!("server {id:?} ingress"), &c.ingress);
@@ -270,13 +486,19 @@ fn mysql_over_tcp_and_unix_socket() {
         (stat::DROP_DATA_RING_FULL, "data ring full"),
         (stat::DROP_CAPTURE_TRUNCATED, "capture truncated"),
         (stat::DROP_CONN_MAP_FULL, "conn map full"),
-        (stat::DROP_DISABLED, "disabled"),
         (stat::DROP_ARGS_MAP_FULL, "args map full"),
         (stat::DROP_READ_FAILED, "read failed"),
     ] {
-        assert_eq!(stats[idx as usize], 0, "kernel drop counter `{name}` is not 0");
+        assert_eq!(
+            stats[idx as usize], 0,
+            "kernel drop counter `{name}` is not 0"
+        );
     }
-    assert!(stats[stat::INFER_MYSQL as usize] >= 4);
+    assert!(stats[stat::INFER_MYSQL as usize] >= 8);
+    assert!(
+        stats[stat::DROP_DISABLED as usize] > 0,
+        "disabled connection not counted"
+    );
     assert!(stats[stat::CONTROL_EVENTS as usize] >= 8);
     assert!(stats[stat::DATA_EVENTS as usize] > 0);
     drop(probes);

@@ -61,7 +61,10 @@ fn mysql(msg: &Message<'_>) -> Option<Inferred> {
     // ("8.0.36", "5.5.5-10.11.6-MariaDB"), sane length, whole in one syscall.
     if h[4] == 0x0a && (30..=512).contains(&len) && whole && h[5].is_ascii_digit() {
         let r = if egress { role::SERVER } else { role::CLIENT };
-        return Some(Inferred { protocol: proto::MYSQL, role: r });
+        return Some(Inferred {
+            protocol: proto::MYSQL,
+            role: r,
+        });
     }
 
     // Command phase request; minimum payload per command.
@@ -83,5 +86,8 @@ fn mysql(msg: &Message<'_>) -> Option<Inferred> {
         return None;
     }
     let r = if egress { role::CLIENT } else { role::SERVER };
-    Some(Inferred { protocol: proto::MYSQL, role: r })
+    Some(Inferred {
+        protocol: proto::MYSQL,
+        role: r,
+    })
 }

@@ -43,7 +43,11 @@ fn read_global<T: Copy>(g: &T) -> T {
 #[inline(always)]
 pub fn max_capture_bytes() -> u32 {
     let v = read_global(&MAX_CAPTURE_BYTES);
-    if v > MAX_CAPTURE as u32 { MAX_CAPTURE as u32 } else { v }
+    if v > MAX_CAPTURE as u32 {
+        MAX_CAPTURE as u32
+    } else {
+        v
+    }
 }
 
 // ---- Maps ----

@@ -59,7 +59,9 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     // The stash is the filter: it exists only if sys_enter passed it.
     let (pid_tgid, tgid) = current();
-    let Some(args) = take_args(pid_tgid) else { return 0 };
+    let Some(args) = take_args(pid_tgid) else {
+        return 0;
+    };
     if args.kind != kind::CONNECT {
         return 0;
     }
@@ -69,7 +71,9 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // Peer from connect's own sockaddr; only socket families we can parse.
-    let Some(peer) = read_peer(args.ptr) else { return 0 };
+    let Some(peer) = read_peer(args.ptr) else {
+        return 0;
+    };
     if peer.family == 0 {
         return 0;
     }
@@ -110,7 +114,9 @@ pub fn sys_exit_accept4(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn exit_accept(ctx: &TracePointContext) {
     let (pid_tgid, tgid) = current();
-    let Some(args) = take_args(pid_tgid) else { return };
+    let Some(args) = take_args(pid_tgid) else {
+        return;
+    };
     if args.kind != kind::ACCEPT {
         return;
     }
@@ -145,7 +151,9 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
         pid: tgid,
         fd: arg(&ctx, 0) as u32,
     };
-    let Some(state) = CONNS.get_ptr(&key) else { return 0 };
+    let Some(state) = CONNS.get_ptr(&key) else {
+        return 0;
+    };
     // SAFETY: copied out of the live map value before the entry is deleted.
     let state = unsafe { *state };
     if is_inferred(state.protocol) {

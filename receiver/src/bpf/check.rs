@@ -42,7 +42,10 @@ pub fn check() -> Vec<CheckItem> {
         Err(e) => CheckItem {
             name: "tracefs",
             ok: false,
-            detail: format!("not mounted at {TRACEFS} and cannot mount it: {}", source_text(&e)),
+            detail: format!(
+                "not mounted at {TRACEFS} and cannot mount it: {}",
+                source_text(&e)
+            ),
         },
     };
     let tracefs_ok = tracefs.ok;

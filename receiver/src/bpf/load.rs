@@ -83,6 +83,9 @@ pub struct ProgramStats {
     pub verified_instructions: Option<u32>,
     /// Size of the program after translation, bytes.
     pub translated_bytes: Option<u32>,
+    /// Total run time and run count (0 unless `kernel.bpf_stats_enabled` = 1).
+    pub run_time: std::time::Duration,
+    pub run_count: u64,
 }
 
 /// The loaded and attached kernel programs. Dropping it detaches everything.
@@ -105,7 +108,8 @@ impl Probes {
         ensure_tracefs()?;
 
         let max_capture = settings.max_capture_bytes.min(MAX_CAPTURE as u32);
-        let filter_active = u8::from(!settings.pids.is_empty() || !settings.exclude_pids.is_empty());
+        let filter_active =
+            u8::from(!settings.pids.is_empty() || !settings.exclude_pids.is_empty());
         let include_only = u8::from(!settings.pids.is_empty());
         let ebpf = EbpfLoader::new()
             .override_global("SELF_PID", &settings.self_pid, true)
@@ -128,18 +132,25 @@ impl Probes {
         let mut pids: HashMap<&mut MapData, u32, u8> = self.hash_map("PIDS")?;
         for &pid in &settings.pids {
             pids.insert(pid, PID_INCLUDE, 0)
-                .map_err(|source| LoadError::Map { map: "PIDS", source })?;
+                .map_err(|source| LoadError::Map {
+                    map: "PIDS",
+                    source,
+                })?;
         }
         // Exclusion wins over inclusion.
         for &pid in &settings.exclude_pids {
             pids.insert(pid, PID_EXCLUDE, 0)
-                .map_err(|source| LoadError::Map { map: "PIDS", source })?;
+                .map_err(|source| LoadError::Map {
+                    map: "PIDS",
+                    source,
+                })?;
         }
         let mut ports: HashMap<&mut MapData, u16, u8> = self.hash_map("EXCLUDE_PORTS")?;
         for &port in &settings.exclude_ports {
-            ports
-                .insert(port, 1, 0)
-                .map_err(|source| LoadError::Map { map: "EXCLUDE_PORTS", source })?;
+            ports.insert(port, 1, 0).map_err(|source| LoadError::Map {
+                map: "EXCLUDE_PORTS",
+                source,
+            })?;
         }
         Ok(())
     }
@@ -160,7 +171,9 @@ impl Probes {
             let program = self
                 .ebpf
                 .program_mut(name)
-                .ok_or_else(|| LoadError::MissingProgram { program: name.into() })?;
+                .ok_or_else(|| LoadError::MissingProgram {
+                    program: name.into(),
+                })?;
             let err = |source| LoadError::Program {
                 program: name.into(),
                 source,
@@ -205,12 +218,16 @@ impl Probes {
             .map("STATS")
             .ok_or(LoadError::MissingMap { map: "STATS" })?;
         let array: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(map).map_err(|source| LoadError::Map { map: "STATS", source })?;
+            PerCpuArray::try_from(map).map_err(|source| LoadError::Map {
+                map: "STATS",
+                source,
+            })?;
         let mut out = [0u64; stat::COUNT as usize];
         for (i, slot) in out.iter_mut().enumerate() {
-            let values = array
-                .get(&(i as u32), 0)
-                .map_err(|source| LoadError::Map { map: "STATS", source })?;
+            let values = array.get(&(i as u32), 0).map_err(|source| LoadError::Map {
+                map: "STATS",
+                source,
+            })?;
             *slot = values.iter().fold(0u64, |acc, v| acc.wrapping_add(*v));
         }
         Ok(out)
@@ -223,7 +240,9 @@ impl Probes {
             let program = self
                 .ebpf
                 .program(name)
-                .ok_or_else(|| LoadError::MissingProgram { program: name.into() })?;
+                .ok_or_else(|| LoadError::MissingProgram {
+                    program: name.into(),
+                })?;
             let info = program.info().map_err(|source| LoadError::Program {
                 program: name.into(),
                 source,
@@ -232,6 +251,8 @@ impl Probes {
                 name,
                 verified_instructions: info.verified_instruction_count(),
                 translated_bytes: info.size_translated(),
+                run_time: info.run_time(),
+                run_count: info.run_count(),
             });
         }
         Ok(out)

@@ -21,10 +21,14 @@ pub struct ConnControl {
 impl ConnControl {
     pub(super) fn new(conns: Map, disabled: Map) -> Result<ConnControl, LoadError> {
         Ok(ConnControl {
-            conns: HashMap::try_from(conns)
-                .map_err(|source| LoadError::Map { map: "CONNS", source })?,
-            disabled: HashMap::try_from(disabled)
-                .map_err(|source| LoadError::Map { map: "DISABLED", source })?,
+            conns: HashMap::try_from(conns).map_err(|source| LoadError::Map {
+                map: "CONNS",
+                source,
+            })?,
+            disabled: HashMap::try_from(disabled).map_err(|source| LoadError::Map {
+                map: "DISABLED",
+                source,
+            })?,
             seeded: 0,
         })
     }
@@ -33,7 +37,10 @@ impl ConnControl {
     pub fn disable(&mut self, conn: ConnId) -> Result<(), LoadError> {
         self.disabled
             .insert(disabled_key(conn), 1, 0)
-            .map_err(|source| LoadError::Map { map: "DISABLED", source })
+            .map_err(|source| LoadError::Map {
+                map: "DISABLED",
+                source,
+            })
     }
 
     /// Removes a connection from DISABLED (call when it closes). Absent keys are fine.
@@ -41,7 +48,10 @@ impl ConnControl {
         match self.disabled.remove(&disabled_key(conn)) {
             Ok(()) => Ok(()),
             Err(e) if is_errno(&e, libc::ENOENT) => Ok(()),
-            Err(source) => Err(LoadError::Map { map: "DISABLED", source }),
+            Err(source) => Err(LoadError::Map {
+                map: "DISABLED",
+                source,
+            }),
         }
     }
 
@@ -72,7 +82,10 @@ impl ConnControl {
         match self.conns.insert(key, state, BPF_NOEXIST) {
             Ok(()) => Ok(Some(generation)),
             Err(e) if is_errno(&e, libc::EEXIST) => Ok(None),
-            Err(source) => Err(LoadError::Map { map: "CONNS", source }),
+            Err(source) => Err(LoadError::Map {
+                map: "CONNS",
+                source,
+            }),
         }
     }
 
@@ -82,7 +95,10 @@ impl ConnControl {
     pub fn purge_exited(&mut self) -> Result<usize, LoadError> {
         let mut dead = Vec::new();
         for key in self.conns.keys() {
-            let key = key.map_err(|source| LoadError::Map { map: "CONNS", source })?;
+            let key = key.map_err(|source| LoadError::Map {
+                map: "CONNS",
+                source,
+            })?;
             if !Path::new("/proc").join(key.pid.to_string()).exists() {
                 dead.push(key);
             }
@@ -92,7 +108,12 @@ impl ConnControl {
             match self.conns.remove(&key) {
                 Ok(()) => removed += 1,
                 Err(e) if is_errno(&e, libc::ENOENT) => {}
-                Err(source) => return Err(LoadError::Map { map: "CONNS", source }),
+                Err(source) => {
+                    return Err(LoadError::Map {
+                        map: "CONNS",
+                        source,
+                    });
+                }
             }
         }
         Ok(removed)

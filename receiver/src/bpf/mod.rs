@@ -26,6 +26,14 @@ pub use load::{BpfSettings, Probes, ProgramStats};
 pub use maps::ConnControl;
 pub use ring::RingReader;
 
+// The capture task and the tracker own these on other tasks/threads.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<RingReader>();
+    send::<ConnControl>();
+    send::<Probes>();
+};
+
 /// Failures of loading, attaching and talking to the kernel programs.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

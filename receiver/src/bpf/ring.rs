@@ -78,10 +78,14 @@ pub struct RingReader {
 
 impl RingReader {
     pub(super) fn new(control: Map, data: Map) -> Result<RingReader, LoadError> {
-        let control = RingBuf::try_from(control)
-            .map_err(|source| LoadError::Map { map: "CONTROL", source })?;
-        let data =
-            RingBuf::try_from(data).map_err(|source| LoadError::Map { map: "DATA", source })?;
+        let control = RingBuf::try_from(control).map_err(|source| LoadError::Map {
+            map: "CONTROL",
+            source,
+        })?;
+        let data = RingBuf::try_from(data).map_err(|source| LoadError::Map {
+            map: "DATA",
+            source,
+        })?;
         Ok(RingReader {
             control: Ring::Plain(control),
             data: Ring::Plain(data),
@@ -191,7 +195,9 @@ pub(super) fn decode_control(bytes: &[u8]) -> Option<KernelEvent<'static>> {
                     let [a, b, c, d, ..] = ev.peer_addr;
                     Some(SocketAddr::from(([a, b, c, d], ev.peer_port)))
                 }
-                (1, Some(SocketFamily::Inet6)) => Some(SocketAddr::from((ev.peer_addr, ev.peer_port))),
+                (1, Some(SocketFamily::Inet6)) => {
+                    Some(SocketAddr::from((ev.peer_addr, ev.peer_port)))
+                }
                 _ => None,
             };
             Some(KernelEvent::Open(OpenEvent {

@@ -242,6 +242,10 @@ impl ConnParser {
 
     /// Feeds one captured syscall: `bytes` (≤ `len`) start at stream position `pos`; the
     /// `len - bytes.len()` bytes after them were not captured and form a gap.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "mirrors the data event: direction, position, time, bytes, length, sinks"
+    )]
     pub fn on_data(
         &mut self,
         direction: Direction,

@@ -70,6 +70,93 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
         stats: &mut ParseStats,
     ) {
         let kind = MessageKind::of(self.role, direction);
+        let max = self.limits.max_queued_frames.max(1);
+        self.stream(direction).push(pos, ts_ns, bytes, stats);
+        // Frame in rounds: when the queue fills (a large result set in one read), stitch to
+        // drain it before framing on; only a queue that stitching cannot drain drops frames.
+        for _ in 0..MAX_STEPS_PER_CHUNK {
+            let full = self.frame_round(direction, kind, true, stats);
+            self.stitch(out, stats);
+            if !full {
+                break;
+            }
+            if self.queue(kind).len() >= max {
+                self.frame_round(direction, kind, false, stats);
+                self.stitch(out, stats);
+                break;
+            }
+        }
+        // Bytes the kernel reported but did not copy: let the framer cut the head frame from
+        // the prefix it has (its tail is then skipped, not lost), then record the gap.
+        let captured_end = pos.saturating_add(bytes.len() as u64);
+        let reported_end = pos.saturating_add(u64::from(len));
+        let Pipeline {
+            framer,
+            framing,
+            egress,
+            ingress,
+            requests,
+            responses,
+            ..
+        } = self;
+        let stream = match direction {
+            Direction::Egress => egress,
+            Direction::Ingress => ingress,
+        };
+        let queue = match kind {
+            MessageKind::Request => requests,
+            MessageKind::Response => responses,
+        };
+        if reported_end > captured_end && stream.end_pos().is_some_and(|e| e < reported_end) {
+            for _ in 0..MAX_STEPS_PER_CHUNK {
+                if stream.is_empty() || stream.needs_resync() {
+                    break;
+                }
+                match framer.parse_before_gap(kind, stream.bytes(), framing) {
+                    Parse::Frame { frame, len } if len > 0 => {
+                        queue_frame(stream, queue, frame, len, kind, max, stats);
+                    }
+                    Parse::Skip { len } if len > 0 => stream.consume(len as u64),
+                    _ => break,
+                }
+            }
+            stream.gap_to(reported_end, stats);
+            self.stitch(out, stats);
+        }
+    }
+
+    fn stitch(&mut self, out: &mut Vec<Record>, stats: &mut ParseStats) {
+        self.stitcher.stitch(
+            &mut self.requests,
+            &mut self.responses,
+            &mut self.stitching,
+            out,
+            stats,
+        );
+    }
+
+    fn stream(&mut self, direction: Direction) -> &mut ByteStream {
+        match direction {
+            Direction::Egress => &mut self.egress,
+            Direction::Ingress => &mut self.ingress,
+        }
+    }
+
+    fn queue(&self, kind: MessageKind) -> &VecDeque<Timed<F::Frame>> {
+        match kind {
+            MessageKind::Request => &self.requests,
+            MessageKind::Response => &self.responses,
+        }
+    }
+
+    /// One framing round over the stream of `direction` into the queue of `kind`.
+    fn frame_round(
+        &mut self,
+        direction: Direction,
+        kind: MessageKind,
+        stop_when_full: bool,
+        stats: &mut ParseStats,
+    ) -> bool {
         let stream = match direction {
             Direction::Egress => &mut self.egress,
             Direction::Ingress => &mut self.ingress,
@@ -78,45 +165,16 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
             MessageKind::Request => &mut self.requests,
             MessageKind::Response => &mut self.responses,
         };
-        stream.push(pos, ts_ns, bytes, stats);
         run_framer(
             &self.framer,
             kind,
             stream,
             &mut self.framing,
             queue,
-            self.limits.max_queued_frames,
+            self.limits.max_queued_frames.max(1),
+            stop_when_full,
             stats,
-        );
-        // Bytes the kernel reported but did not copy: let the framer cut the head frame from
-        // the prefix it has (its tail is then skipped, not lost), then record the gap.
-        let captured_end = pos.saturating_add(bytes.len() as u64);
-        let reported_end = pos.saturating_add(u64::from(len));
-        if reported_end > captured_end && stream.end_pos().is_some_and(|e| e < reported_end) {
-            for _ in 0..MAX_STEPS_PER_CHUNK {
-                if stream.is_empty() || stream.needs_resync() {
-                    break;
-                }
-                match self
-                    .framer
-                    .parse_before_gap(kind, stream.bytes(), &mut self.framing)
-                {
-                    Parse::Frame { frame, len } if len > 0 => {
-                        queue_frame(stream, queue, frame, len, kind, self.limits.max_queued_frames, stats);
-                    }
-                    Parse::Skip { len } if len > 0 => stream.consume(len as u64),
-                    _ => break,
-                }
-            }
-            stream.gap_to(reported_end, stats);
-        }
-        self.stitcher.stitch(
-            &mut self.requests,
-            &mut self.responses,
-            &mut self.stitching,
-            out,
-            stats,
-        );
+        )
     }
 
     /// Gives up on requests older than `deadline_ns`.
@@ -141,7 +199,13 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
     }
 }
 
-/// Cuts every complete frame off `stream` into `queue`.
+/// Cuts every complete frame off `stream` into `queue`. With `stop_when_full`, returns `true`
+/// as soon as the queue holds `max_queued` frames (the caller stitches, then calls again);
+/// otherwise the oldest queued frame is dropped for each new one beyond the bound.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "disjoint borrows of the pipeline's fields"
+)]
 fn run_framer<F: Framer>(
     framer: &F,
     kind: MessageKind,
@@ -149,11 +213,15 @@ fn run_framer<F: Framer>(
     state: &mut F::State,
     queue: &mut VecDeque<Timed<F::Frame>>,
     max_queued: usize,
+    stop_when_full: bool,
     stats: &mut ParseStats,
-) {
+) -> bool {
     for _ in 0..MAX_STEPS_PER_CHUNK {
         if stream.is_empty() {
-            return;
+            return false;
+        }
+        if stop_when_full && queue.len() >= max_queued {
+            return true;
         }
         if stream.needs_resync() {
             match framer.find_boundary(kind, stream.bytes(), 0, state) {
@@ -168,7 +236,7 @@ fn run_framer<F: Framer>(
                 None => {
                     stats.bytes_lost += stream.len() as u64;
                     stream.clear();
-                    return;
+                    return false;
                 }
             }
             continue;
@@ -178,7 +246,7 @@ fn run_framer<F: Framer>(
                 queue_frame(stream, queue, frame, len, kind, max_queued, stats);
             }
             Parse::Skip { len } if len > 0 => stream.consume(len as u64),
-            Parse::Incomplete => return,
+            Parse::Incomplete => return false,
             Parse::Frame { .. } | Parse::Skip { .. } | Parse::Invalid => {
                 stats.invalid += 1;
                 match framer.find_boundary(kind, stream.bytes(), 1, state) {
@@ -191,12 +259,13 @@ fn run_framer<F: Framer>(
                         stats.bytes_lost += stream.len() as u64;
                         stream.clear();
                         stream.set_resync(true);
-                        return;
+                        return false;
                     }
                 }
             }
         }
     }
+    false
 }
 
 /// Stamps a frame with the times of its first and last buffered byte, queues it (dropping the

@@ -87,7 +87,11 @@ impl<'a> Lexer<'a> {
     fn skip_trivia(&mut self) -> Result<(), Unterminated> {
         self.spaced = false;
         loop {
-            match (self.byte(self.at), self.byte(self.at + 1), self.byte(self.at + 2)) {
+            match (
+                self.byte(self.at),
+                self.byte(self.at + 1),
+                self.byte(self.at + 2),
+            ) {
                 (Some(b), ..) if b.is_ascii_whitespace() => self.at += 1,
                 (Some(b'#'), ..) => self.line_comment(),
                 (Some(b'-'), Some(b'-'), c) if c.is_none_or(|c| c.is_ascii_whitespace()) => {
@@ -95,7 +99,10 @@ impl<'a> Lexer<'a> {
                 }
                 (Some(b'/'), Some(b'*'), _) => {
                     let body = self.src.as_bytes().get(self.at + 2..).unwrap_or_default();
-                    let end = body.windows(2).position(|w| w == b"*/").ok_or(Unterminated)?;
+                    let end = body
+                        .windows(2)
+                        .position(|w| w == b"*/")
+                        .ok_or(Unterminated)?;
                     self.at += 2 + end + 2;
                 }
                 _ => return Ok(()),
@@ -147,9 +154,13 @@ impl<'a> Lexer<'a> {
         let start = self.at;
         if self.byte(self.at) == Some(b'0') {
             let hex = matches!(self.byte(self.at + 1), Some(b'x' | b'X'))
-                && self.byte(self.at + 2).is_some_and(|b| b.is_ascii_hexdigit());
+                && self
+                    .byte(self.at + 2)
+                    .is_some_and(|b| b.is_ascii_hexdigit());
             let bin = matches!(self.byte(self.at + 1), Some(b'b' | b'B'))
-                && self.byte(self.at + 2).is_some_and(|b| b == b'0' || b == b'1');
+                && self
+                    .byte(self.at + 2)
+                    .is_some_and(|b| b == b'0' || b == b'1');
             if hex || bin {
                 self.at += 2;
                 self.digits(|b| b.is_ascii_hexdigit());
@@ -163,7 +174,10 @@ impl<'a> Lexer<'a> {
         }
         if matches!(self.byte(self.at), Some(b'e' | b'E')) {
             let sign = usize::from(matches!(self.byte(self.at + 1), Some(b'+' | b'-')));
-            if self.byte(self.at + 1 + sign).is_some_and(|b| b.is_ascii_digit()) {
+            if self
+                .byte(self.at + 1 + sign)
+                .is_some_and(|b| b.is_ascii_digit())
+            {
                 self.at += 1 + sign;
                 self.digits(|b| b.is_ascii_digit());
             }
@@ -239,8 +253,7 @@ impl<'a> Lexer<'a> {
                     // X'..', b'..', N'..', _utf8mb4'..'
                     self.quoted(b'\'', true)?;
                     Tok::Literal
-                } else if word.eq_ignore_ascii_case("TRUE") || word.eq_ignore_ascii_case("FALSE")
-                {
+                } else if word.eq_ignore_ascii_case("TRUE") || word.eq_ignore_ascii_case("FALSE") {
                     Tok::Literal
                 } else {
                     Tok::Word(word)
@@ -251,10 +264,10 @@ impl<'a> Lexer<'a> {
                     "<=>", "->>", "<=", ">=", "<>", "!=", ":=", "||", "&&", "->", "<<", ">>",
                 ];
                 let rest = self.src.get(start..).unwrap_or_default();
-                let len = OPS
-                    .iter()
-                    .find(|op| rest.starts_with(*op))
-                    .map_or_else(|| rest.chars().next().map_or(1, char::len_utf8), |op| op.len());
+                let len = OPS.iter().find(|op| rest.starts_with(*op)).map_or_else(
+                    || rest.chars().next().map_or(1, char::len_utf8),
+                    |op| op.len(),
+                );
                 self.at += len;
                 Tok::Punct(self.slice(start, self.at))
             }
@@ -493,12 +506,61 @@ impl Summary {
 /// Words that end a table list or cannot be an alias.
 fn is_clause_keyword(w: &str) -> bool {
     const KW: &[&str] = &[
-        "WHERE", "JOIN", "LEFT", "RIGHT", "INNER", "OUTER", "CROSS", "NATURAL", "STRAIGHT_JOIN",
-        "FULL", "ON", "USING", "GROUP", "ORDER", "LIMIT", "HAVING", "SET", "UNION", "FOR", "WINDOW",
-        "INTO", "VALUES", "VALUE", "PARTITION", "USE", "FORCE", "IGNORE", "LOCK", "PROCEDURE",
-        "EXCEPT", "INTERSECT", "RETURNING", "WITH", "SELECT", "AS", "DUPLICATE", "OFFSET",
-        "FROM", "TABLE", "IF", "NOT", "EXISTS", "LIKE", "WHEN", "THEN", "AND", "OR", "DEFAULT",
-        "CHARACTER", "CHARSET", "COLLATE", "ENGINE", "READ", "WRITE", "LOW_PRIORITY",
+        "WHERE",
+        "JOIN",
+        "LEFT",
+        "RIGHT",
+        "INNER",
+        "OUTER",
+        "CROSS",
+        "NATURAL",
+        "STRAIGHT_JOIN",
+        "FULL",
+        "ON",
+        "USING",
+        "GROUP",
+        "ORDER",
+        "LIMIT",
+        "HAVING",
+        "SET",
+        "UNION",
+        "FOR",
+        "WINDOW",
+        "INTO",
+        "VALUES",
+        "VALUE",
+        "PARTITION",
+        "USE",
+        "FORCE",
+        "IGNORE",
+        "LOCK",
+        "PROCEDURE",
+        "EXCEPT",
+        "INTERSECT",
+        "RETURNING",
+        "WITH",
+        "SELECT",
+        "AS",
+        "DUPLICATE",
+        "OFFSET",
+        "FROM",
+        "TABLE",
+        "IF",
+        "NOT",
+        "EXISTS",
+        "LIKE",
+        "WHEN",
+        "THEN",
+        "AND",
+        "OR",
+        "DEFAULT",
+        "CHARACTER",
+        "CHARSET",
+        "COLLATE",
+        "ENGINE",
+        "READ",
+        "WRITE",
+        "LOW_PRIORITY",
     ];
     KW.iter().any(|k| k.eq_ignore_ascii_case(w))
 }
@@ -518,7 +580,9 @@ fn table_name(toks: &[Tok<'_>], mut i: usize) -> (Option<String>, usize) {
     let mut name = String::new();
     loop {
         let part = match toks.get(i) {
-            Some(Tok::Word(w)) if !w.starts_with('@') && (!name.is_empty() || !is_clause_keyword(w)) => {
+            Some(Tok::Word(w))
+                if !w.starts_with('@') && (!name.is_empty() || !is_clause_keyword(w)) =>
+            {
                 (*w).to_owned()
             }
             Some(Tok::Quoted(q)) => {
@@ -569,11 +633,30 @@ fn table_list(toks: &[Tok<'_>], mut i: usize, s: &mut Summary, list: bool) -> us
 /// `CREATE [modifiers] TABLE [IF NOT EXISTS] name` and friends.
 fn ddl(toks: &[Tok<'_>], mut i: usize, verb: &str, s: &mut Summary) -> usize {
     const OBJECTS: &[&str] = &[
-        "TABLE", "INDEX", "VIEW", "DATABASE", "SCHEMA", "PROCEDURE", "FUNCTION", "TRIGGER",
-        "EVENT", "USER", "ROLE", "SEQUENCE", "TABLESPACE", "SERVER",
+        "TABLE",
+        "INDEX",
+        "VIEW",
+        "DATABASE",
+        "SCHEMA",
+        "PROCEDURE",
+        "FUNCTION",
+        "TRIGGER",
+        "EVENT",
+        "USER",
+        "ROLE",
+        "SEQUENCE",
+        "TABLESPACE",
+        "SERVER",
     ];
     const MODIFIERS: &[&str] = &[
-        "TEMPORARY", "OR", "REPLACE", "UNIQUE", "FULLTEXT", "SPATIAL", "ONLINE", "OFFLINE",
+        "TEMPORARY",
+        "OR",
+        "REPLACE",
+        "UNIQUE",
+        "FULLTEXT",
+        "SPATIAL",
+        "ONLINE",
+        "OFFLINE",
         "IGNORE",
     ];
     i = skip_words(toks, i, MODIFIERS);
@@ -597,6 +680,7 @@ fn ddl(toks: &[Tok<'_>], mut i: usize, verb: &str, s: &mut Summary) -> usize {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 
@@ -606,9 +690,18 @@ mod tests {
     fn sanitize_cases() {
         let cases: &[(&str, Option<&str>)] = &[
             ("SELECT 1", Some("SELECT ?")),
-            ("select * from users where id = 42", Some("select * from users where id = ?")),
-            ("SELECT * FROM t WHERE name = 'bob'", Some("SELECT * FROM t WHERE name = ?")),
-            ("SELECT * FROM t WHERE name = \"bob\"", Some("SELECT * FROM t WHERE name = ?")),
+            (
+                "select * from users where id = 42",
+                Some("select * from users where id = ?"),
+            ),
+            (
+                "SELECT * FROM t WHERE name = 'bob'",
+                Some("SELECT * FROM t WHERE name = ?"),
+            ),
+            (
+                "SELECT * FROM t WHERE name = \"bob\"",
+                Some("SELECT * FROM t WHERE name = ?"),
+            ),
             ("SELECT 'it''s'", Some("SELECT ?")),
             ("SELECT 'it\\'s', 2", Some("SELECT ?, ?")),
             ("SELECT \"a\"\"b\"", Some("SELECT ?")),
@@ -617,32 +710,86 @@ mod tests {
             ("SELECT 0xDEADBEEF, X'0aff', x'00'", Some("SELECT ?, ?, ?")),
             ("SELECT 0b1010, b'101', B'1'", Some("SELECT ?, ?, ?")),
             ("SELECT N'abc', _utf8mb4'héllo'", Some("SELECT ?, ?")),
-            ("SELECT * FROM t WHERE a = -5", Some("SELECT * FROM t WHERE a = ?")),
+            (
+                "SELECT * FROM t WHERE a = -5",
+                Some("SELECT * FROM t WHERE a = ?"),
+            ),
             ("SELECT a - 5 FROM t", Some("SELECT a - ? FROM t")),
             ("SELECT a-5 FROM t", Some("SELECT a-? FROM t")),
             ("SELECT -1", Some("SELECT ?")),
-            ("SELECT * FROM t WHERE x IN (1, 2, 3)", Some("SELECT * FROM t WHERE x IN (?)")),
-            ("SELECT * FROM t WHERE x IN ('a','b')", Some("SELECT * FROM t WHERE x IN (?)")),
-            ("SELECT * FROM t WHERE x NOT IN (?, ?)", Some("SELECT * FROM t WHERE x NOT IN (?)")),
-            ("SELECT * FROM t WHERE x IN (1)", Some("SELECT * FROM t WHERE x IN (?)")),
-            ("SELECT * FROM t WHERE x IN (SELECT y FROM u)", Some("SELECT * FROM t WHERE x IN (SELECT y FROM u)")),
-            ("SELECT * FROM t WHERE x IN (a, b)", Some("SELECT * FROM t WHERE x IN (a, b)")),
+            (
+                "SELECT * FROM t WHERE x IN (1, 2, 3)",
+                Some("SELECT * FROM t WHERE x IN (?)"),
+            ),
+            (
+                "SELECT * FROM t WHERE x IN ('a','b')",
+                Some("SELECT * FROM t WHERE x IN (?)"),
+            ),
+            (
+                "SELECT * FROM t WHERE x NOT IN (?, ?)",
+                Some("SELECT * FROM t WHERE x NOT IN (?)"),
+            ),
+            (
+                "SELECT * FROM t WHERE x IN (1)",
+                Some("SELECT * FROM t WHERE x IN (?)"),
+            ),
+            (
+                "SELECT * FROM t WHERE x IN (SELECT y FROM u)",
+                Some("SELECT * FROM t WHERE x IN (SELECT y FROM u)"),
+            ),
+            (
+                "SELECT * FROM t WHERE x IN (a, b)",
+                Some("SELECT * FROM t WHERE x IN (a, b)"),
+            ),
             ("SELECT TRUE, FALSE, NULL", Some("SELECT ?, ?, NULL")),
-            ("SELECT * FROM `my table` WHERE `c``d` = 1", Some("SELECT * FROM `my table` WHERE `c``d` = ?")),
-            ("SELECT a FROM t -- password 'x'\nWHERE b = 2", Some("SELECT a FROM t WHERE b = ?")),
-            ("SELECT a FROM t # secret\nWHERE b = 2", Some("SELECT a FROM t WHERE b = ?")),
+            (
+                "SELECT * FROM `my table` WHERE `c``d` = 1",
+                Some("SELECT * FROM `my table` WHERE `c``d` = ?"),
+            ),
+            (
+                "SELECT a FROM t -- password 'x'\nWHERE b = 2",
+                Some("SELECT a FROM t WHERE b = ?"),
+            ),
+            (
+                "SELECT a FROM t # secret\nWHERE b = 2",
+                Some("SELECT a FROM t WHERE b = ?"),
+            ),
             ("SELECT /* secret 'x' */ a FROM t", Some("SELECT a FROM t")),
-            ("SELECT /*+ MAX_EXECUTION_TIME(1000) */ a FROM t", Some("SELECT a FROM t")),
+            (
+                "SELECT /*+ MAX_EXECUTION_TIME(1000) */ a FROM t",
+                Some("SELECT a FROM t"),
+            ),
             ("SELECT a/*x*/FROM t", Some("SELECT a FROM t")),
             ("SELECT a--b FROM t", Some("SELECT a--b FROM t")),
-            ("  SELECT\n\t a ,\r\n b  FROM   t  ", Some("SELECT a , b FROM t")),
-            ("INSERT INTO t (a, b) VALUES (1, 'x'), (2, 'y')", Some("INSERT INTO t (a, b) VALUES (?, ?), (?, ?)")),
-            ("UPDATE t SET a = 'p@ss' WHERE id = 7", Some("UPDATE t SET a = ? WHERE id = ?")),
-            ("SELECT * FROM t WHERE a = ? AND b = ?", Some("SELECT * FROM t WHERE a = ? AND b = ?")),
-            ("SELECT @a := 5, @@session.sql_mode", Some("SELECT @a := ?, @@session.sql_mode")),
-            ("SELECT * FROM t1 JOIN t2 ON t1.id = t2.id", Some("SELECT * FROM t1 JOIN t2 ON t1.id = t2.id")),
+            (
+                "  SELECT\n\t a ,\r\n b  FROM   t  ",
+                Some("SELECT a , b FROM t"),
+            ),
+            (
+                "INSERT INTO t (a, b) VALUES (1, 'x'), (2, 'y')",
+                Some("INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"),
+            ),
+            (
+                "UPDATE t SET a = 'p@ss' WHERE id = 7",
+                Some("UPDATE t SET a = ? WHERE id = ?"),
+            ),
+            (
+                "SELECT * FROM t WHERE a = ? AND b = ?",
+                Some("SELECT * FROM t WHERE a = ? AND b = ?"),
+            ),
+            (
+                "SELECT @a := 5, @@session.sql_mode",
+                Some("SELECT @a := ?, @@session.sql_mode"),
+            ),
+            (
+                "SELECT * FROM t1 JOIN t2 ON t1.id = t2.id",
+                Some("SELECT * FROM t1 JOIN t2 ON t1.id = t2.id"),
+            ),
             ("SELECT 1abc FROM t2fa", Some("SELECT 1abc FROM t2fa")),
-            ("SELECT DATE '2024-01-01', INTERVAL 3 DAY", Some("SELECT DATE ?, INTERVAL ? DAY")),
+            (
+                "SELECT DATE '2024-01-01', INTERVAL 3 DAY",
+                Some("SELECT DATE ?, INTERVAL ? DAY"),
+            ),
             ("SELECT 'héllo wörld' AS «x»", Some("SELECT ? AS «x»")),
             ("SELECT * FROM t WHERE a = 'unterminated", None),
             ("SELECT * FROM t WHERE a = \"unterminated", None),
@@ -657,7 +804,10 @@ mod tests {
             ("CALL p(1, 'a')", Some("CALL p(?, ?)")),
             ("SELECT a+1, b*-2 FROM t", Some("SELECT a+?, b*? FROM t")),
             ("SELECT f(-.5)", Some("SELECT f(?)")),
-            ("SELECT * FROM t LIMIT 10 OFFSET 20", Some("SELECT * FROM t LIMIT ? OFFSET ?")),
+            (
+                "SELECT * FROM t LIMIT 10 OFFSET 20",
+                Some("SELECT * FROM t LIMIT ? OFFSET ?"),
+            ),
         ];
         assert!(cases.len() >= 40);
         for (input, want) in cases {
@@ -668,7 +818,10 @@ mod tests {
     #[test]
     fn truncated_input_fails_closed_or_drops_the_partial_token() {
         // Cut inside a literal.
-        assert_eq!(sanitize_truncated("SELECT * FROM t WHERE p = 'hunt", CAP, true), None);
+        assert_eq!(
+            sanitize_truncated("SELECT * FROM t WHERE p = 'hunt", CAP, true),
+            None
+        );
         // Cut inside a line comment.
         assert_eq!(sanitize_truncated("SELECT 1 -- token=ab", CAP, true), None);
         // Cut after a number: the partial number is dropped (and was a `?` anyway).
@@ -703,28 +856,52 @@ mod tests {
     fn summaries() {
         let cases: &[(&str, Option<&str>)] = &[
             ("SELECT * FROM users WHERE id = 1", Some("SELECT users")),
-            ("select * from Users u join orders o on u.id = o.uid", Some("SELECT Users orders")),
+            (
+                "select * from Users u join orders o on u.id = o.uid",
+                Some("SELECT Users orders"),
+            ),
             ("SELECT * FROM a, b AS bb, c WHERE 1", Some("SELECT a b c")),
             ("SELECT * FROM shop.items", Some("SELECT shop.items")),
             ("SELECT * FROM `my table`", Some("SELECT my table")),
             ("INSERT INTO orders (a) VALUES (1)", Some("INSERT orders")),
             ("INSERT IGNORE INTO orders SET a = 1", Some("INSERT orders")),
-            ("INSERT INTO shipping_details SELECT * FROM orders", Some("INSERT shipping_details SELECT orders")),
+            (
+                "INSERT INTO shipping_details SELECT * FROM orders",
+                Some("INSERT shipping_details SELECT orders"),
+            ),
             ("REPLACE INTO t VALUES (1)", Some("REPLACE t")),
-            ("UPDATE accounts SET balance = 0 WHERE id = 3", Some("UPDATE accounts")),
-            ("UPDATE a JOIN b ON a.id = b.id SET a.x = 1", Some("UPDATE a b")),
-            ("DELETE FROM sessions WHERE expired = 1", Some("DELETE sessions")),
+            (
+                "UPDATE accounts SET balance = 0 WHERE id = 3",
+                Some("UPDATE accounts"),
+            ),
+            (
+                "UPDATE a JOIN b ON a.id = b.id SET a.x = 1",
+                Some("UPDATE a b"),
+            ),
+            (
+                "DELETE FROM sessions WHERE expired = 1",
+                Some("DELETE sessions"),
+            ),
             ("CREATE TABLE t (id INT)", Some("CREATE TABLE t")),
-            ("CREATE TEMPORARY TABLE IF NOT EXISTS tmp (id INT)", Some("CREATE TABLE tmp")),
+            (
+                "CREATE TEMPORARY TABLE IF NOT EXISTS tmp (id INT)",
+                Some("CREATE TABLE tmp"),
+            ),
             ("DROP TABLE IF EXISTS old", Some("DROP TABLE old")),
             ("ALTER TABLE t ADD COLUMN c INT", Some("ALTER TABLE t")),
             ("TRUNCATE TABLE logs", Some("TRUNCATE TABLE logs")),
-            ("CREATE USER 'bob'@'%' IDENTIFIED BY 'pw'", Some("CREATE USER")),
+            (
+                "CREATE USER 'bob'@'%' IDENTIFIED BY 'pw'",
+                Some("CREATE USER"),
+            ),
             ("CALL refresh_stats(1)", Some("CALL refresh_stats")),
             ("USE shop", Some("USE shop")),
             ("USE `shop`", Some("USE shop")),
             ("SELECT 1", Some("SELECT")),
-            ("SELECT * FROM (SELECT id FROM inner_t) x", Some("SELECT inner_t")),
+            (
+                "SELECT * FROM (SELECT id FROM inner_t) x",
+                Some("SELECT inner_t"),
+            ),
             ("BEGIN", Some("BEGIN")),
             ("START TRANSACTION", Some("START TRANSACTION")),
             ("COMMIT", Some("COMMIT")),

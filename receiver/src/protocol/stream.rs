@@ -224,7 +224,10 @@ impl ByteStream {
     /// Drops index entries for chunks wholly before the head (keeps the one holding the head).
     fn prune_ts(&mut self) {
         while self.ts_index.len() > 1
-            && self.ts_index.get(1).is_some_and(|&(p, _)| p <= self.head_pos)
+            && self
+                .ts_index
+                .get(1)
+                .is_some_and(|&(p, _)| p <= self.head_pos)
         {
             self.ts_index.pop_front();
         }

@@ -172,7 +172,10 @@ impl Metrics {
     }
 
     pub fn spans_dropped_total(&self) -> u64 {
-        self.spans_dropped.iter().map(|a| a.load(Ordering::Relaxed)).sum()
+        self.spans_dropped
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Renders the Prometheus text exposition format (version 0.0.4).
@@ -192,7 +195,10 @@ impl Metrics {
             "counter",
             "Events the kernel wrote to the ring buffers, by stream.",
             &[
-                ("{stream=\"control\"}".into(), r(&self.kernel_control_events)),
+                (
+                    "{stream=\"control\"}".into(),
+                    r(&self.kernel_control_events),
+                ),
                 ("{stream=\"data\"}".into(), r(&self.kernel_data_events)),
             ],
         );
@@ -208,7 +214,12 @@ impl Metrics {
             "Events or bytes the kernel side lost, by reason.",
             &KernelDrop::ALL
                 .iter()
-                .map(|d| (format!("{{reason=\"{}\"}}", d.as_str()), r(self.kernel_drop(*d))))
+                .map(|d| {
+                    (
+                        format!("{{reason=\"{}\"}}", d.as_str()),
+                        r(self.kernel_drop(*d)),
+                    )
+                })
                 .collect::<Vec<_>>(),
         );
         family(
@@ -244,7 +255,12 @@ impl Metrics {
         let per_proto = |f: &dyn Fn(&ProtocolMetrics) -> &AtomicU64| {
             Protocol::ALL
                 .iter()
-                .map(|p| (format!("{{protocol=\"{}\"}}", p.as_str()), r(f(self.protocol(*p)))))
+                .map(|p| {
+                    (
+                        format!("{{protocol=\"{}\"}}", p.as_str()),
+                        r(f(self.protocol(*p))),
+                    )
+                })
                 .collect::<Vec<_>>()
         };
         family(
@@ -320,7 +336,10 @@ impl Metrics {
             &SpanDrop::ALL
                 .iter()
                 .map(|d| {
-                    (format!("{{reason=\"{}\"}}", d.as_str()), r(&self.spans_dropped[*d as usize]))
+                    (
+                        format!("{{reason=\"{}\"}}", d.as_str()),
+                        r(&self.spans_dropped[*d as usize]),
+                    )
                 })
                 .collect::<Vec<_>>(),
         );
@@ -331,7 +350,10 @@ impl Metrics {
             &ExportOutcome::ALL
                 .iter()
                 .map(|o| {
-                    (format!("{{outcome=\"{}\"}}", o.as_str()), r(&self.export_requests[*o as usize]))
+                    (
+                        format!("{{outcome=\"{}\"}}", o.as_str()),
+                        r(&self.export_requests[*o as usize]),
+                    )
                 })
                 .collect::<Vec<_>>(),
         );
@@ -358,14 +380,18 @@ mod tests {
     #[test]
     fn render_names_every_family_once_with_type_lines() {
         let m = Metrics::default();
-        m.kernel_drop(KernelDrop::DataRingFull).fetch_add(3, Ordering::Relaxed);
+        m.kernel_drop(KernelDrop::DataRingFull)
+            .fetch_add(3, Ordering::Relaxed);
         m.span_dropped(SpanDrop::QueueFull, 2);
         let text = m.render();
         assert!(text.contains("ebpf_receiver_kernel_drops_total{reason=\"data_ring_full\"} 3"));
         assert!(text.contains("ebpf_receiver_spans_dropped_total{reason=\"queue_full\"} 2"));
         let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
-        let mut names: Vec<&str> =
-            text.lines().filter(|l| l.starts_with("# TYPE")).map(|l| l.split(' ').nth(2).unwrap_or("")).collect();
+        let mut names: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("# TYPE"))
+            .map(|l| l.split(' ').nth(2).unwrap_or(""))
+            .collect();
         names.sort();
         names.dedup();
         assert_eq!(types, names.len(), "a metric family is declared twice");

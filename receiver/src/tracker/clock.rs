@@ -11,7 +11,10 @@ pub struct WallClock {
 }
 
 fn read(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes one timespec into the valid pointer we pass.
     let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     if rc != 0 {

@@ -28,8 +28,8 @@ use crate::telemetry;
 
 pub use clock::WallClock;
 
-/// A connection is handed back to the kernel's judgement (disabled) when it produced this many
-/// invalid positions without a single record.
+/// A connection is switched off in the kernel when it produced this many invalid positions or
+/// unpairable responses without a single record: it is not the protocol the kernel inferred.
 const DISABLE_AFTER_INVALID: u64 = 32;
 
 /// Bounds and timeouts of the tracker.
@@ -123,7 +123,9 @@ impl Tracker {
         if !self.ensure_conn(data.conn, data.protocol, data.role, data.ts_ns) {
             return;
         }
-        let Some(conn) = self.conns.get_mut(&data.conn) else { return };
+        let Some(conn) = self.conns.get_mut(&data.conn) else {
+            return;
+        };
         conn.last_ns = conn.last_ns.max(data.ts_ns);
         let Some(parser) = conn.parser.as_mut() else {
             return;
@@ -144,11 +146,16 @@ impl Tracker {
             parser.expire(deadline, &mut self.records, &mut stats);
         }
         conn.stats.add(&stats);
-        if !conn.disabled && conn.stats.records == 0 && conn.stats.invalid >= DISABLE_AFTER_INVALID {
+        if !conn.disabled
+            && conn.stats.records == 0
+            && conn.stats.invalid + conn.stats.unmatched_responses >= DISABLE_AFTER_INVALID
+        {
             conn.disabled = true;
             conn.parser = None;
             self.to_disable.push(data.conn);
-            telemetry::metrics().connections_disabled.fetch_add(1, Ordering::Relaxed);
+            telemetry::metrics()
+                .connections_disabled
+                .fetch_add(1, Ordering::Relaxed);
         }
         let protocol = conn.protocol;
         for rec in self.records.drain(..) {
@@ -164,14 +171,24 @@ impl Tracker {
 
     /// Makes sure connection `id` is tracked, resolving its tuple and process when new. False
     /// when the role is still unknown: without it requests and responses cannot be told apart.
-    fn ensure_conn(&mut self, id: ConnId, protocol: Protocol, role: Option<Role>, ts_ns: u64) -> bool {
+    fn ensure_conn(
+        &mut self,
+        id: ConnId,
+        protocol: Protocol,
+        role: Option<Role>,
+        ts_ns: u64,
+    ) -> bool {
         if !self.conns.contains_key(&id) {
             let Some(role) = role else { return false };
             if self.conns.len() >= self.settings.max_connections {
                 self.evict_oldest();
             }
             let process = self.process(id.pid);
-            let mut meta = ConnMeta { role: Some(role), process, ..ConnMeta::default() };
+            let mut meta = ConnMeta {
+                role: Some(role),
+                process,
+                ..ConnMeta::default()
+            };
             if self.settings.resolve {
                 if let Some(t) = socket::resolve(&self.settings.proc_root, id.pid, id.fd) {
                     meta.transport = t.transport;
@@ -190,7 +207,9 @@ impl Tracker {
                 disabled: false,
             };
             self.conns.insert(id, conn);
-            telemetry::metrics().connections_tracked.store(self.conns.len() as u64, Ordering::Relaxed);
+            telemetry::metrics()
+                .connections_tracked
+                .store(self.conns.len() as u64, Ordering::Relaxed);
         }
         true
     }
@@ -204,24 +223,35 @@ impl Tracker {
                 Arc::new(if resolve {
                     process::read_process(root, pid)
                 } else {
-                    ProcessMeta { pid, ..ProcessMeta::default() }
+                    ProcessMeta {
+                        pid,
+                        ..ProcessMeta::default()
+                    }
                 })
             })
             .clone()
     }
 
     fn evict_oldest(&mut self) {
-        let oldest = self.conns.iter().min_by_key(|(_, c)| c.last_ns).map(|(id, _)| *id);
+        let oldest = self
+            .conns
+            .iter()
+            .min_by_key(|(_, c)| c.last_ns)
+            .map(|(id, _)| *id);
         if let Some(id) = oldest {
             self.remove(id, None);
-            telemetry::metrics().connections_evicted.fetch_add(1, Ordering::Relaxed);
+            telemetry::metrics()
+                .connections_evicted
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Forgets a connection; pending requests are flushed as unmatched (or as records for
     /// commands without a response).
     fn remove(&mut self, id: ConnId, out: Option<&mut Vec<ConnRecord>>) {
-        let Some(mut conn) = self.conns.remove(&id) else { return };
+        let Some(mut conn) = self.conns.remove(&id) else {
+            return;
+        };
         if let Some(parser) = conn.parser.as_mut() {
             let mut stats = ParseStats::default();
             self.records.clear();
@@ -237,12 +267,17 @@ impl Tracker {
                 }
             }
             self.records.clear();
-            self.batch_stats.entry(conn.protocol).or_default().add(&stats);
+            self.batch_stats
+                .entry(conn.protocol)
+                .or_default()
+                .add(&stats);
         }
         if conn.disabled {
             self.to_enable.push(id);
         }
-        telemetry::metrics().connections_tracked.store(self.conns.len() as u64, Ordering::Relaxed);
+        telemetry::metrics()
+            .connections_tracked
+            .store(self.conns.len() as u64, Ordering::Relaxed);
     }
 
     /// Ends a drain batch: applies closes and publishes parser counters.
@@ -259,9 +294,12 @@ impl Tracker {
             m.frames_invalid.fetch_add(s.invalid, Ordering::Relaxed);
             m.resyncs.fetch_add(s.resyncs, Ordering::Relaxed);
             m.bytes_lost.fetch_add(s.bytes_lost, Ordering::Relaxed);
-            m.unmatched_requests.fetch_add(s.unmatched_requests, Ordering::Relaxed);
-            m.unmatched_responses.fetch_add(s.unmatched_responses, Ordering::Relaxed);
-            m.buffer_overflow_bytes.fetch_add(s.buffer_overflow_bytes, Ordering::Relaxed);
+            m.unmatched_requests
+                .fetch_add(s.unmatched_requests, Ordering::Relaxed);
+            m.unmatched_responses
+                .fetch_add(s.unmatched_responses, Ordering::Relaxed);
+            m.buffer_overflow_bytes
+                .fetch_add(s.buffer_overflow_bytes, Ordering::Relaxed);
         }
     }
 
@@ -277,7 +315,9 @@ impl Tracker {
                 idle.push(*id);
                 continue;
             }
-            let Some(parser) = conn.parser.as_mut() else { continue };
+            let Some(parser) = conn.parser.as_mut() else {
+                continue;
+            };
             let mut stats = ParseStats::default();
             self.records.clear();
             parser.expire(deadline, &mut self.records, &mut stats);
@@ -289,7 +329,10 @@ impl Tracker {
                     exchange: rec.exchange,
                 });
             }
-            self.batch_stats.entry(conn.protocol).or_default().add(&stats);
+            self.batch_stats
+                .entry(conn.protocol)
+                .or_default()
+                .add(&stats);
         }
         for id in idle {
             self.remove(id, Some(&mut *out));

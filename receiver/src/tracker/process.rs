@@ -21,7 +21,9 @@ pub fn read_process(proc_root: &Path, pid: u32) -> ProcessMeta {
         .map(|n| n.trim_end_matches(" (deleted)").to_string())
         .filter(|n| !n.is_empty())
         .or_else(|| {
-            std::fs::read_to_string(dir.join("comm")).ok().map(|s| s.trim().to_string())
+            std::fs::read_to_string(dir.join("comm"))
+                .ok()
+                .map(|s| s.trim().to_string())
         })
         .unwrap_or_default();
     let command_line = read_capped(&dir.join("cmdline"), MAX_CMDLINE_BYTES)
@@ -38,7 +40,13 @@ pub fn read_process(proc_root: &Path, pid: u32) -> ProcessMeta {
         .filter(|s| !s.trim().is_empty());
     let container_id = read_capped(&dir.join("cgroup"), MAX_CGROUP_BYTES)
         .and_then(|b| container_id(&String::from_utf8_lossy(&b)));
-    ProcessMeta { pid, executable_name, command_line, service_name, container_id }
+    ProcessMeta {
+        pid,
+        executable_name,
+        command_line,
+        service_name,
+        container_id,
+    }
 }
 
 fn read_capped(path: &Path, cap: u64) -> Option<Vec<u8>> {
@@ -82,20 +90,28 @@ mod tests {
         for cg in [
             format!("0::/system.slice/docker-{id}.scope\n"),
             format!("12:pids:/docker/{id}\n"),
-            format!("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/cri-containerd-{id}.scope\n"),
+            format!(
+                "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/cri-containerd-{id}.scope\n"
+            ),
             format!("0::/kubepods/besteffort/pod1234/{id}\n"),
             format!("0::/machine.slice/libpod-{id}.scope/container\n"),
         ] {
             assert_eq!(container_id(&cg).as_deref(), Some(id), "{cg}");
         }
-        assert_eq!(container_id("0::/user.slice/user-0.slice/session-1.scope\n"), None);
+        assert_eq!(
+            container_id("0::/user.slice/user-0.slice/session-1.scope\n"),
+            None
+        );
         assert_eq!(container_id(""), None);
     }
 
     #[test]
     fn env_value_is_exact() {
         let env = b"A=1\0OTEL_SERVICE_NAME_X=no\0OTEL_SERVICE_NAME=shop\0";
-        assert_eq!(env_value(env, b"OTEL_SERVICE_NAME").as_deref(), Some("shop"));
+        assert_eq!(
+            env_value(env, b"OTEL_SERVICE_NAME").as_deref(),
+            Some("shop")
+        );
         assert_eq!(env_value(b"X=1", b"OTEL_SERVICE_NAME"), None);
     }
 

@@ -38,7 +38,12 @@ fn resolve_pidfd(pid: u32, fd: u32) -> Option<SocketTuple> {
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as libc::c_int) };
     // SAFETY: as above.
     let dup = unsafe {
-        libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd as libc::c_int, 0)
+        libc::syscall(
+            libc::SYS_pidfd_getfd,
+            pidfd.as_raw_fd(),
+            fd as libc::c_int,
+            0,
+        )
     };
     if dup < 0 {
         return None;
@@ -92,7 +97,10 @@ fn sockaddr_of(fd: libc::c_int, f: SockNameFn) -> Option<Addr> {
             // SAFETY: the kernel wrote a sockaddr_in for AF_INET.
             let sin: libc::sockaddr_in = unsafe { std::ptr::read((&raw const ss).cast()) };
             let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Some(Addr::Inet(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port)))))
+            Some(Addr::Inet(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            ))))
         }
         libc::AF_INET6 => {
             // SAFETY: the kernel wrote a sockaddr_in6 for AF_INET6.
@@ -105,8 +113,12 @@ fn sockaddr_of(fd: libc::c_int, f: SockNameFn) -> Option<Addr> {
             // SAFETY: the kernel wrote a sockaddr_un for AF_UNIX.
             let sun: libc::sockaddr_un = unsafe { std::ptr::read((&raw const ss).cast()) };
             let path_len = (len as usize).saturating_sub(std::mem::size_of::<libc::sa_family_t>());
-            let bytes: Vec<u8> =
-                sun.sun_path.iter().take(path_len).map(|c| *c as u8).collect();
+            let bytes: Vec<u8> = sun
+                .sun_path
+                .iter()
+                .take(path_len)
+                .map(|c| *c as u8)
+                .collect();
             Some(Addr::Unix(unix_path(&bytes)))
         }
         _ => None,
@@ -130,7 +142,10 @@ fn unix_path(raw: &[u8]) -> Option<String> {
         None => None,
         Some((0, rest)) if !rest.is_empty() => {
             let end = rest.iter().position(|c| *c == 0).unwrap_or(rest.len());
-            Some(format!("@{}", String::from_utf8_lossy(rest.get(..end).unwrap_or(rest))))
+            Some(format!(
+                "@{}",
+                String::from_utf8_lossy(rest.get(..end).unwrap_or(rest))
+            ))
         }
         Some((0, _)) => None,
         Some(_) => {
@@ -179,21 +194,29 @@ impl NetTables {
     fn parse_tcp(&mut self, text: &str, v6: bool) {
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(rem), Some(st), Some(inode)) = (f.get(1), f.get(2), f.get(3), f.get(9))
+            let (Some(local), Some(rem), Some(st), Some(inode)) =
+                (f.get(1), f.get(2), f.get(3), f.get(9))
             else {
                 continue;
             };
             if *st != "01" {
                 continue;
             }
-            let (Some(l), Some(r), Ok(inode)) =
-                (parse_hex_addr(local, v6), parse_hex_addr(rem, v6), inode.parse::<u64>())
-            else {
+            let (Some(l), Some(r), Ok(inode)) = (
+                parse_hex_addr(local, v6),
+                parse_hex_addr(rem, v6),
+                inode.parse::<u64>(),
+            ) else {
                 continue;
             };
             self.by_inode.insert(
                 inode,
-                SocketTuple { transport: Some(Transport::Tcp), local: Some(l), peer: Some(r), unix_path: None },
+                SocketTuple {
+                    transport: Some(Transport::Tcp),
+                    local: Some(l),
+                    peer: Some(r),
+                    unix_path: None,
+                },
             );
         }
     }
@@ -203,15 +226,24 @@ impl NetTables {
     fn parse_unix(&mut self, text: &str) {
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
-            let (Some(ty), Some(st), Some(inode)) = (f.get(4), f.get(5), f.get(6)) else { continue };
+            let (Some(ty), Some(st), Some(inode)) = (f.get(4), f.get(5), f.get(6)) else {
+                continue;
+            };
             if *ty != "0001" || *st != "03" {
                 continue;
             }
-            let Ok(inode) = inode.parse::<u64>() else { continue };
+            let Ok(inode) = inode.parse::<u64>() else {
+                continue;
+            };
             let path = f.get(7).map(|p| p.to_string());
             self.by_inode.insert(
                 inode,
-                SocketTuple { transport: Some(Transport::Unix), local: None, peer: None, unix_path: path },
+                SocketTuple {
+                    transport: Some(Transport::Unix),
+                    local: None,
+                    peer: None,
+                    unix_path: path,
+                },
             );
         }
     }
@@ -224,7 +256,10 @@ fn parse_hex_addr(s: &str, v6: bool) -> Option<SocketAddr> {
     if !v6 {
         let raw = u32::from_str_radix(ip, 16).ok()?;
         // The kernel prints the address as a native-endian u32 of network-order bytes.
-        return Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(u32::from_be(raw)), port)));
+        return Some(SocketAddr::V4(SocketAddrV4::new(
+            Ipv4Addr::from(u32::from_be(raw)),
+            port,
+        )));
     }
     if ip.len() != 32 {
         return None;
@@ -232,30 +267,57 @@ fn parse_hex_addr(s: &str, v6: bool) -> Option<SocketAddr> {
     let mut bytes = [0u8; 16];
     for (i, word) in (0..4).map(|w| ip.get(w * 8..w * 8 + 8)).enumerate() {
         let w = u32::from_str_radix(word?, 16).ok()?;
-        bytes.get_mut(i * 4..i * 4 + 4)?.copy_from_slice(&w.to_ne_bytes());
+        bytes
+            .get_mut(i * 4..i * 4 + 4)?
+            .copy_from_slice(&w.to_ne_bytes());
     }
-    Some(unmap_v4(SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(bytes), port, 0, 0))))
+    Some(unmap_v4(SocketAddr::V6(SocketAddrV6::new(
+        Ipv6Addr::from(bytes),
+        port,
+        0,
+        0,
+    ))))
 }
 
 /// Established TCP and connected Unix stream sockets of every process under `proc_root`, as
 /// (pid, fd), for connections that predate the receiver. `keep(pid)` filters processes.
-pub fn existing_stream_sockets(proc_root: &Path, keep: impl Fn(u32) -> bool, limit: usize) -> Vec<(u32, u32)> {
+pub fn existing_stream_sockets(
+    proc_root: &Path,
+    keep: impl Fn(u32) -> bool,
+    limit: usize,
+) -> Vec<(u32, u32)> {
     let mut out = Vec::new();
     let mut tables_by_netns: HashMap<u64, NetTables> = HashMap::new();
-    let Ok(rd) = std::fs::read_dir(proc_root) else { return out };
+    let Ok(rd) = std::fs::read_dir(proc_root) else {
+        return out;
+    };
     for entry in rd.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
         if !keep(pid) {
             continue;
         }
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
         let netns = std::fs::metadata(entry.path().join("ns/net"))
             .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
             .unwrap_or(0);
         for fd in fds.flatten() {
-            let Some(fdn) = fd.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-            let Some(inode) = socket_inode(proc_root, pid, fdn) else { continue };
-            let tables = tables_by_netns.entry(netns).or_insert_with(|| NetTables::read(proc_root, pid));
+            let Some(fdn) = fd.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Some(inode) = socket_inode(proc_root, pid, fdn) else {
+                continue;
+            };
+            let tables = tables_by_netns
+                .entry(netns)
+                .or_insert_with(|| NetTables::read(proc_root, pid));
             if tables.by_inode.contains_key(&inode) {
                 out.push((pid, fdn));
                 if out.len() >= limit {
@@ -274,7 +336,10 @@ mod tests {
 
     #[test]
     fn hex_addresses_from_proc_net() {
-        assert_eq!(parse_hex_addr("0100007F:0CEA", false), Some("127.0.0.1:3306".parse().unwrap()));
+        assert_eq!(
+            parse_hex_addr("0100007F:0CEA", false),
+            Some("127.0.0.1:3306".parse().unwrap())
+        );
         assert_eq!(
             parse_hex_addr("00000000000000000000000001000000:1F90", true),
             Some("[::1]:8080".parse().unwrap())
@@ -290,7 +355,10 @@ mod tests {
 
     #[test]
     fn unix_paths() {
-        assert_eq!(unix_path(b"/run/mysqld/mysqld.sock\0\0").as_deref(), Some("/run/mysqld/mysqld.sock"));
+        assert_eq!(
+            unix_path(b"/run/mysqld/mysqld.sock\0\0").as_deref(),
+            Some("/run/mysqld/mysqld.sock")
+        );
         assert_eq!(unix_path(b"\0abstract\0").as_deref(), Some("@abstract"));
         assert_eq!(unix_path(b""), None);
     }
@@ -315,7 +383,10 @@ mod tests {
         let seen = existing_stream_sockets(Path::new("/proc"), |p| p == me, 100);
         assert!(seen.contains(&(me, fd)), "{seen:?}");
         assert!(seen.contains(&(me, server.as_raw_fd() as u32)));
-        assert!(!seen.contains(&(me, listener.as_raw_fd() as u32)), "listeners are not connections");
+        assert!(
+            !seen.contains(&(me, listener.as_raw_fd() as u32)),
+            "listeners are not connections"
+        );
     }
 
     #[test]
@@ -325,7 +396,12 @@ mod tests {
         let listener = std::os::unix::net::UnixListener::bind(&dir).unwrap();
         let client = std::os::unix::net::UnixStream::connect(&dir).unwrap();
         let (_server, _) = listener.accept().unwrap();
-        let t = resolve(Path::new("/proc"), std::process::id(), client.as_raw_fd() as u32).expect("tuple");
+        let t = resolve(
+            Path::new("/proc"),
+            std::process::id(),
+            client.as_raw_fd() as u32,
+        )
+        .expect("tuple");
         assert_eq!(t.transport, Some(Transport::Unix));
         assert_eq!(t.unix_path.as_deref(), dir.to_str());
         let _ = std::fs::remove_file(&dir);

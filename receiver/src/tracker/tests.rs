@@ -20,7 +20,11 @@ fn tracker(max_connections: usize) -> Tracker {
 }
 
 fn id(fd: u32) -> ConnId {
-    ConnId { pid: 4242, fd, generation: 1 }
+    ConnId {
+        pid: 4242,
+        fd,
+        generation: 1,
+    }
 }
 
 fn packet(seq: u8, payload: &[u8]) -> Vec<u8> {
@@ -47,7 +51,14 @@ fn err_packet(code: u16, state: &str, msg: &str) -> Vec<u8> {
     packet(1, &payload)
 }
 
-fn data<'a>(conn: ConnId, role: Role, direction: Direction, pos: u64, ts: u64, bytes: &'a [u8]) -> KernelEvent<'a> {
+fn data<'a>(
+    conn: ConnId,
+    role: Role,
+    direction: Direction,
+    pos: u64,
+    ts: u64,
+    bytes: &'a [u8],
+) -> KernelEvent<'a> {
     KernelEvent::Data(DataEvent {
         conn,
         ts_ns: ts,
@@ -66,8 +77,14 @@ fn one_exchange_becomes_one_record_with_wall_clock_times() {
     let mut out = Vec::new();
     let q = query("UPDATE accounts SET balance = 10 WHERE id = 7");
     let ok = ok_packet();
-    t.on_event(&data(id(5), Role::Client, Direction::Egress, 0, 100, &q), &mut out);
-    t.on_event(&data(id(5), Role::Client, Direction::Ingress, 0, 900, &ok), &mut out);
+    t.on_event(
+        &data(id(5), Role::Client, Direction::Egress, 0, 100, &q),
+        &mut out,
+    );
+    t.on_event(
+        &data(id(5), Role::Client, Direction::Ingress, 0, 900, &ok),
+        &mut out,
+    );
     t.end_batch(&mut out);
     assert_eq!(out.len(), 1, "{out:?}");
     let r = &out[0];
@@ -77,7 +94,10 @@ fn one_exchange_becomes_one_record_with_wall_clock_times() {
     let Exchange::Db(db) = &r.exchange;
     assert_eq!(db.outcome, DbOutcome::Success);
     let text = db.query_text.as_deref().unwrap_or("");
-    assert!(!text.contains("10") && !text.contains('7'), "literals leaked: {text}");
+    assert!(
+        !text.contains("10") && !text.contains('7'),
+        "literals leaked: {text}"
+    );
 }
 
 #[test]
@@ -86,12 +106,24 @@ fn server_side_sees_requests_on_ingress() {
     let mut out = Vec::new();
     let q = query("SELEC 1");
     let err = err_packet(1064, "42000", "You have an error");
-    t.on_event(&data(id(9), Role::Server, Direction::Ingress, 0, 10, &q), &mut out);
-    t.on_event(&data(id(9), Role::Server, Direction::Egress, 0, 20, &err), &mut out);
+    t.on_event(
+        &data(id(9), Role::Server, Direction::Ingress, 0, 10, &q),
+        &mut out,
+    );
+    t.on_event(
+        &data(id(9), Role::Server, Direction::Egress, 0, 20, &err),
+        &mut out,
+    );
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].conn.role, Some(Role::Server));
     let Exchange::Db(db) = &out[0].exchange;
-    assert_eq!(db.outcome, DbOutcome::Error { code: "1064".into(), sqlstate: Some("42000".into()) });
+    assert_eq!(
+        db.outcome,
+        DbOutcome::Error {
+            code: "1064".into(),
+            sqlstate: Some("42000".into())
+        }
+    );
 }
 
 #[test]
@@ -101,13 +133,29 @@ fn close_is_applied_after_the_batch_so_late_data_is_not_lost() {
     let q = query("SELECT 1");
     let ok = ok_packet();
     // Control ring drained first: the close arrives before the data of the same batch.
-    t.on_event(&data(id(3), Role::Client, Direction::Egress, 0, 1, &q), &mut out);
-    t.on_event(&KernelEvent::Close(CloseEvent { conn: id(3), ts_ns: 5 }), &mut out);
-    t.on_event(&data(id(3), Role::Client, Direction::Ingress, 0, 4, &ok), &mut out);
+    t.on_event(
+        &data(id(3), Role::Client, Direction::Egress, 0, 1, &q),
+        &mut out,
+    );
+    t.on_event(
+        &KernelEvent::Close(CloseEvent {
+            conn: id(3),
+            ts_ns: 5,
+        }),
+        &mut out,
+    );
+    t.on_event(
+        &data(id(3), Role::Client, Direction::Ingress, 0, 4, &ok),
+        &mut out,
+    );
     assert_eq!(t.len(), 1);
     t.end_batch(&mut out);
     assert_eq!(out.len(), 1);
-    assert_eq!(t.len(), 0, "closed connection forgotten at the end of the batch");
+    assert_eq!(
+        t.len(),
+        0,
+        "closed connection forgotten at the end of the batch"
+    );
 }
 
 #[test]
@@ -117,10 +165,19 @@ fn fd_reuse_with_a_new_generation_is_a_new_connection() {
     let q = query("SELECT 1");
     let ok = ok_packet();
     let old = id(7);
-    let new = ConnId { generation: 2, ..old };
-    t.on_event(&data(old, Role::Client, Direction::Egress, 0, 1, &q), &mut out);
+    let new = ConnId {
+        generation: 2,
+        ..old
+    };
+    t.on_event(
+        &data(old, Role::Client, Direction::Egress, 0, 1, &q),
+        &mut out,
+    );
     // The new socket on the same fd answers: it must not complete the old request.
-    t.on_event(&data(new, Role::Client, Direction::Ingress, 0, 2, &ok), &mut out);
+    t.on_event(
+        &data(new, Role::Client, Direction::Ingress, 0, 2, &ok),
+        &mut out,
+    );
     assert!(out.is_empty(), "{out:?}");
     assert_eq!(t.len(), 2);
 }
@@ -130,7 +187,9 @@ fn data_without_a_role_is_not_guessed() {
     let mut t = tracker(16);
     let mut out = Vec::new();
     let q = query("SELECT 1");
-    let KernelEvent::Data(mut d) = data(id(1), Role::Client, Direction::Egress, 0, 1, &q) else { unreachable!() };
+    let KernelEvent::Data(mut d) = data(id(1), Role::Client, Direction::Egress, 0, 1, &q) else {
+        unreachable!()
+    };
     d.role = None;
     t.on_event(&KernelEvent::Data(d), &mut out);
     assert_eq!(t.len(), 0);
@@ -142,7 +201,17 @@ fn table_is_bounded_and_evicts_the_least_recently_active() {
     let mut out = Vec::new();
     let q = query("SELECT 1");
     for fd in 0..10u32 {
-        t.on_event(&data(id(fd), Role::Client, Direction::Egress, 0, u64::from(fd) + 1, &q), &mut out);
+        t.on_event(
+            &data(
+                id(fd),
+                Role::Client,
+                Direction::Egress,
+                0,
+                u64::from(fd) + 1,
+                &q,
+            ),
+            &mut out,
+        );
         assert!(t.len() <= 4);
     }
     assert_eq!(t.len(), 4);
@@ -156,15 +225,28 @@ fn garbage_disables_the_connection_once() {
     let junk: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 13) as u8 | 0x80).collect();
     let mut pos = 0;
     for i in 0..64 {
-        t.on_event(&data(id(2), Role::Client, Direction::Ingress, pos, i, &junk), &mut out);
+        t.on_event(
+            &data(id(2), Role::Client, Direction::Egress, pos, i, &junk),
+            &mut out,
+        );
         pos += junk.len() as u64;
     }
     let disabled = t.take_disable_requests();
     assert_eq!(disabled, vec![id(2)], "disabled exactly once");
     assert!(out.is_empty());
-    t.on_event(&KernelEvent::Close(CloseEvent { conn: id(2), ts_ns: 100 }), &mut out);
+    t.on_event(
+        &KernelEvent::Close(CloseEvent {
+            conn: id(2),
+            ts_ns: 100,
+        }),
+        &mut out,
+    );
     t.end_batch(&mut out);
-    assert_eq!(t.take_enable_requests(), vec![id(2)], "kernel entry cleared after close");
+    assert_eq!(
+        t.take_enable_requests(),
+        vec![id(2)],
+        "kernel entry cleared after close"
+    );
 }
 
 #[test]
@@ -172,10 +254,16 @@ fn idle_connections_are_swept() {
     let mut t = tracker(16);
     let mut out = Vec::new();
     let q = query("SELECT 1");
-    t.on_event(&data(id(1), Role::Client, Direction::Egress, 0, 1_000, &q), &mut out);
+    t.on_event(
+        &data(id(1), Role::Client, Direction::Egress, 0, 1_000, &q),
+        &mut out,
+    );
     t.sweep(30_000_000_000, &mut out);
     assert_eq!(t.len(), 1, "not idle yet");
     t.sweep(61_000_000_001, &mut out);
     assert_eq!(t.len(), 0);
-    assert!(out.is_empty(), "an unanswered SELECT is not a span: {out:?}");
+    assert!(
+        out.is_empty(),
+        "an unanswered SELECT is not a span: {out:?}"
+    );
 }

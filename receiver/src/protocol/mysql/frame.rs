@@ -120,8 +120,12 @@ impl MysqlFramer {
                 };
                 MysqlArg::Schema(schema_name(p.get(1..).unwrap_or_default()))
             }
-            COM_STMT_EXECUTE | COM_STMT_CLOSE | COM_STMT_RESET | COM_STMT_FETCH
-            | COM_STMT_SEND_LONG_DATA | COM_STMT_BULK_EXECUTE => {
+            COM_STMT_EXECUTE
+            | COM_STMT_CLOSE
+            | COM_STMT_RESET
+            | COM_STMT_FETCH
+            | COM_STMT_SEND_LONG_DATA
+            | COM_STMT_BULK_EXECUTE => {
                 if plen < 5 {
                     return Parse::Invalid;
                 }
@@ -303,7 +307,7 @@ struct Prefix {
 impl Prefix {
     /// The first `min(plen, want)` payload bytes, or `None` if they are not all buffered yet
     /// (when not `short`).
-    fn get<'a>(self, payload: &'a [u8], plen: u32, want: usize) -> Option<&'a [u8]> {
+    fn get(self, payload: &[u8], plen: u32, want: usize) -> Option<&[u8]> {
         let n = (plen as usize).min(want);
         match payload.get(..n) {
             Some(p) => Some(p),
@@ -433,8 +437,12 @@ fn plausible_request(rest: &[u8]) -> bool {
         COM_QUERY | COM_STMT_PREPARE => c
             .u8()
             .is_none_or(|b| b == 0 || b >= 0x80 || b.is_ascii_graphic() || b.is_ascii_whitespace()),
-        COM_STMT_EXECUTE | COM_STMT_CLOSE | COM_STMT_RESET | COM_STMT_FETCH
-        | COM_STMT_SEND_LONG_DATA | COM_STMT_BULK_EXECUTE => plen >= 5,
+        COM_STMT_EXECUTE
+        | COM_STMT_CLOSE
+        | COM_STMT_RESET
+        | COM_STMT_FETCH
+        | COM_STMT_SEND_LONG_DATA
+        | COM_STMT_BULK_EXECUTE => plen >= 5,
         COM_QUIT | COM_PING | COM_STATISTICS | COM_DEBUG | COM_PROCESS_INFO
         | COM_RESET_CONNECTION => plen == 1,
         _ => true,
@@ -468,7 +476,11 @@ fn plausible_response(rest: &[u8]) -> Chain {
     let mut complete = 0u32;
     loop {
         let Some(h) = rest.get(at..at + 4) else {
-            return if complete > 0 { Chain::Verified } else { Chain::No };
+            return if complete > 0 {
+                Chain::Verified
+            } else {
+                Chain::No
+            };
         };
         let mut c = Cursor::new(h);
         let (Some(plen), Some(seq)) = (c.u24(), c.u8()) else {

@@ -37,8 +37,16 @@
 //! - A command over 16 MiB is recorded, but its text is cut at the cap (fail closed if the cut
 //!   falls inside a literal).
 //! - `COM_BINLOG_DUMP` and replication streams are not parsed.
-//! - Exchanges are ordered by capture timestamp; a response whose events reach us after the
-//!   next request is paired by sequence id only when timestamps tie.
+//! - Pairing trusts capture timestamps: a server packet stamped before a request cannot answer
+//!   it, and one stamped after the *next* request means the earlier request got no answer. A
+//!   request whose answer is lost stays pending until the next answered request or `expire`.
+//! - A loss inside an answer (gap in the stream) still ends the exchange at the next terminator,
+//!   but row and affected counts are then omitted (sequence ids show the hole).
+//! - The server greeting must be seen for the handshake to be parsed; a parser created after it
+//!   treats the connection as attached mid-stream.
+//! - MariaDB's extended capabilities, `COM_STMT_BULK_EXECUTE` answers beyond OK/ERR/result sets,
+//!   and CLIENT_OPTIONAL_RESULTSET_METADATA are handled only as far as their packet shapes
+//!   match the MySQL ones.
 
 mod frame;
 mod stitch;

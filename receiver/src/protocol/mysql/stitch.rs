@@ -180,7 +180,16 @@ impl MysqlStitcher {
                         p.text = raw.as_deref().and_then(|t| {
                             sql::sanitize_truncated(t, self.limits.max_query_text_bytes, truncated)
                         });
-                        p.summary = raw.as_deref().and_then(sql::summarize);
+                        // A cut text may end in a partial table name: summarise up to the
+                        // last complete token.
+                        let whole = raw.as_deref().map(|t| {
+                            match (truncated, t.rfind(char::is_whitespace)) {
+                                (true, Some(cut)) => t.get(..cut).unwrap_or_default(),
+                                (true, None) => "",
+                                (false, _) => t,
+                            }
+                        });
+                        p.summary = whole.and_then(sql::summarize);
                         if cmd.code == COM_QUERY {
                             p.switch_to = p
                                 .summary
@@ -575,7 +584,11 @@ impl Stitcher for MysqlStitcher {
                 }
                 continue;
             }
-            if superseded && resps.front().is_some_and(|p| reqs.front().is_some_and(|r| p.start_ns > r.start_ns)) {
+            if superseded
+                && resps
+                    .front()
+                    .is_some_and(|p| reqs.front().is_some_and(|r| p.start_ns > r.start_ns))
+            {
                 stats.unmatched_requests += 1;
                 self.current = None;
                 continue;

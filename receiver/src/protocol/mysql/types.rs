@@ -76,7 +76,10 @@ pub enum MysqlArg {
     None,
     /// SQL text of `COM_QUERY` / `COM_STMT_PREPARE`, capped; `truncated` when the packet held
     /// more. `None` bytes when the text could not be located (query attributes with values).
-    Text { sql: Option<Vec<u8>>, truncated: bool },
+    Text {
+        sql: Option<Vec<u8>>,
+        truncated: bool,
+    },
     /// Statement id of `COM_STMT_EXECUTE`, `_CLOSE`, `_RESET`, `_FETCH`, `_SEND_LONG_DATA`.
     Statement(u32),
     /// Schema of `COM_INIT_DB`, or the database of `COM_CHANGE_USER` when found.
@@ -116,7 +119,9 @@ impl MysqlPacket {
 
     /// The kept prefix of the payload.
     pub fn head(&self) -> &[u8] {
-        self.head.get(..usize::from(self.head_len)).unwrap_or_default()
+        self.head
+            .get(..usize::from(self.head_len))
+            .unwrap_or_default()
     }
 
     /// First payload byte (the packet "header": 0x00 OK, 0xFF ERR, 0xFE EOF, …).
@@ -258,7 +263,12 @@ impl<'a> Cursor<'a> {
 
     pub fn u32(&mut self) -> Option<u32> {
         let b = self.take(4)?;
-        Some(u32::from_le_bytes([*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?]))
+        Some(u32::from_le_bytes([
+            *b.first()?,
+            *b.get(1)?,
+            *b.get(2)?,
+            *b.get(3)?,
+        ]))
     }
 
     /// Length-encoded integer (https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_basic_dt_integers.html).
