@@ -433,15 +433,13 @@ impl Config {
                         )
                     })?;
         }
-        if let Some(p) =
-            get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"))
-        {
-            if p.trim() != "grpc" {
-                return Err(env_err(
-                    "OTEL_EXPORTER_OTLP_PROTOCOL",
-                    format!("`{p}` is not supported: only `grpc`"),
-                ));
-            }
+        let protocol =
+            get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"));
+        if let Some(p) = protocol.filter(|p| p.trim() != "grpc") {
+            return Err(env_err(
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                format!("`{p}` is not supported: only `grpc`"),
+            ));
         }
         let mut resource = Vec::new();
         if let Some(v) = get("OTEL_RESOURCE_ATTRIBUTES") {

@@ -120,7 +120,6 @@ impl Batch {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a failing test should stop loudly")]
 mod tests {
     use super::*;
     use crate::span::{kv_int, kv_str};

@@ -361,5 +361,4 @@ impl LogLimit {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a failing test should stop loudly")]
 mod tests;

@@ -680,7 +680,6 @@ fn ddl(toks: &[Tok<'_>], mut i: usize, verb: &str, s: &mut Summary) -> usize {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

@@ -139,7 +139,6 @@ fn network(
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a failing test should stop loudly")]
 mod tests {
     use super::super::build_span;
     use super::super::tests::attr;

@@ -146,7 +146,6 @@ fn new_ids() -> ([u8; 16], [u8; 8]) {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a failing test should stop loudly")]
 pub(crate) mod tests {
     use super::*;
     use opentelemetry_proto::tonic::trace::v1::status::StatusCode;

@@ -233,7 +233,6 @@ async fn respond(
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a failing test should stop loudly")]
 mod tests {
     use super::*;
 

@@ -189,13 +189,13 @@ impl Tracker {
                 process,
                 ..ConnMeta::default()
             };
-            if self.settings.resolve {
-                if let Some(t) = socket::resolve(&self.settings.proc_root, id.pid, id.fd) {
-                    meta.transport = t.transport;
-                    meta.local = t.local;
-                    meta.peer = t.peer;
-                    meta.unix_path = t.unix_path;
-                }
+            if self.settings.resolve
+                && let Some(t) = socket::resolve(&self.settings.proc_root, id.pid, id.fd)
+            {
+                meta.transport = t.transport;
+                meta.local = t.local;
+                meta.peer = t.peer;
+                meta.unix_path = t.unix_path;
             }
             let parser = Some(ConnParser::new(protocol, role, self.settings.limits));
             let conn = Conn {

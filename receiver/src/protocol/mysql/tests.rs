@@ -1,10 +1,4 @@
 //! MySQL framer, stitcher and golden tests (CONVENTIONS §8).
-#![expect(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "tests index fixtures they built and fail loudly"
-)]
 
 use std::fmt::Write as _;
 
