@@ -23,6 +23,8 @@ pub const LOAD_SQL_SANITISED: &str = "SELECT id FROM load_marker WHERE id = ?";
 #[derive(Clone, Debug)]
 pub struct LoadResult {
     pub pid: u32,
+    /// Wall clock (unix ns) just before the client started: spans of this run start later.
+    pub since_unix_ns: u64,
     pub count: u64,
     pub errors: u64,
     pub elapsed: Duration,
@@ -34,6 +36,10 @@ pub fn run_load(dir: &Path, name: &str, db: &MariaDb, count: u64) -> Result<Load
     let step = Step::Load {
         load: LoadSpec { sql: LOAD_SQL.to_string(), count, modulo: 100, prepared: false },
     };
+    let since_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
     let client = PyClient::spawn(dir, name, db, Via::Tcp, &[step], false)?;
     let pid = client.pid();
     let results = client.finish(Duration::from_secs(600))?;
@@ -41,6 +47,7 @@ pub fn run_load(dir: &Path, name: &str, db: &MariaDb, count: u64) -> Result<Load
     let elapsed = Duration::from_nanos(r.elapsed_ns.unwrap_or(0));
     Ok(LoadResult {
         pid,
+        since_unix_ns,
         count: r.count.unwrap_or(0),
         errors: r.errors.unwrap_or(0),
         elapsed,
@@ -79,12 +86,14 @@ pub fn proc_sample(pid: u32) -> Result<ProcSample> {
     Ok(ProcSample { cpu_s, vm_rss_kib: kib("VmRSS:"), vm_hwm_kib: kib("VmHWM:") })
 }
 
-/// Spans of the load query from the load client (CLIENT) and from the server (SERVER).
-pub fn count_load_spans(collector: &mut Collector, client_pid: u32, server_pid: u32) -> Result<(usize, usize)> {
+/// Spans of one load run: from the load client (CLIENT) and from the server (SERVER), started
+/// after the run began (the server serves several runs).
+pub fn count_load_spans(collector: &mut Collector, run: &LoadResult, server_pid: u32) -> Result<(usize, usize)> {
+    let client_pid = run.pid;
     let spans = collector.spans()?;
     let mut client = 0;
     let mut server = 0;
-    for s in spans.iter().filter(|s| s.query_text() == Some(LOAD_SQL_SANITISED)) {
+    for s in spans.iter().filter(|s| s.query_text() == Some(LOAD_SQL_SANITISED) && s.start_ns >= run.since_unix_ns) {
         if s.is_client() && s.pid() == Some(client_pid) {
             client += 1;
         } else if s.is_server() && s.pid() == Some(server_pid) {
@@ -94,109 +103,176 @@ pub fn count_load_spans(collector: &mut Collector, client_pid: u32, server_pid: 
     Ok((client, server))
 }
 
-/// Waits until both sides have `count` load spans (or the deadline), returns the final counts.
+/// Waits until both sides have `count` load spans, the deadline passes, or the counts stop
+/// growing for 5 s (spans that will never come); returns the final counts.
 pub fn wait_load_spans(
     collector: &mut Collector,
-    client_pid: u32,
+    run: &LoadResult,
     server_pid: u32,
     count: usize,
     timeout: Duration,
 ) -> Result<(usize, usize)> {
     let deadline = Instant::now() + timeout;
+    let mut last = (usize::MAX, usize::MAX);
+    let mut last_change = Instant::now();
     loop {
-        let (c, s) = count_load_spans(collector, client_pid, server_pid)?;
-        if (c >= count && s >= count) || Instant::now() >= deadline {
-            return Ok((c, s));
+        let now = count_load_spans(collector, run, server_pid)?;
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        }
+        let (c, s) = now;
+        if (c >= count && s >= count) || Instant::now() >= deadline || last_change.elapsed() > Duration::from_secs(5) {
+            return Ok(now);
         }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
-/// Figures of one bench run.
+/// Figures of one bench round (one load without, one with the receiver).
 #[derive(Clone, Debug)]
-pub struct BenchReport {
-    pub queries: u64,
+pub struct BenchRound {
     pub qps_without: f64,
     pub qps_with: f64,
-    pub qps_without_after: f64,
+    /// Receiver utime+stime while the load ran (start of load → spans drained).
     pub receiver_cpu_s: f64,
-    pub run_wall_s: f64,
+    /// Wall time of the load with the receiver.
+    pub load_wall_s: f64,
     pub rss_kib: u64,
     pub hwm_kib: u64,
     pub kernel_data_bytes: f64,
     pub kernel_data_events: f64,
     pub kernel_control_events: f64,
+    /// Kernel loss counters (cumulative for this receiver instance).
     pub loss: Vec<(String, f64)>,
     pub spans_dropped: f64,
     pub client_spans: usize,
     pub server_spans: usize,
 }
 
-impl BenchReport {
-    pub fn print(&self) {
-        let q = self.queries as f64;
-        println!("== ebpf-receiver load benchmark ({} queries, one Python connection, loopback MariaDB) ==", self.queries);
-        println!("queries/s without receiver        {:>10.0}", self.qps_without);
-        println!("queries/s with receiver           {:>10.0}  ({:+.1}% vs without)", self.qps_with, (self.qps_with / self.qps_without - 1.0) * 100.0);
-        println!("queries/s without (after)         {:>10.0}  (drift check)", self.qps_without_after);
-        println!("receiver CPU (utime+stime)        {:>10.3} s over {:.2} s wall = {:.1}% of one core, {:.1} µs/query",
-            self.receiver_cpu_s, self.run_wall_s, self.receiver_cpu_s / self.run_wall_s.max(1e-9) * 100.0, self.receiver_cpu_s / q * 1e6);
-        println!("receiver RSS (VmRSS / VmHWM)      {:>10.1} MiB / {:.1} MiB", self.rss_kib as f64 / 1024.0, self.hwm_kib as f64 / 1024.0);
-        println!("kernel→user data bytes per query  {:>10.1}  ({} bytes, {} data events, {} control events; both ends traced)",
-            self.kernel_data_bytes / q, self.kernel_data_bytes, self.kernel_data_events, self.kernel_control_events);
-        for (k, v) in &self.loss {
-            println!("lost: {k} = {v}");
-        }
-        println!("spans dropped (all reasons)       {:>10}", self.spans_dropped);
-        println!("load spans in the Collector       CLIENT {} / SERVER {} of {} queries", self.client_spans, self.server_spans, self.queries);
+/// Figures of a bench run.
+#[derive(Clone, Debug)]
+pub struct BenchReport {
+    pub queries: u64,
+    pub rounds: Vec<BenchRound>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
 
-/// The whole bench: baseline, with receiver, baseline again, all against one server and one
-/// Collector in `dir`.
-pub fn bench(dir: &Path, queries: u64) -> Result<BenchReport> {
+impl BenchReport {
+    pub fn print(&self) {
+        let q = self.queries as f64;
+        let n = self.rounds.len() as f64;
+        println!();
+        println!(
+            "== ebpf-receiver load benchmark: {} queries per run, {} rounds (without, with) alternating, \
+             one Python connection (mysql-connector, pure), loopback MariaDB ==",
+            self.queries,
+            self.rounds.len()
+        );
+        println!("round  q/s without  q/s with   receiver CPU   RSS MiB  data B/query  spans CLIENT/SERVER  lost");
+        for (i, r) in self.rounds.iter().enumerate() {
+            let lost: f64 = r.loss.iter().map(|(_, v)| v).sum::<f64>() + r.spans_dropped;
+            println!(
+                "{:>5}  {:>11.0}  {:>8.0}   {:>6.3} s {:>4.0}%  {:>7.1}  {:>12.1}  {:>8}/{:<8}      {}",
+                i + 1,
+                r.qps_without,
+                r.qps_with,
+                r.receiver_cpu_s,
+                r.receiver_cpu_s / r.load_wall_s.max(1e-9) * 100.0,
+                r.rss_kib as f64 / 1024.0,
+                r.kernel_data_bytes / q,
+                r.client_spans,
+                r.server_spans,
+                lost
+            );
+        }
+        let without = median(self.rounds.iter().map(|r| r.qps_without).collect());
+        let with = median(self.rounds.iter().map(|r| r.qps_with).collect());
+        let cpu: f64 = self.rounds.iter().map(|r| r.receiver_cpu_s).sum();
+        let wall: f64 = self.rounds.iter().map(|r| r.load_wall_s).sum();
+        let bytes: f64 = self.rounds.iter().map(|r| r.kernel_data_bytes).sum::<f64>() / n;
+        let events: f64 = self.rounds.iter().map(|r| r.kernel_data_events).sum::<f64>() / n;
+        let hwm = self.rounds.iter().map(|r| r.hwm_kib).max().unwrap_or(0);
+        let rss = self.rounds.last().map_or(0, |r| r.rss_kib);
+        println!("---");
+        println!("queries/s without receiver (median)   {without:>10.0}");
+        println!("queries/s with receiver (median)      {with:>10.0}   ({:+.1}% vs without)", (with / without.max(1e-9) - 1.0) * 100.0);
+        println!(
+            "receiver CPU (utime+stime)            {cpu:>10.3} s over {wall:.2} s of load = {:.1}% of one core, {:.1} µs/query",
+            cpu / wall.max(1e-9) * 100.0,
+            cpu / (q * n) * 1e6
+        );
+        println!("receiver RSS (VmRSS last / VmHWM max) {:>10.1} MiB / {:.1} MiB", rss as f64 / 1024.0, hwm as f64 / 1024.0);
+        println!(
+            "kernel→user data per query            {:>10.1} bytes, {:.2} data events (all traced ends of the connection)",
+            bytes / q,
+            events / q
+        );
+        for key in crate::receiver::LOSS_COUNTERS {
+            let v: f64 = self.rounds.iter().map(|r| r.loss.iter().filter(|(k, _)| k == key).map(|(_, v)| v).sum::<f64>()).sum();
+            println!("events lost: {key} = {v}");
+        }
+        println!("spans dropped (all reasons)           {:>10}", self.rounds.iter().map(|r| r.spans_dropped).sum::<f64>());
+        println!(
+            "load spans in the Collector           CLIENT {} / SERVER {} of {} queries",
+            self.rounds.iter().map(|r| r.client_spans).sum::<usize>(),
+            self.rounds.iter().map(|r| r.server_spans).sum::<usize>(),
+            self.queries * self.rounds.len() as u64
+        );
+    }
+}
+
+/// The whole bench against one server and one Collector in `dir`: a warm-up, then `rounds` ×
+/// (load without the receiver, load with a freshly started receiver).
+pub fn bench(dir: &Path, queries: u64, rounds: usize) -> Result<BenchReport> {
     let db = MariaDb::start(&dir.join("db"), free_port()?, crate::process::Output::File(dir.join("mariadbd.log")))?;
     let mut collector = Collector::start_test(dir, free_port()?)?;
     println!("[bench] warm-up");
     run_load(dir, "warmup", &db, 2000.min(queries))?;
-    println!("[bench] {queries} queries without the receiver");
-    let without = run_load(dir, "without", &db, queries)?;
-    println!("[bench] starting the receiver");
-    let metrics_port = free_port()?;
-    let mut receiver = Receiver::start(dir, &collector.endpoint(), metrics_port)?;
-    let before = receiver.metrics()?;
-    let cpu0 = proc_sample(receiver.pid())?;
-    println!("[bench] {queries} queries with the receiver");
-    let t0 = Instant::now();
-    let with = run_load(dir, "with", &db, queries)?;
-    let (client_spans, server_spans) =
-        wait_load_spans(&mut collector, with.pid, db.pid(), queries as usize, Duration::from_secs(60))?;
-    let run_wall_s = t0.elapsed().as_secs_f64();
-    let cpu1 = proc_sample(receiver.pid())?;
-    let after = receiver.metrics()?;
-    receiver.ensure_running()?;
-    drop(receiver);
-    println!("[bench] {queries} queries without the receiver (again)");
-    let without_after = run_load(dir, "without2", &db, queries)?;
-    if with.errors + without.errors > 0 {
-        bail!("load queries failed: {} without, {} with the receiver", without.errors, with.errors);
+    let mut out = Vec::new();
+    for round in 1..=rounds {
+        println!("[bench] round {round}/{rounds}: {queries} queries without the receiver");
+        let without = run_load(dir, &format!("without{round}"), &db, queries)?;
+        let rdir = dir.join(format!("round{round}"));
+        std::fs::create_dir_all(&rdir)?;
+        let mut receiver = Receiver::start(&rdir, &collector.endpoint(), free_port()?)?;
+        println!("[bench] round {round}/{rounds}: {queries} queries with the receiver");
+        let before = receiver.metrics()?;
+        let cpu0 = proc_sample(receiver.pid())?;
+        let with = run_load(dir, &format!("with{round}"), &db, queries)?;
+        let (client_spans, server_spans) =
+            wait_load_spans(&mut collector, &with, db.pid(), queries as usize, Duration::from_secs(60))?;
+        let cpu1 = proc_sample(receiver.pid())?;
+        let after = receiver.metrics()?;
+        receiver.ensure_running()?;
+        drop(receiver);
+        if with.errors + without.errors > 0 {
+            bail!("load queries failed: {} without, {} with the receiver", without.errors, with.errors);
+        }
+        let delta = |k: &str| after.get(k) - before.get(k);
+        out.push(BenchRound {
+            qps_without: without.qps,
+            qps_with: with.qps,
+            receiver_cpu_s: cpu1.cpu_s - cpu0.cpu_s,
+            load_wall_s: with.elapsed.as_secs_f64(),
+            rss_kib: cpu1.vm_rss_kib,
+            hwm_kib: cpu1.vm_hwm_kib,
+            kernel_data_bytes: delta("ebpf_receiver_kernel_bytes_total{stream=\"data\"}"),
+            kernel_data_events: delta("ebpf_receiver_kernel_events_total{stream=\"data\"}"),
+            kernel_control_events: delta("ebpf_receiver_kernel_events_total{stream=\"control\"}"),
+            loss: LOSS_COUNTERS.iter().map(|k| (k.to_string(), after.get(k))).collect(),
+            spans_dropped: after.sum("ebpf_receiver_spans_dropped_total"),
+            client_spans,
+            server_spans,
+        });
     }
-    let delta = |k: &str| after.get(k) - before.get(k);
-    Ok(BenchReport {
-        queries,
-        qps_without: without.qps,
-        qps_with: with.qps,
-        qps_without_after: without_after.qps,
-        receiver_cpu_s: cpu1.cpu_s - cpu0.cpu_s,
-        run_wall_s,
-        rss_kib: cpu1.vm_rss_kib,
-        hwm_kib: cpu1.vm_hwm_kib,
-        kernel_data_bytes: delta("ebpf_receiver_kernel_bytes_total{stream=\"data\"}"),
-        kernel_data_events: delta("ebpf_receiver_kernel_events_total{stream=\"data\"}"),
-        kernel_control_events: delta("ebpf_receiver_kernel_events_total{stream=\"control\"}"),
-        loss: LOSS_COUNTERS.iter().map(|k| (k.to_string(), after.get(k))).collect(),
-        spans_dropped: after.sum("ebpf_receiver_spans_dropped_total"),
-        client_spans,
-        server_spans,
-    })
+    Ok(BenchReport { queries, rounds: out })
 }

@@ -589,9 +589,9 @@ fn e_twenty_thousand_queries_lose_nothing() -> Result<()> {
     check!(checks, r.errors == 0 && r.count == count, "load client: {r:?}");
     eprintln!("[e2e:e_load] {count} queries in {:.2} s ({:.0} q/s)", r.elapsed.as_secs_f64(), r.qps);
     let server_pid = w.db.pid();
-    let (c, s) = load::wait_load_spans(&mut w.collector, r.pid, server_pid, count as usize, Duration::from_secs(60))?;
+    let (c, s) = load::wait_load_spans(&mut w.collector, &r, server_pid, count as usize, Duration::from_secs(60))?;
     std::thread::sleep(Duration::from_millis(500));
-    let (c2, s2) = load::count_load_spans(&mut w.collector, r.pid, server_pid)?;
+    let (c2, s2) = load::count_load_spans(&mut w.collector, &r, server_pid)?;
     let m = w.receiver().metrics()?;
     let losses: Vec<String> = LOSS_COUNTERS.iter().map(|k| format!("{k} = {}", m.get(k))).collect();
     let dropped = m.sum("ebpf_receiver_spans_dropped_total");

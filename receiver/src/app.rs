@@ -29,6 +29,8 @@ use crate::{protocol, span};
 const MAX_ITEMS_PER_DRAIN: usize = 8192;
 /// Housekeeping period: clock re-anchoring, timeouts, idle sweep, kernel counters.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Kernel entries of processes that exited without closing their sockets are purged this often.
+const PURGE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Why the receiver could not run.
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +194,7 @@ struct CaptureStage {
 async fn capture(mut s: CaptureStage, stop: CancellationToken) {
     let mut records: Vec<ConnRecord> = Vec::with_capacity(1024);
     let mut last_sweep = Instant::now();
+    let mut last_purge = Instant::now();
     loop {
         let stopping = tokio::select! {
             _ = stop.cancelled() => true,
@@ -228,6 +231,12 @@ async fn capture(mut s: CaptureStage, stop: CancellationToken) {
             s.spans.emit(&mut records);
             s.spans.prune();
             publish_kernel_stats(&s.probes, s.reader.malformed());
+        }
+        if last_purge.elapsed() >= PURGE_INTERVAL {
+            last_purge = Instant::now();
+            if let Err(e) = s.control.purge_exited() {
+                tracing::debug!(error = %e, "cannot purge exited processes' connections");
+            }
         }
         if stopping {
             break;

@@ -119,11 +119,16 @@ pub struct ConnState {
     pub family: u16,
     /// Peer port in host byte order (TCP only).
     pub peer_port: u16,
-    pub _pad0: u32,
+    /// For accepted sockets, the listening socket's fd: user space resolves the local address
+    /// (or Unix path) from it, since listeners outlive short connections. `NO_FD` otherwise.
+    pub listen_fd: u32,
     /// Peer IPv4 (first 4 bytes) or IPv6 address.
     pub peer_addr: [u8; 16],
 }
 const _: () = assert!(size_of::<ConnState>() == 48);
+
+/// `listen_fd` value of sockets that were not accepted.
+pub const NO_FD: u32 = u32::MAX;
 
 /// Key of the disabled-connections map, written by user space.
 #[repr(C)]
@@ -155,10 +160,14 @@ pub struct ControlEvent {
     pub has_peer: u8,
     pub family: u16,
     pub peer_port: u16,
-    pub _pad0: u32,
+    /// See [`ConnState::listen_fd`].
+    pub listen_fd: u32,
     pub peer_addr: [u8; 16],
+    /// `bpf_get_current_comm()` of the process at the event: names short-lived processes that
+    /// exit before user space reads `/proc`.
+    pub comm: [u8; 16],
 }
-const _: () = assert!(size_of::<ControlEvent>() == 48);
+const _: () = assert!(size_of::<ControlEvent>() == 64);
 
 /// Header of a data-ring record; `cap_len` payload bytes follow it directly.
 #[repr(C)]

@@ -150,6 +150,7 @@ fn exit(ctx: &TracePointContext, k: u8) {
     if protocol == proto::GAVE_UP {
         return;
     }
+    // SAFETY: as above.
     let generation = unsafe { (*conn).generation };
 
     // Known connection: advance the position whatever happens next, so user space sees a gap
@@ -208,6 +209,7 @@ fn exit(ctx: &TracePointContext, k: u8) {
             },
         };
         let Some(found) = infer::infer(&msg) else {
+            // SAFETY: as above.
             unsafe {
                 (*conn).infer_attempts += 1;
                 if (*conn).infer_attempts >= INFER_MAX_ATTEMPTS {
@@ -217,11 +219,13 @@ fn exit(ctx: &TracePointContext, k: u8) {
             }
             return;
         };
+        // SAFETY: as above.
         unsafe {
             (*conn).protocol = found.protocol;
             (*conn).role = found.role;
         }
         protocol = found.protocol;
+        // SAFETY: as above; read-only borrow for the duration of the call.
         emit_control(ebpf_common::control::OPEN, &key, unsafe { &*conn });
         match found.protocol {
             proto::MYSQL => bump(stat::INFER_MYSQL),
@@ -261,6 +265,7 @@ fn exit(ctx: &TracePointContext, k: u8) {
             direction::INGRESS
         },
         protocol,
+        // SAFETY: as above.
         role: unsafe { (*conn).role },
         _pad0: 0,
     };

@@ -6,11 +6,14 @@
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_probe_read_user, generated::bpf_ktime_get_boot_ns},
+    helpers::{
+        bpf_probe_read_user,
+        generated::{bpf_get_current_comm, bpf_ktime_get_boot_ns},
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
-use ebpf_common::{ConnKey, ConnState, ControlEvent, control, proto, role, stat};
+use ebpf_common::{ConnKey, ConnState, ControlEvent, NO_FD, control, proto, role, stat};
 
 use crate::{
     maps::{
@@ -81,7 +84,7 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     if peer.family != AF_UNIX && EXCLUDE_PORTS.get_ptr(&peer.port).is_some() {
         return 0;
     }
-    create_conn(tgid, args.fd, role::CLIENT, &peer);
+    create_conn(tgid, args.fd, role::CLIENT, &peer, NO_FD);
     0
 }
 
@@ -135,7 +138,8 @@ fn exit_accept(ctx: &TracePointContext) {
             None => Peer::default(),
         }
     };
-    create_conn(tgid, r as u32, role::SERVER, &peer);
+    // `args.fd` is the listening socket.
+    create_conn(tgid, r as u32, role::SERVER, &peer, args.fd);
 }
 
 // ---- close ----
@@ -238,7 +242,7 @@ fn read_peer(ptr: u64) -> Option<Peer> {
 /// Starts watching (tgid, fd) with a fresh generation. A still-open inferred entry for the same
 /// key (its close was missed: dup2, close_range, exec) is closed first for user space.
 #[inline(always)]
-fn create_conn(tgid: u32, fd: u32, role_hint: u8, peer: &Peer) {
+fn create_conn(tgid: u32, fd: u32, role_hint: u8, peer: &Peer, listen_fd: u32) {
     let key = ConnKey { pid: tgid, fd };
     if let Some(old) = CONNS.get_ptr(&key) {
         // SAFETY: copied out of the live map value.
@@ -260,7 +264,7 @@ fn create_conn(tgid: u32, fd: u32, role_hint: u8, peer: &Peer) {
         has_peer: peer.has_addr,
         family: peer.family,
         peer_port: peer.port,
-        _pad0: 0,
+        listen_fd,
         peer_addr: peer.addr,
     };
     if CONNS.insert(&key, &state, 0).is_err() {
@@ -271,23 +275,36 @@ fn create_conn(tgid: u32, fd: u32, role_hint: u8, peer: &Peer) {
 /// Writes one control event for `key` / `state` to the control ring.
 #[inline(always)]
 pub fn emit_control(k: u8, key: &ConnKey, state: &ConnState) {
-    let event = ControlEvent {
-        ts_ns: now_ns(),
-        pid: key.pid,
-        fd: key.fd,
-        generation: state.generation,
-        kind: k,
-        protocol: state.protocol,
-        role: state.role,
-        has_peer: state.has_peer,
-        family: state.family,
-        peer_port: state.peer_port,
-        _pad0: 0,
-        peer_addr: state.peer_addr,
-    };
     let flags = maps::ring_flags(&CONTROL, size_of::<ControlEvent>() as u64);
-    match CONTROL.output::<ControlEvent>(&event, flags) {
-        Ok(()) => bump(stat::CONTROL_EVENTS),
-        Err(_) => bump(stat::DROP_CONTROL_RING_FULL),
+    // Reserve and fill in place: `comm` is written by the helper, and a struct literal with a
+    // zeroed array would become a memset, which the BPF backend does not expand.
+    let Some(mut entry) = CONTROL.reserve::<ControlEvent>(0) else {
+        bump(stat::DROP_CONTROL_RING_FULL);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    // SAFETY: `e` points to a reserved, exclusively owned ring slot of size_of::<ControlEvent>;
+    // every field is written before submit.
+    unsafe {
+        (*e).ts_ns = now_ns();
+        (*e).pid = key.pid;
+        (*e).fd = key.fd;
+        (*e).generation = state.generation;
+        (*e).kind = k;
+        (*e).protocol = state.protocol;
+        (*e).role = state.role;
+        (*e).has_peer = state.has_peer;
+        (*e).family = state.family;
+        (*e).peer_port = state.peer_port;
+        (*e).listen_fd = state.listen_fd;
+        // Two 8-byte stores: a 16-byte array copy would become a memmove call.
+        let src = state.peer_addr.as_ptr().cast::<u64>();
+        let dst = (&raw mut (*e).peer_addr).cast::<u64>();
+        dst.write_unaligned(src.read_unaligned());
+        dst.add(1).write_unaligned(src.add(1).read_unaligned());
+        // Fills all 16 bytes (NUL-padded), or zeroes them on failure.
+        bpf_get_current_comm((&raw mut (*e).comm).cast(), 16);
     }
+    entry.submit(flags);
+    bump(stat::CONTROL_EVENTS);
 }

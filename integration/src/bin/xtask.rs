@@ -42,8 +42,12 @@ enum Cmd {
     },
     /// Load measurement: queries/s with and without the receiver, its CPU, RSS, bytes/query.
     Bench {
+        /// Queries per load run.
         #[arg(long, default_value_t = 20_000)]
         queries: u64,
+        /// Rounds of (without, with the receiver); medians are reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
 }
 
@@ -55,7 +59,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Run { demo, config } => run(demo, &config),
         Cmd::Test { filter } => test(filter.as_deref()),
-        Cmd::Bench { queries } => bench(queries),
+        Cmd::Bench { queries, rounds } => bench(queries, rounds),
     };
     match r {
         Ok(code) => code,
@@ -140,7 +144,7 @@ fn test(filter: Option<&str>) -> Result<ExitCode> {
 // ---------------------------------------------------------------------------------------------
 // bench
 
-fn bench(queries: u64) -> Result<ExitCode> {
+fn bench(queries: u64, rounds: usize) -> Result<ExitCode> {
     if !is_root() {
         bail!("`cargo xtask bench` needs root: {ROOT_HINT}");
     }
@@ -150,8 +154,11 @@ fn bench(queries: u64) -> Result<ExitCode> {
     unsafe { std::env::set_var("EBPF_RECEIVER_BIN", &bin) };
     let dir = paths::scratch_dir("bench")?;
     println!("[bench] scratch dir {}", dir.display());
-    let report = load::bench(&dir, queries)?;
+    let report = load::bench(&dir, queries, rounds.max(1))?;
     report.print();
+    if let Some(run_dir) = dir.parent() {
+        let _ = std::fs::remove_dir_all(run_dir);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

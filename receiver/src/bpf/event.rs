@@ -34,6 +34,19 @@ pub struct OpenEvent {
     pub family: Option<SocketFamily>,
     /// Peer address from connect's or accept's own arguments, when present (TCP).
     pub peer: Option<SocketAddr>,
+    /// For accepted sockets, the listening socket's fd in the same process.
+    pub listen_fd: Option<u32>,
+    /// The kernel's task name (`comm`, NUL-padded) of the process at the event.
+    pub comm: [u8; 16],
+}
+
+impl OpenEvent {
+    /// `comm` as text, `None` when empty.
+    pub fn comm(&self) -> Option<String> {
+        let end = self.comm.iter().position(|c| *c == 0).unwrap_or(self.comm.len());
+        let name = String::from_utf8_lossy(self.comm.get(..end).unwrap_or_default());
+        (!name.is_empty()).then(|| name.into_owned())
+    }
 }
 
 /// An inferred connection was closed (control stream).

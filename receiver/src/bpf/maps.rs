@@ -76,7 +76,7 @@ impl ConnControl {
             has_peer: 0,
             family: 0,
             peer_port: 0,
-            _pad0: 0,
+            listen_fd: ebpf_common::NO_FD,
             peer_addr: [0; 16],
         };
         match self.conns.insert(key, state, BPF_NOEXIST) {
@@ -94,12 +94,17 @@ impl ConnControl {
     /// removed; call it from a periodic sweep.
     pub fn purge_exited(&mut self) -> Result<usize, LoadError> {
         let mut dead = Vec::new();
+        // One stat per process, not per socket.
+        let mut alive: std::collections::HashMap<u32, bool> = std::collections::HashMap::new();
         for key in self.conns.keys() {
             let key = key.map_err(|source| LoadError::Map {
                 map: "CONNS",
                 source,
             })?;
-            if !Path::new("/proc").join(key.pid.to_string()).exists() {
+            let exists = *alive
+                .entry(key.pid)
+                .or_insert_with(|| Path::new("/proc").join(key.pid.to_string()).exists());
+            if !exists {
                 dead.push(key);
             }
         }

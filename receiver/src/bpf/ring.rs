@@ -207,6 +207,8 @@ pub(super) fn decode_control(bytes: &[u8]) -> Option<KernelEvent<'static>> {
                 role: conn_role(ev.role),
                 family,
                 peer,
+                listen_fd: (ev.listen_fd != ebpf_common::NO_FD).then_some(ev.listen_fd),
+                comm: ev.comm,
             }))
         }
         control::CLOSE => Some(KernelEvent::Close(CloseEvent {

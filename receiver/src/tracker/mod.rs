@@ -104,17 +104,48 @@ impl Tracker {
         if !self.ensure_conn(open.conn, open.protocol, open.role, open.ts_ns) {
             return;
         }
-        if let Some(c) = self.conns.get_mut(&open.conn) {
-            if c.meta.peer.is_none() {
-                c.meta.peer = open.peer;
+        // A short-lived process may be gone before we read /proc: name it from the kernel.
+        if let Some(comm) = open.comm() {
+            self.name_process(open.conn.pid, comm);
+        }
+        // Accepted sockets of short connections may be closed before we resolve them; the
+        // listening socket they came from is long-lived and carries the same local address.
+        let listener = match (self.settings.resolve, open.listen_fd) {
+            (true, Some(fd)) => self.conns.get(&open.conn).and_then(|c| {
+                let unresolved = c.meta.local.is_none() && c.meta.unix_path.is_none();
+                unresolved.then(|| socket::resolve(&self.settings.proc_root, open.conn.pid, fd)).flatten()
+            }),
+            _ => None,
+        };
+        let Some(c) = self.conns.get_mut(&open.conn) else { return };
+        if let Some(l) = listener {
+            c.meta.transport = c.meta.transport.or(l.transport);
+            c.meta.local = l.local;
+            c.meta.unix_path = l.unix_path;
+        }
+        if c.meta.peer.is_none() {
+            c.meta.peer = open.peer;
+        }
+        if c.meta.transport.is_none() {
+            c.meta.transport = match open.family {
+                Some(SocketFamily::Unix) => Some(Transport::Unix),
+                Some(SocketFamily::Inet | SocketFamily::Inet6) => Some(Transport::Tcp),
+                None => None,
+            };
+        }
+        if c.meta.process.executable_name.is_empty() {
+            if let Some(p) = self.processes.get(&open.conn.pid) {
+                c.meta.process = p.clone();
             }
-            if c.meta.transport.is_none() {
-                c.meta.transport = match open.family {
-                    Some(SocketFamily::Unix) => Some(Transport::Unix),
-                    Some(SocketFamily::Inet | SocketFamily::Inet6) => Some(Transport::Tcp),
-                    None => None,
-                };
-            }
+        }
+    }
+
+    /// Fills in the executable name of a process whose `/proc` entry was already gone.
+    fn name_process(&mut self, pid: u32, comm: String) {
+        if let Some(p) = self.processes.get_mut(&pid)
+            && p.executable_name.is_empty()
+        {
+            *p = Arc::new(ProcessMeta { executable_name: comm, ..(**p).clone() });
         }
     }
 
