@@ -267,3 +267,29 @@ fn idle_connections_are_swept() {
         "an unanswered SELECT is not a span: {out:?}"
     );
 }
+
+#[test]
+fn a_process_gone_before_proc_is_read_is_named_from_the_kernel() {
+    let mut t = tracker(16);
+    let mut out = Vec::new();
+    let mut comm = [0u8; 16];
+    comm[..6].copy_from_slice(b"mysql\0");
+    let open = OpenEvent {
+        conn: id(8),
+        ts_ns: 1,
+        protocol: Protocol::Mysql,
+        role: Some(Role::Client),
+        family: Some(SocketFamily::Unix),
+        peer: None,
+        listen_fd: None,
+        comm,
+    };
+    t.on_event(&KernelEvent::Open(open), &mut out);
+    let q = query("SELECT 1");
+    let ok = ok_packet();
+    t.on_event(&data(id(8), Role::Client, Direction::Egress, 0, 2, &q), &mut out);
+    t.on_event(&data(id(8), Role::Client, Direction::Ingress, 0, 3, &ok), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].conn.process.executable_name, "mysql");
+    assert_eq!(out[0].conn.transport, Some(Transport::Unix));
+}
