@@ -189,14 +189,7 @@ impl Tracker {
                 .fetch_add(1, Ordering::Relaxed);
         }
         let protocol = conn.protocol;
-        for rec in self.records.drain(..) {
-            out.push(ConnRecord {
-                conn: conn.meta.clone(),
-                start_unix_ns: self.clock.to_unix_ns(rec.start_ns),
-                end_unix_ns: self.clock.to_unix_ns(rec.end_ns.max(rec.start_ns)),
-                exchange: rec.exchange,
-            });
-        }
+        emit(&self.clock, &conn.meta, &mut self.records, out);
         self.batch_stats.entry(protocol).or_default().add(&stats);
     }
 
@@ -288,14 +281,7 @@ impl Tracker {
             self.records.clear();
             parser.expire(u64::MAX, &mut self.records, &mut stats);
             if let Some(out) = out {
-                for rec in self.records.drain(..) {
-                    out.push(ConnRecord {
-                        conn: conn.meta.clone(),
-                        start_unix_ns: self.clock.to_unix_ns(rec.start_ns),
-                        end_unix_ns: self.clock.to_unix_ns(rec.end_ns.max(rec.start_ns)),
-                        exchange: rec.exchange,
-                    });
-                }
+                emit(&self.clock, &conn.meta, &mut self.records, out);
             }
             self.records.clear();
             self.batch_stats
@@ -352,14 +338,7 @@ impl Tracker {
             let mut stats = ParseStats::default();
             self.records.clear();
             parser.expire(deadline, &mut self.records, &mut stats);
-            for rec in self.records.drain(..) {
-                out.push(ConnRecord {
-                    conn: conn.meta.clone(),
-                    start_unix_ns: self.clock.to_unix_ns(rec.start_ns),
-                    end_unix_ns: self.clock.to_unix_ns(rec.end_ns.max(rec.start_ns)),
-                    exchange: rec.exchange,
-                });
-            }
+            emit(&self.clock, &conn.meta, &mut self.records, out);
             self.batch_stats
                 .entry(conn.protocol)
                 .or_default()
@@ -380,6 +359,19 @@ impl Tracker {
     /// Disabled connections that are gone, so their kernel entries can be cleared.
     pub fn take_enable_requests(&mut self) -> Vec<ConnId> {
         std::mem::take(&mut self.to_enable)
+    }
+}
+
+/// Moves a connection's finished records to `out`, in wall-clock time; an end before the start
+/// (clock skew between syscalls on different CPUs) is clamped to the start.
+fn emit(clock: &WallClock, meta: &ConnMeta, records: &mut Vec<Record>, out: &mut Vec<ConnRecord>) {
+    for rec in records.drain(..) {
+        out.push(ConnRecord {
+            conn: meta.clone(),
+            start_unix_ns: clock.to_unix_ns(rec.start_ns),
+            end_unix_ns: clock.to_unix_ns(rec.end_ns.max(rec.start_ns)),
+            exchange: rec.exchange,
+        });
     }
 }
 
