@@ -7,7 +7,7 @@
 //! Run: `cargo +nightly-2026-05-20 fuzz run mysql_framer -- -max_total_time=60`
 #![no_main]
 
-use ebpf_receiver::protocol::{ConnParser, Direction, ParseStats, ParserLimits, Protocol};
+use ebpf_receiver::protocol::{Chunk, ConnParser, Direction, ParseStats, ParserLimits, Protocol};
 use ebpf_receiver::record::Role;
 use libfuzzer_sys::fuzz_target;
 
@@ -50,7 +50,17 @@ fuzz_target!(|data: &[u8]| {
         let missing = u32::from((ctl >> 3) & 7) * 100;
         let len = chunk.len() as u32 + missing;
         ts += 1;
-        parser.on_data(dir, at, ts, chunk, len, &mut out, &mut stats);
+        parser.on_data(
+            Chunk {
+                direction: dir,
+                pos: at,
+                ts_ns: ts,
+                bytes: chunk,
+                len,
+            },
+            &mut out,
+            &mut stats,
+        );
         pos[i] = pos[i].max(at + u64::from(len));
         assert!(parser.buffered_bytes() <= 2 * 1024);
     }

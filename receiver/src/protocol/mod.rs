@@ -96,6 +96,21 @@ pub enum Parse<F> {
     Invalid,
 }
 
+/// The bytes of one captured syscall in one direction of a connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Chunk<'a> {
+    pub direction: Direction,
+    /// Stream position of `bytes[0]`.
+    pub pos: u64,
+    /// Kernel boot-time ns of the syscall.
+    pub ts_ns: u64,
+    /// The captured bytes (≤ `len`).
+    pub bytes: &'a [u8],
+    /// Bytes the syscall transferred; the `len - bytes.len()` after `bytes` were not captured
+    /// and form a gap of known size.
+    pub len: u32,
+}
+
 /// A frame stamped by the pipeline with the times of its first and last byte.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Timed<F> {
@@ -240,24 +255,10 @@ impl ConnParser {
         }
     }
 
-    /// Feeds one captured syscall: `bytes` (≤ `len`) start at stream position `pos`; the
-    /// `len - bytes.len()` bytes after them were not captured and form a gap.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "mirrors the data event: direction, position, time, bytes, length, sinks"
-    )]
-    pub fn on_data(
-        &mut self,
-        direction: Direction,
-        pos: u64,
-        ts_ns: u64,
-        bytes: &[u8],
-        len: u32,
-        out: &mut Vec<Record>,
-        stats: &mut ParseStats,
-    ) {
+    /// Feeds one captured syscall.
+    pub fn on_data(&mut self, chunk: Chunk<'_>, out: &mut Vec<Record>, stats: &mut ParseStats) {
         match self {
-            ConnParser::Mysql(p) => p.on_data(direction, pos, ts_ns, bytes, len, out, stats),
+            ConnParser::Mysql(p) => p.on_data(chunk, out, stats),
         }
     }
 

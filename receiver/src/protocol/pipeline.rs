@@ -18,7 +18,8 @@
 use std::collections::VecDeque;
 
 use crate::protocol::{
-    ByteStream, Direction, Framer, MessageKind, Parse, ParseStats, ParserLimits, Stitcher, Timed,
+    ByteStream, Chunk, Direction, Framer, MessageKind, Parse, ParseStats, ParserLimits, Stitcher,
+    Timed,
 };
 use crate::record::{Record, Role};
 
@@ -55,20 +56,14 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
     }
 
     /// Feeds one captured syscall (see [`crate::protocol::ConnParser::on_data`]).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "mirrors the data event: direction, position, time, bytes, length, sinks"
-    )]
-    pub fn on_data(
-        &mut self,
-        direction: Direction,
-        pos: u64,
-        ts_ns: u64,
-        bytes: &[u8],
-        len: u32,
-        out: &mut Vec<Record>,
-        stats: &mut ParseStats,
-    ) {
+    pub fn on_data(&mut self, chunk: Chunk<'_>, out: &mut Vec<Record>, stats: &mut ParseStats) {
+        let Chunk {
+            direction,
+            pos,
+            ts_ns,
+            bytes,
+            len,
+        } = chunk;
         let kind = MessageKind::of(self.role, direction);
         let max = self.limits.max_queued_frames.max(1);
         self.stream(direction).push(pos, ts_ns, bytes, stats);

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::bpf::{ConnId, DataEvent, KernelEvent, OpenEvent, SocketFamily};
-use crate::protocol::{ConnParser, ParseStats, ParserLimits, Protocol};
+use crate::protocol::{Chunk, ConnParser, ParseStats, ParserLimits, Protocol};
 use crate::record::{ConnMeta, ConnRecord, ProcessMeta, Record, Role, Transport};
 use crate::telemetry;
 
@@ -113,11 +113,15 @@ impl Tracker {
         let listener = match (self.settings.resolve, open.listen_fd) {
             (true, Some(fd)) => self.conns.get(&open.conn).and_then(|c| {
                 let unresolved = c.meta.local.is_none() && c.meta.unix_path.is_none();
-                unresolved.then(|| socket::resolve(&self.settings.proc_root, open.conn.pid, fd)).flatten()
+                unresolved
+                    .then(|| socket::resolve(&self.settings.proc_root, open.conn.pid, fd))
+                    .flatten()
             }),
             _ => None,
         };
-        let Some(c) = self.conns.get_mut(&open.conn) else { return };
+        let Some(c) = self.conns.get_mut(&open.conn) else {
+            return;
+        };
         if let Some(l) = listener {
             c.meta.transport = c.meta.transport.or(l.transport);
             c.meta.local = l.local;
@@ -133,10 +137,10 @@ impl Tracker {
                 None => None,
             };
         }
-        if c.meta.process.executable_name.is_empty() {
-            if let Some(p) = self.processes.get(&open.conn.pid) {
-                c.meta.process = p.clone();
-            }
+        if c.meta.process.executable_name.is_empty()
+            && let Some(p) = self.processes.get(&open.conn.pid)
+        {
+            c.meta.process = p.clone();
         }
     }
 
@@ -145,7 +149,10 @@ impl Tracker {
         if let Some(p) = self.processes.get_mut(&pid)
             && p.executable_name.is_empty()
         {
-            *p = Arc::new(ProcessMeta { executable_name: comm, ..(**p).clone() });
+            *p = Arc::new(ProcessMeta {
+                executable_name: comm,
+                ..(**p).clone()
+            });
         }
     }
 
@@ -164,11 +171,13 @@ impl Tracker {
         let mut stats = ParseStats::default();
         self.records.clear();
         parser.on_data(
-            data.direction,
-            data.pos,
-            data.ts_ns,
-            data.bytes,
-            data.len,
+            Chunk {
+                direction: data.direction,
+                pos: data.pos,
+                ts_ns: data.ts_ns,
+                bytes: data.bytes,
+                len: data.len,
+            },
             &mut self.records,
             &mut stats,
         );

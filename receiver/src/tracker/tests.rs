@@ -287,8 +287,14 @@ fn a_process_gone_before_proc_is_read_is_named_from_the_kernel() {
     t.on_event(&KernelEvent::Open(open), &mut out);
     let q = query("SELECT 1");
     let ok = ok_packet();
-    t.on_event(&data(id(8), Role::Client, Direction::Egress, 0, 2, &q), &mut out);
-    t.on_event(&data(id(8), Role::Client, Direction::Ingress, 0, 3, &ok), &mut out);
+    t.on_event(
+        &data(id(8), Role::Client, Direction::Egress, 0, 2, &q),
+        &mut out,
+    );
+    t.on_event(
+        &data(id(8), Role::Client, Direction::Ingress, 0, 3, &ok),
+        &mut out,
+    );
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].conn.process.executable_name, "mysql");
     assert_eq!(out[0].conn.transport, Some(Transport::Unix));

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use super::types::*;
 use super::*;
 use crate::protocol::{
-    ConnParser, Direction, Framer, MessageKind, Parse, ParseStats, ParserLimits, Protocol,
+    Chunk, ConnParser, Direction, Framer, MessageKind, Parse, ParseStats, ParserLimits, Protocol,
 };
 use crate::record::{DbOutcome, Exchange, Record, Role};
 
@@ -210,11 +210,13 @@ impl Conn {
         self.ts += 1_000;
         let i = usize::from(dir == Direction::Ingress);
         self.parser.on_data(
-            dir,
-            self.pos[i],
-            self.ts,
-            bytes,
-            len,
+            Chunk {
+                direction: dir,
+                pos: self.pos[i],
+                ts_ns: self.ts,
+                bytes,
+                len,
+            },
             &mut self.out,
             &mut self.stats,
         );
@@ -1081,21 +1083,25 @@ fn server_role_mirrors_client_role() {
     let mut st = ParseStats::default();
     let q = query("SELECT 1");
     p.on_data(
-        Direction::Ingress,
-        0,
-        10,
-        &q,
-        q.len() as u32,
+        Chunk {
+            direction: Direction::Ingress,
+            pos: 0,
+            ts_ns: 10,
+            bytes: &q,
+            len: q.len() as u32,
+        },
         &mut out,
         &mut st,
     );
     let r = ok(1, 0, 2);
     p.on_data(
-        Direction::Egress,
-        0,
-        20,
-        &r,
-        r.len() as u32,
+        Chunk {
+            direction: Direction::Egress,
+            pos: 0,
+            ts_ns: 20,
+            bytes: &r,
+            len: r.len() as u32,
+        },
         &mut out,
         &mut st,
     );
@@ -1145,11 +1151,13 @@ fn replay(recs: &[(u8, u64, Vec<u8>)], skip: usize, piece: usize) -> (Vec<String
         };
         for chunk in bytes.chunks(piece.max(1)) {
             c.parser.on_data(
-                d,
-                c.pos[i],
-                *ts,
-                chunk,
-                chunk.len() as u32,
+                Chunk {
+                    direction: d,
+                    pos: c.pos[i],
+                    ts_ns: *ts,
+                    bytes: chunk,
+                    len: chunk.len() as u32,
+                },
                 &mut c.out,
                 &mut c.stats,
             );
@@ -1290,7 +1298,7 @@ proptest::proptest! {
             // Occasionally rewind (duplicates) or jump (loss).
             let at = match jump { 0 => pos[i].saturating_sub(3), 1 => pos[i] + 5, _ => pos[i] };
             let len = bytes.len() as u32 + extra;
-            p.on_data(d, at, total, &bytes, len, &mut out, &mut st);
+            p.on_data(Chunk { direction: d, pos: at, ts_ns: total, bytes: &bytes, len }, &mut out, &mut st);
             pos[i] = pos[i].max(at + u64::from(len));
             total += 1 + bytes.len() as u64;
             proptest::prop_assert!(p.buffered_bytes() <= 2 * 512);
