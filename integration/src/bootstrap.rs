@@ -44,7 +44,9 @@ fn succeeds(cmd: &mut Command) -> bool {
 
 /// Runs with the console attached (visible progress); fails on non-zero exit.
 fn run_visible(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed ({status})");
     }
@@ -71,10 +73,16 @@ pub fn tracefs() -> Result<()> {
         return Ok(());
     }
     if !is_root() {
-        say("tracefs", "missing at /sys/kernel/tracing (needs root to mount; the receiver will fail)");
+        say(
+            "tracefs",
+            "missing at /sys/kernel/tracing (needs root to mount; the receiver will fail)",
+        );
         return Ok(());
     }
-    say("tracefs", "installing… (mount -t tracefs nodev /sys/kernel/tracing)");
+    say(
+        "tracefs",
+        "installing… (mount -t tracefs nodev /sys/kernel/tracing)",
+    );
     run_visible(Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]))?;
     if !events.is_dir() {
         bail!("tracefs mounted but /sys/kernel/tracing/events is missing");
@@ -86,7 +94,10 @@ fn apt_installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", pkg])
         .output()
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .is_ok_and(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout).contains("install ok installed")
+        })
 }
 
 static APT_UPDATED: AtomicBool = AtomicBool::new(false);
@@ -99,7 +110,11 @@ pub fn apt_packages(pkgs: &[&str]) -> Result<()> {
         return Ok(());
     }
     if !is_root() {
-        bail!("missing Debian packages: {} — run as root or `apt-get install {}`", missing.join(" "), missing.join(" "));
+        bail!(
+            "missing Debian packages: {} — run as root or `apt-get install {}`",
+            missing.join(" "),
+            missing.join(" ")
+        );
     }
     say(&format!("apt {}", missing.join(" ")), "installing…");
     if !APT_UPDATED.swap(true, Ordering::SeqCst) {
@@ -115,12 +130,17 @@ pub fn apt_packages(pkgs: &[&str]) -> Result<()> {
 
 /// The pinned nightly with rust-src (builds the eBPF programs).
 pub fn nightly() -> Result<()> {
-    let have_toolchain = succeeds(Command::new("rustup").args(["run", NIGHTLY, "rustc", "--version"]));
+    let have_toolchain =
+        succeeds(Command::new("rustup").args(["run", NIGHTLY, "rustc", "--version"]));
     let have_src = have_toolchain
         && Command::new("rustup")
             .args(["component", "list", "--installed", "--toolchain", NIGHTLY])
             .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.starts_with("rust-src")));
+            .is_ok_and(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l.starts_with("rust-src"))
+            });
     if have_toolchain && have_src {
         say(&format!("rust {NIGHTLY} + rust-src"), "ok (cached)");
         return Ok(());
@@ -143,8 +163,14 @@ pub fn bpf_linker() -> Result<()> {
         say("bpf-linker", "ok (cached)");
         return Ok(());
     }
-    say(&format!("bpf-linker {BPF_LINKER_VERSION}"), "installing… (cargo install, a few minutes)");
-    let path = format!("{LLVM_PREFIX}/bin:{}", std::env::var("PATH").unwrap_or_default());
+    say(
+        &format!("bpf-linker {BPF_LINKER_VERSION}"),
+        "installing… (cargo install, a few minutes)",
+    );
+    let path = format!(
+        "{LLVM_PREFIX}/bin:{}",
+        std::env::var("PATH").unwrap_or_default()
+    );
     let attempts: [&[&str]; 3] = [
         &["--locked", "--no-default-features", "--features", "llvm-22"],
         &["--no-default-features", "--features", "llvm-22"],
@@ -180,7 +206,10 @@ fn go_bin() -> PathBuf {
 
 /// `$(go env GOPATH)/bin/builder`.
 fn ocb_path() -> Result<PathBuf> {
-    let out = Command::new(go_bin()).args(["env", "GOPATH"]).output().context("Go is required (`go env GOPATH`)")?;
+    let out = Command::new(go_bin())
+        .args(["env", "GOPATH"])
+        .output()
+        .context("Go is required (`go env GOPATH`)")?;
     let gopath = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let first = gopath.split(':').next().unwrap_or("").to_string();
     if first.is_empty() {
@@ -197,15 +226,25 @@ pub fn go_builder() -> Result<()> {
         .output()
         // `builder version` prints `ocb version v0.161.0` (on stderr in this release).
         .is_ok_and(|o| {
-            let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
             o.status.success() && text.contains(OCB_VERSION)
         });
     if version_ok {
         say(&format!("collector builder {OCB_VERSION}"), "ok (cached)");
         return Ok(());
     }
-    say(&format!("collector builder {OCB_VERSION}"), "installing… (go install)");
-    run_visible(Command::new(go_bin()).args(["install", &format!("go.opentelemetry.io/collector/cmd/builder@{OCB_VERSION}")]))
+    say(
+        &format!("collector builder {OCB_VERSION}"),
+        "installing… (go install)",
+    );
+    run_visible(Command::new(go_bin()).args([
+        "install",
+        &format!("go.opentelemetry.io/collector/cmd/builder@{OCB_VERSION}"),
+    ]))
 }
 
 /// Hex SHA-256 of a file.
@@ -229,30 +268,51 @@ pub fn collector() -> Result<()> {
     }
     // A binary built before the hash file existed: adopt it when it is newer than the manifest.
     let newer = |a: &Path, b: &Path| -> bool {
-        match (a.metadata().and_then(|m| m.modified()), b.metadata().and_then(|m| m.modified())) {
+        match (
+            a.metadata().and_then(|m| m.modified()),
+            b.metadata().and_then(|m| m.modified()),
+        ) {
             (Ok(x), Ok(y)) => x >= y,
             _ => false,
         }
     };
     if bin.exists() && stored.is_empty() && newer(&bin, &manifest) {
         std::fs::write(&hash_file, format!("{hash}\n"))?;
-        say("otelcol-sidecar", "ok (cached; adopted existing build, hash recorded)");
+        say(
+            "otelcol-sidecar",
+            "ok (cached; adopted existing build, hash recorded)",
+        );
         return Ok(());
     }
-    say("otelcol-sidecar", "installing… (OCB build of the stock Collector, several minutes on a fresh machine)");
+    say(
+        "otelcol-sidecar",
+        "installing… (OCB build of the stock Collector, several minutes on a fresh machine)",
+    );
     std::fs::create_dir_all(paths::otelcol_dir())?;
     let go_path = go_bin();
     let mut cmd = Command::new(ocb_path()?);
-    cmd.arg("--config").arg(&manifest).current_dir(paths::collector_config_dir());
+    cmd.arg("--config")
+        .arg(&manifest)
+        .current_dir(paths::collector_config_dir());
     // OCB runs `go`; make sure it finds it even when only /usr/local/go/bin/go exists.
     if go_path.is_absolute()
         && let Some(dir) = go_path.parent()
     {
-        cmd.env("PATH", format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default()));
+        cmd.env(
+            "PATH",
+            format!(
+                "{}:{}",
+                dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
     }
     run_visible(&mut cmd)?;
     if !bin.exists() {
-        bail!("the Collector build finished but `{}` is missing", bin.display());
+        bail!(
+            "the Collector build finished but `{}` is missing",
+            bin.display()
+        );
     }
     std::fs::write(&hash_file, format!("{hash}\n"))?;
     Ok(())
@@ -272,10 +332,25 @@ pub fn python_venv() -> Result<()> {
     }
     say("python venv + mysql-connector-python", "installing…");
     if !python.exists() {
-        let sys_python = if succeeds(Command::new("python3").arg("--version")) { "python3" } else { "/usr/bin/python3" };
+        let sys_python = if succeeds(Command::new("python3").arg("--version")) {
+            "python3"
+        } else {
+            "/usr/bin/python3"
+        };
         run_visible(Command::new(sys_python).arg("-m").arg("venv").arg(&venv))?;
     }
-    run_visible(Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&requirements))?;
+    run_visible(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&requirements),
+    )?;
     std::fs::write(&stamp, format!("{hash}\n"))?;
     Ok(())
 }

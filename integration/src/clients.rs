@@ -24,19 +24,33 @@ pub enum Step {
         #[serde(skip_serializing_if = "Vec::is_empty")]
         params: Vec<Value>,
     },
-    InitDb { init_db: String },
-    Load { load: LoadSpec },
+    InitDb {
+        init_db: String,
+    },
+    Load {
+        load: LoadSpec,
+    },
 }
 
 impl Step {
     pub fn sql(sql: &str) -> Step {
-        Step::Sql { sql: sql.to_string(), prepared: false, params: Vec::new() }
+        Step::Sql {
+            sql: sql.to_string(),
+            prepared: false,
+            params: Vec::new(),
+        }
     }
     pub fn prepared(sql: &str, params: Vec<Value>) -> Step {
-        Step::Sql { sql: sql.to_string(), prepared: true, params }
+        Step::Sql {
+            sql: sql.to_string(),
+            prepared: true,
+            params,
+        }
     }
     pub fn init_db(db: &str) -> Step {
-        Step::InitDb { init_db: db.to_string() }
+        Step::InitDb {
+            init_db: db.to_string(),
+        }
     }
 }
 
@@ -102,9 +116,19 @@ pub struct PyClient {
 impl PyClient {
     /// Starts `mysql_client.py` with `steps`; with `hold` it connects, creates `ready_file` and
     /// waits for `go_file` before the first step.
-    pub fn spawn(dir: &Path, name: &str, db: &MariaDb, via: Via, steps: &[Step], hold: bool) -> Result<PyClient> {
+    pub fn spawn(
+        dir: &Path,
+        name: &str,
+        db: &MariaDb,
+        via: Via,
+        steps: &[Step],
+        hold: bool,
+    ) -> Result<PyClient> {
         let plan_path = dir.join(format!("{name}.plan.json"));
-        std::fs::write(&plan_path, serde_json::to_vec_pretty(&serde_json::json!({ "steps": steps }))?)?;
+        std::fs::write(
+            &plan_path,
+            serde_json::to_vec_pretty(&serde_json::json!({ "steps": steps }))?,
+        )?;
         let ready_file = dir.join(format!("{name}.ready"));
         let go_file = dir.join(format!("{name}.go"));
         let mut cmd = Command::new(paths::python());
@@ -118,16 +142,35 @@ impl PyClient {
             .arg("--plan")
             .arg(&plan_path);
         match via {
-            Via::Tcp => cmd.arg("--host").arg("127.0.0.1").arg("--port").arg(db.port.to_string()),
+            Via::Tcp => cmd
+                .arg("--host")
+                .arg("127.0.0.1")
+                .arg("--port")
+                .arg(db.port.to_string()),
             Via::Socket => cmd.arg("--unix-socket").arg(&db.socket),
         };
         if hold {
-            cmd.arg("--ready-file").arg(&ready_file).arg("--go-file").arg(&go_file);
+            cmd.arg("--ready-file")
+                .arg(&ready_file)
+                .arg("--go-file")
+                .arg(&go_file);
         }
         let stdout = dir.join(format!("{name}.out.jsonl"));
         let stderr = dir.join(format!("{name}.err"));
-        let guard = ProcessGuard::spawn(name, cmd, Output::Split { stdout: stdout.clone(), stderr })?;
-        Ok(PyClient { guard, stdout, ready_file, go_file })
+        let guard = ProcessGuard::spawn(
+            name,
+            cmd,
+            Output::Split {
+                stdout: stdout.clone(),
+                stderr,
+            },
+        )?;
+        Ok(PyClient {
+            guard,
+            stdout,
+            ready_file,
+            go_file,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -138,10 +181,15 @@ impl PyClient {
     pub fn wait_connected(&mut self, timeout: Duration) -> Result<()> {
         let ready = self.ready_file.clone();
         let guard = &mut self.guard;
-        poll_until("the Python client to connect", timeout, Duration::from_millis(20), || {
-            guard.ensure_running()?;
-            Ok(ready.exists().then_some(()))
-        })
+        poll_until(
+            "the Python client to connect",
+            timeout,
+            Duration::from_millis(20),
+            || {
+                guard.ensure_running()?;
+                Ok(ready.exists().then_some(()))
+            },
+        )
     }
 
     /// Lets a held client run its steps.
@@ -154,14 +202,17 @@ impl PyClient {
     pub fn finish(mut self, timeout: Duration) -> Result<Vec<StepResult>> {
         let status = self.guard.wait_timeout(timeout)?;
         if !status.success() {
-            bail!("Python client failed ({status}):\n{}", self.guard.log_tail(30));
+            bail!(
+                "Python client failed ({status}):\n{}",
+                self.guard.log_tail(30)
+            );
         }
         let text = std::fs::read_to_string(&self.stdout)?;
         let mut out = Vec::new();
         let mut connection_id = None;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let mut r: StepResult =
-                serde_json::from_str(line).with_context(|| format!("bad client output line {line:?}"))?;
+            let mut r: StepResult = serde_json::from_str(line)
+                .with_context(|| format!("bad client output line {line:?}"))?;
             if r.kind == "connected" {
                 connection_id = r.connection_id;
             } else {
@@ -174,7 +225,13 @@ impl PyClient {
 }
 
 /// Runs a plan to completion.
-pub fn run_python(dir: &Path, name: &str, db: &MariaDb, via: Via, steps: &[Step]) -> Result<(u32, Vec<StepResult>)> {
+pub fn run_python(
+    dir: &Path,
+    name: &str,
+    db: &MariaDb,
+    via: Via,
+    steps: &[Step],
+) -> Result<(u32, Vec<StepResult>)> {
     let client = PyClient::spawn(dir, name, db, via, steps, false)?;
     let pid = client.pid();
     Ok((pid, client.finish(Duration::from_secs(300))?))
@@ -195,7 +252,10 @@ pub fn run_cli(mut cmd: Command, database: Option<&str>, sql: &str) -> Result<(u
     let pid = child.id();
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        bail!("mariadb CLI failed for {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "mariadb CLI failed for {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok((pid, String::from_utf8_lossy(&out.stdout).into_owned()))
 }

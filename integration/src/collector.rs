@@ -46,7 +46,10 @@ impl AttrValue {
         }
         if let Some(i) = v.get("intValue") {
             // int64 is a JSON string in the protobuf mapping; accept a number too.
-            let parsed = i.as_str().and_then(|s| s.parse().ok()).or_else(|| i.as_i64());
+            let parsed = i
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .or_else(|| i.as_i64());
             if let Some(n) = parsed {
                 return AttrValue::Int(n);
             }
@@ -118,7 +121,10 @@ impl SpanView {
 
     /// `process.pid` of the span's resource.
     pub fn pid(&self) -> Option<u32> {
-        self.resource.get("process.pid").and_then(AttrValue::as_i64).map(|p| p as u32)
+        self.resource
+            .get("process.pid")
+            .and_then(AttrValue::as_i64)
+            .map(|p| p as u32)
     }
 
     /// `db.query.text`.
@@ -145,12 +151,18 @@ impl SpanView {
             SPAN_KIND_CLIENT => "CLIENT",
             _ => "OTHER",
         };
-        let attrs: Vec<String> = self.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let attrs: Vec<String> = self
+            .attributes
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         format!(
             "{kind} {:?} pid={} exe={} dur={:.3}ms status={} [{}]",
             self.name,
             self.pid().map_or("-".to_string(), |p| p.to_string()),
-            self.resource.get("process.executable.name").map_or("-".to_string(), |v| v.to_string()),
+            self.resource
+                .get("process.executable.name")
+                .map_or("-".to_string(), |v| v.to_string()),
             self.duration_ns() as f64 / 1e6,
             self.status_code,
             attrs.join(", ")
@@ -162,7 +174,10 @@ fn attrs_map(v: Option<&Value>) -> BTreeMap<String, AttrValue> {
     let mut out = BTreeMap::new();
     for kv in v.and_then(Value::as_array).into_iter().flatten() {
         if let Some(key) = kv.get("key").and_then(Value::as_str) {
-            let value = kv.get("value").map(AttrValue::from_json).unwrap_or(AttrValue::Other(Value::Null));
+            let value = kv
+                .get("value")
+                .map(AttrValue::from_json)
+                .unwrap_or(AttrValue::Other(Value::Null));
             out.insert(key.to_string(), value);
         }
     }
@@ -181,21 +196,55 @@ fn u64_field(v: &Value, key: &str) -> u64 {
 pub fn parse_otlp_json(line: &str) -> Result<Vec<SpanView>> {
     let doc: Value = serde_json::from_str(line).context("not OTLP JSON")?;
     let mut out = Vec::new();
-    for rs in doc.get("resourceSpans").and_then(Value::as_array).into_iter().flatten() {
+    for rs in doc
+        .get("resourceSpans")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let resource = attrs_map(rs.get("resource").and_then(|r| r.get("attributes")));
-        for ss in rs.get("scopeSpans").and_then(Value::as_array).into_iter().flatten() {
-            let scope_name =
-                ss.get("scope").and_then(|s| s.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
-            for s in ss.get("spans").and_then(Value::as_array).into_iter().flatten() {
+        for ss in rs
+            .get("scopeSpans")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let scope_name = ss
+                .get("scope")
+                .and_then(|s| s.get("name"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            for s in ss
+                .get("spans")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let status = s.get("status");
                 out.push(SpanView {
-                    name: s.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+                    name: s
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
                     kind: s.get("kind").and_then(Value::as_i64).unwrap_or(0),
-                    trace_id: s.get("traceId").and_then(Value::as_str).unwrap_or("").to_string(),
-                    span_id: s.get("spanId").and_then(Value::as_str).unwrap_or("").to_string(),
+                    trace_id: s
+                        .get("traceId")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    span_id: s
+                        .get("spanId")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
                     start_ns: u64_field(s, "startTimeUnixNano"),
                     end_ns: u64_field(s, "endTimeUnixNano"),
-                    status_code: status.and_then(|st| st.get("code")).and_then(Value::as_i64).unwrap_or(0),
+                    status_code: status
+                        .and_then(|st| st.get("code"))
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0),
                     status_message: status
                         .and_then(|st| st.get("message"))
                         .and_then(Value::as_str)
@@ -221,7 +270,12 @@ pub struct SpanReader {
 
 impl SpanReader {
     pub fn new(path: &Path) -> SpanReader {
-        SpanReader { path: path.to_path_buf(), offset: 0, pending: Vec::new(), spans: Vec::new() }
+        SpanReader {
+            path: path.to_path_buf(),
+            offset: 0,
+            pending: Vec::new(),
+            spans: Vec::new(),
+        }
     }
 
     /// Reads what was appended since the last call; returns all spans so far.
@@ -229,7 +283,9 @@ impl SpanReader {
         let mut f = match std::fs::File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(&self.spans),
-            Err(e) => return Err(e).with_context(|| format!("cannot open `{}`", self.path.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot open `{}`", self.path.display()));
+            }
         };
         f.seek(SeekFrom::Start(self.offset))?;
         let mut buf = Vec::new();
@@ -271,7 +327,12 @@ impl Collector {
             .env("E2E_OTLP_PORT", otlp_port.to_string())
             .env("E2E_SPANS_FILE", &spans_file);
         let guard = ProcessGuard::spawn("otelcol", cmd, Output::File(dir.join("otelcol.log")))?;
-        let mut c = Collector { otlp_port, reader: SpanReader::new(&spans_file), spans_file, guard };
+        let mut c = Collector {
+            otlp_port,
+            reader: SpanReader::new(&spans_file),
+            spans_file,
+            guard,
+        };
         c.wait_listening()?;
         Ok(c)
     }
@@ -281,7 +342,12 @@ impl Collector {
         let mut cmd = Command::new(paths::collector_bin());
         cmd.arg("--config").arg(config);
         let guard = ProcessGuard::spawn("otelcol", cmd, output)?;
-        let mut c = Collector { otlp_port, reader: SpanReader::new(Path::new("/dev/null")), spans_file: PathBuf::new(), guard };
+        let mut c = Collector {
+            otlp_port,
+            reader: SpanReader::new(Path::new("/dev/null")),
+            spans_file: PathBuf::new(),
+            guard,
+        };
         c.wait_listening()?;
         Ok(c)
     }
@@ -289,10 +355,15 @@ impl Collector {
     fn wait_listening(&mut self) -> Result<()> {
         let port = self.otlp_port;
         let guard = &mut self.guard;
-        poll_until("the Collector's OTLP port", Duration::from_secs(30), Duration::from_millis(50), || {
-            guard.ensure_running()?;
-            Ok(TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()))
-        })
+        poll_until(
+            "the Collector's OTLP port",
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || {
+                guard.ensure_running()?;
+                Ok(TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()))
+            },
+        )
     }
 
     pub fn endpoint(&self) -> String {
@@ -326,12 +397,20 @@ impl Collector {
             }
             if Instant::now() >= deadline {
                 let total = spans.len();
-                let shown: Vec<String> = rel.iter().take(60).map(|s| format!("  {}", s.summary())).collect();
+                let shown: Vec<String> = rel
+                    .iter()
+                    .take(60)
+                    .map(|s| format!("  {}", s.summary()))
+                    .collect();
                 bail!(
                     "timed out after {timeout:?} waiting for {what}; the Collector exported {total} spans, \
                      {} relevant{}:\n{}\ncollector log tail:\n{}",
                     rel.len(),
-                    if rel.len() > 60 { " (first 60 shown)" } else { "" },
+                    if rel.len() > 60 {
+                        " (first 60 shown)"
+                    } else {
+                        ""
+                    },
                     shown.join("\n"),
                     self.guard.log_tail(10)
                 );
@@ -360,7 +439,10 @@ mod tests {
         assert_eq!(s.int_attr("server.port"), Some(3306));
         assert_eq!(s.attr("x.ok"), Some(&AttrValue::Bool(true)));
         assert_eq!(s.duration_ns(), 200_000_000);
-        assert_eq!((s.status_code, s.status_message.as_str()), (STATUS_ERROR, "boom"));
+        assert_eq!(
+            (s.status_code, s.status_message.as_str()),
+            (STATUS_ERROR, "boom")
+        );
         assert!(spans[1].is_server());
         assert_eq!(spans[1].status_code, STATUS_UNSET);
     }

@@ -2,7 +2,7 @@
 //! receiver. Used by the e2e test (e), which asserts completeness and zero loss, and by
 //! `cargo xtask bench`, which prints figures (never timed assertions).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
@@ -34,7 +34,12 @@ pub struct LoadResult {
 /// Runs `count` load queries over one TCP connection and waits for the client to finish.
 pub fn run_load(dir: &Path, name: &str, db: &MariaDb, count: u64) -> Result<LoadResult> {
     let step = Step::Load {
-        load: LoadSpec { sql: LOAD_SQL.to_string(), count, modulo: 100, prepared: false },
+        load: LoadSpec {
+            sql: LOAD_SQL.to_string(),
+            count,
+            modulo: 100,
+            prepared: false,
+        },
     };
     let since_unix_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -43,7 +48,10 @@ pub fn run_load(dir: &Path, name: &str, db: &MariaDb, count: u64) -> Result<Load
     let client = PyClient::spawn(dir, name, db, Via::Tcp, &[step], false)?;
     let pid = client.pid();
     let results = client.finish(Duration::from_secs(600))?;
-    let r = results.iter().find(|r| r.kind == "load").context("the load client printed no summary")?;
+    let r = results
+        .iter()
+        .find(|r| r.kind == "load")
+        .context("the load client printed no summary")?;
     let elapsed = Duration::from_nanos(r.elapsed_ns.unwrap_or(0));
     Ok(LoadResult {
         pid,
@@ -53,6 +61,82 @@ pub fn run_load(dir: &Path, name: &str, db: &MariaDb, count: u64) -> Result<Load
         elapsed,
         qps: r.qps.unwrap_or(0.0),
     })
+}
+
+/// Which client generates the load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadClient {
+    /// `clients/mysql_client.py` (mysql-connector-python, pure Python).
+    Python,
+    /// The `mariadb` CLI (libmariadb, C) reading the queries from stdin in batch mode.
+    Cli,
+}
+
+impl LoadClient {
+    pub fn label(self) -> &'static str {
+        match self {
+            LoadClient::Python => "python (mysql-connector, pure)",
+            LoadClient::Cli => "mariadb CLI (libmariadb)",
+        }
+    }
+}
+
+/// Runs `count` load queries through one `mariadb` CLI connection (batch mode, stdin).
+pub fn run_load_cli(dir: &Path, name: &str, db: &MariaDb, count: u64) -> Result<LoadResult> {
+    let script = dir.join(format!("{name}.sql"));
+    let mut text = String::with_capacity(count as usize * 48);
+    for i in 0..count {
+        text.push_str(&LOAD_SQL.replace("{n}", &(i % 100 + 1).to_string()));
+        text.push_str(";\n");
+    }
+    std::fs::write(&script, text)?;
+    let mut cmd = db.cli_tcp();
+    cmd.arg("-N")
+        .arg("-B")
+        .arg("-D")
+        .arg(crate::mariadb::DATABASE);
+    let since_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let t0 = Instant::now();
+    let stdin = std::fs::File::open(&script)?;
+    let mut guard = crate::process::ProcessGuard::spawn_with_stdin(
+        name,
+        cmd,
+        crate::process::Output::Split {
+            stdout: PathBuf::from("/dev/null"),
+            stderr: dir.join(format!("{name}.err")),
+        },
+        stdin.into(),
+    )?;
+    let pid = guard.pid();
+    let status = guard.wait_timeout(Duration::from_secs(600))?;
+    let elapsed = t0.elapsed();
+    if !status.success() {
+        bail!("mariadb CLI load failed ({status}): {}", guard.log_tail(10));
+    }
+    Ok(LoadResult {
+        pid,
+        since_unix_ns,
+        count,
+        errors: 0,
+        elapsed,
+        qps: count as f64 / elapsed.as_secs_f64().max(1e-9),
+    })
+}
+
+fn run_load_with(
+    client: LoadClient,
+    dir: &Path,
+    name: &str,
+    db: &MariaDb,
+    count: u64,
+) -> Result<LoadResult> {
+    match client {
+        LoadClient::Python => run_load(dir, name, db, count),
+        LoadClient::Cli => run_load_cli(dir, name, db, count),
+    }
 }
 
 /// CPU time and memory of a process from /proc.
@@ -68,7 +152,10 @@ pub fn proc_sample(pid: u32) -> Result<ProcSample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may contain spaces) start at field 3 (state);
     // utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("bad /proc/<pid>/stat")?;
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("bad /proc/<pid>/stat")?;
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
@@ -83,17 +170,28 @@ pub fn proc_sample(pid: u32) -> Result<ProcSample> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    Ok(ProcSample { cpu_s, vm_rss_kib: kib("VmRSS:"), vm_hwm_kib: kib("VmHWM:") })
+    Ok(ProcSample {
+        cpu_s,
+        vm_rss_kib: kib("VmRSS:"),
+        vm_hwm_kib: kib("VmHWM:"),
+    })
 }
 
 /// Spans of one load run: from the load client (CLIENT) and from the server (SERVER), started
 /// after the run began (the server serves several runs).
-pub fn count_load_spans(collector: &mut Collector, run: &LoadResult, server_pid: u32) -> Result<(usize, usize)> {
+pub fn count_load_spans(
+    collector: &mut Collector,
+    run: &LoadResult,
+    server_pid: u32,
+) -> Result<(usize, usize)> {
     let client_pid = run.pid;
     let spans = collector.spans()?;
     let mut client = 0;
     let mut server = 0;
-    for s in spans.iter().filter(|s| s.query_text() == Some(LOAD_SQL_SANITISED) && s.start_ns >= run.since_unix_ns) {
+    for s in spans
+        .iter()
+        .filter(|s| s.query_text() == Some(LOAD_SQL_SANITISED) && s.start_ns >= run.since_unix_ns)
+    {
         if s.is_client() && s.pid() == Some(client_pid) {
             client += 1;
         } else if s.is_server() && s.pid() == Some(server_pid) {
@@ -122,7 +220,10 @@ pub fn wait_load_spans(
             last_change = Instant::now();
         }
         let (c, s) = now;
-        if (c >= count && s >= count) || Instant::now() >= deadline || last_change.elapsed() > Duration::from_secs(5) {
+        if (c >= count && s >= count)
+            || Instant::now() >= deadline
+            || last_change.elapsed() > Duration::from_secs(5)
+        {
             return Ok(now);
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -153,6 +254,7 @@ pub struct BenchRound {
 /// Figures of a bench run.
 #[derive(Clone, Debug)]
 pub struct BenchReport {
+    pub client: LoadClient,
     pub queries: u64,
     pub rounds: Vec<BenchRound>,
 }
@@ -173,11 +275,14 @@ impl BenchReport {
         println!();
         println!(
             "== ebpf-receiver load benchmark: {} queries per run, {} rounds (without, with) alternating, \
-             one Python connection (mysql-connector, pure), loopback MariaDB ==",
+             one connection from {}, loopback MariaDB ==",
             self.queries,
-            self.rounds.len()
+            self.rounds.len(),
+            self.client.label()
         );
-        println!("round  q/s without  q/s with   receiver CPU   RSS MiB  data B/query  spans CLIENT/SERVER  lost");
+        println!(
+            "round  q/s without  q/s with   receiver CPU   RSS MiB  data B/query  spans CLIENT/SERVER  lost"
+        );
         for (i, r) in self.rounds.iter().enumerate() {
             let lost: f64 = r.loss.iter().map(|(_, v)| v).sum::<f64>() + r.spans_dropped;
             println!(
@@ -199,28 +304,53 @@ impl BenchReport {
         let cpu: f64 = self.rounds.iter().map(|r| r.receiver_cpu_s).sum();
         let wall: f64 = self.rounds.iter().map(|r| r.load_wall_s).sum();
         let bytes: f64 = self.rounds.iter().map(|r| r.kernel_data_bytes).sum::<f64>() / n;
-        let events: f64 = self.rounds.iter().map(|r| r.kernel_data_events).sum::<f64>() / n;
+        let events: f64 = self
+            .rounds
+            .iter()
+            .map(|r| r.kernel_data_events)
+            .sum::<f64>()
+            / n;
         let hwm = self.rounds.iter().map(|r| r.hwm_kib).max().unwrap_or(0);
         let rss = self.rounds.last().map_or(0, |r| r.rss_kib);
         println!("---");
         println!("queries/s without receiver (median)   {without:>10.0}");
-        println!("queries/s with receiver (median)      {with:>10.0}   ({:+.1}% vs without)", (with / without.max(1e-9) - 1.0) * 100.0);
+        println!(
+            "queries/s with receiver (median)      {with:>10.0}   ({:+.1}% vs without)",
+            (with / without.max(1e-9) - 1.0) * 100.0
+        );
         println!(
             "receiver CPU (utime+stime)            {cpu:>10.3} s over {wall:.2} s of load = {:.1}% of one core, {:.1} µs/query",
             cpu / wall.max(1e-9) * 100.0,
             cpu / (q * n) * 1e6
         );
-        println!("receiver RSS (VmRSS last / VmHWM max) {:>10.1} MiB / {:.1} MiB", rss as f64 / 1024.0, hwm as f64 / 1024.0);
+        println!(
+            "receiver RSS (VmRSS last / VmHWM max) {:>10.1} MiB / {:.1} MiB",
+            rss as f64 / 1024.0,
+            hwm as f64 / 1024.0
+        );
         println!(
             "kernel→user data per query            {:>10.1} bytes, {:.2} data events (all traced ends of the connection)",
             bytes / q,
             events / q
         );
         for key in crate::receiver::LOSS_COUNTERS {
-            let v: f64 = self.rounds.iter().map(|r| r.loss.iter().filter(|(k, _)| k == key).map(|(_, v)| v).sum::<f64>()).sum();
+            let v: f64 = self
+                .rounds
+                .iter()
+                .map(|r| {
+                    r.loss
+                        .iter()
+                        .filter(|(k, _)| k == key)
+                        .map(|(_, v)| v)
+                        .sum::<f64>()
+                })
+                .sum();
             println!("events lost: {key} = {v}");
         }
-        println!("spans dropped (all reasons)           {:>10}", self.rounds.iter().map(|r| r.spans_dropped).sum::<f64>());
+        println!(
+            "spans dropped (all reasons)           {:>10}",
+            self.rounds.iter().map(|r| r.spans_dropped).sum::<f64>()
+        );
         println!(
             "load spans in the Collector           CLIENT {} / SERVER {} of {} queries",
             self.rounds.iter().map(|r| r.client_spans).sum::<usize>(),
@@ -232,30 +362,43 @@ impl BenchReport {
 
 /// The whole bench against one server and one Collector in `dir`: a warm-up, then `rounds` ×
 /// (load without the receiver, load with a freshly started receiver).
-pub fn bench(dir: &Path, queries: u64, rounds: usize) -> Result<BenchReport> {
-    let db = MariaDb::start(&dir.join("db"), free_port()?, crate::process::Output::File(dir.join("mariadbd.log")))?;
+pub fn bench(dir: &Path, client: LoadClient, queries: u64, rounds: usize) -> Result<BenchReport> {
+    let db = MariaDb::start(
+        &dir.join("db"),
+        free_port()?,
+        crate::process::Output::File(dir.join("mariadbd.log")),
+    )?;
     let mut collector = Collector::start_test(dir, free_port()?)?;
-    println!("[bench] warm-up");
-    run_load(dir, "warmup", &db, 2000.min(queries))?;
+    println!("[bench] client: {}; warm-up", client.label());
+    run_load_with(client, dir, "warmup", &db, 2000.min(queries))?;
     let mut out = Vec::new();
     for round in 1..=rounds {
         println!("[bench] round {round}/{rounds}: {queries} queries without the receiver");
-        let without = run_load(dir, &format!("without{round}"), &db, queries)?;
+        let without = run_load_with(client, dir, &format!("without{round}"), &db, queries)?;
         let rdir = dir.join(format!("round{round}"));
         std::fs::create_dir_all(&rdir)?;
         let mut receiver = Receiver::start(&rdir, &collector.endpoint(), free_port()?)?;
         println!("[bench] round {round}/{rounds}: {queries} queries with the receiver");
         let before = receiver.metrics()?;
         let cpu0 = proc_sample(receiver.pid())?;
-        let with = run_load(dir, &format!("with{round}"), &db, queries)?;
-        let (client_spans, server_spans) =
-            wait_load_spans(&mut collector, &with, db.pid(), queries as usize, Duration::from_secs(60))?;
+        let with = run_load_with(client, dir, &format!("with{round}"), &db, queries)?;
+        let (client_spans, server_spans) = wait_load_spans(
+            &mut collector,
+            &with,
+            db.pid(),
+            queries as usize,
+            Duration::from_secs(60),
+        )?;
         let cpu1 = proc_sample(receiver.pid())?;
         let after = receiver.metrics()?;
         receiver.ensure_running()?;
         drop(receiver);
         if with.errors + without.errors > 0 {
-            bail!("load queries failed: {} without, {} with the receiver", without.errors, with.errors);
+            bail!(
+                "load queries failed: {} without, {} with the receiver",
+                without.errors,
+                with.errors
+            );
         }
         let delta = |k: &str| after.get(k) - before.get(k);
         out.push(BenchRound {
@@ -268,11 +411,18 @@ pub fn bench(dir: &Path, queries: u64, rounds: usize) -> Result<BenchReport> {
             kernel_data_bytes: delta("ebpf_receiver_kernel_bytes_total{stream=\"data\"}"),
             kernel_data_events: delta("ebpf_receiver_kernel_events_total{stream=\"data\"}"),
             kernel_control_events: delta("ebpf_receiver_kernel_events_total{stream=\"control\"}"),
-            loss: LOSS_COUNTERS.iter().map(|k| (k.to_string(), after.get(k))).collect(),
+            loss: LOSS_COUNTERS
+                .iter()
+                .map(|k| (k.to_string(), after.get(k)))
+                .collect(),
             spans_dropped: after.sum("ebpf_receiver_spans_dropped_total"),
             client_spans,
             server_spans,
         });
     }
-    Ok(BenchReport { queries, rounds: out })
+    Ok(BenchReport {
+        client,
+        queries,
+        rounds: out,
+    })
 }

@@ -88,24 +88,44 @@ impl MariaDb {
             cmd.arg("--user=root");
         }
         if general_log {
-            cmd.arg("--general-log=1").arg(format!("--general-log-file={}", dir.join("general.log").display()));
+            cmd.arg("--general-log=1").arg(format!(
+                "--general-log-file={}",
+                dir.join("general.log").display()
+            ));
         }
-        let guard = ProcessGuard::spawn("mariadbd", cmd, output)?.with_grace(Duration::from_secs(20));
-        let mut db = MariaDb { dir: dir.to_path_buf(), port, socket, guard };
+        let guard =
+            ProcessGuard::spawn("mariadbd", cmd, output)?.with_grace(Duration::from_secs(20));
+        let mut db = MariaDb {
+            dir: dir.to_path_buf(),
+            port,
+            socket,
+            guard,
+        };
         db.wait_ready()?;
-        db.root_sql(SETUP_SQL).context("creating test accounts and tables")?;
+        db.root_sql(SETUP_SQL)
+            .context("creating test accounts and tables")?;
         Ok(db)
     }
 
     fn wait_ready(&mut self) -> Result<()> {
         let socket = self.socket.clone();
         let guard = &mut self.guard;
-        poll_until("mariadbd to accept connections", Duration::from_secs(60), Duration::from_millis(100), || {
-            guard.ensure_running()?;
-            let mut c = Command::new("mariadb");
-            c.arg("--no-defaults").arg("-uroot").arg("-S").arg(&socket).arg("-e").arg("SELECT 1");
-            Ok(c.output().ok().filter(|o| o.status.success()).map(|_| ()))
-        })
+        poll_until(
+            "mariadbd to accept connections",
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || {
+                guard.ensure_running()?;
+                let mut c = Command::new("mariadb");
+                c.arg("--no-defaults")
+                    .arg("-uroot")
+                    .arg("-S")
+                    .arg(&socket)
+                    .arg("-e")
+                    .arg("SELECT 1");
+                Ok(c.output().ok().filter(|o| o.status.success()).map(|_| ()))
+            },
+        )
     }
 
     /// The server's pid (the process that produces SERVER spans).
@@ -116,7 +136,14 @@ impl MariaDb {
     /// Runs SQL as root over the Unix socket (setup, not a traced-query assertion).
     pub fn root_sql(&self, sql: &str) -> Result<String> {
         let mut c = Command::new("mariadb");
-        c.arg("--no-defaults").arg("-uroot").arg("-S").arg(&self.socket).arg("-N").arg("-B").arg("-e").arg(sql);
+        c.arg("--no-defaults")
+            .arg("-uroot")
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("-N")
+            .arg("-B")
+            .arg("-e")
+            .arg(sql);
         run_capture(c)
     }
 
@@ -174,11 +201,16 @@ pub fn parse_general_log(text: &str, connection_id: u64) -> Vec<(String, String)
             // of a multi-line argument have no such field and are skipped).
             let fields: Vec<&str> = line.split('\t').collect();
             let Some(i) = (1..fields.len()).find(|&i| {
-                fields[i].trim_start().split_once(' ').is_some_and(|(id, _)| id.parse::<u64>().is_ok())
+                fields[i]
+                    .trim_start()
+                    .split_once(' ')
+                    .is_some_and(|(id, _)| id.parse::<u64>().is_ok())
             }) else {
                 continue;
             };
-            let Some((id, cmd)) = fields[i].trim_start().split_once(' ') else { continue };
+            let Some((id, cmd)) = fields[i].trim_start().split_once(' ') else {
+                continue;
+            };
             if id.parse::<u64>().ok() == Some(connection_id) {
                 out.push((cmd.trim().to_string(), fields[i + 1..].join("\t")));
             }
@@ -204,6 +236,9 @@ Time\t\t    Id Command\tArgument\n\
         let names: Vec<&str> = cmds.iter().map(|(c, _)| c.as_str()).collect();
         assert_eq!(names, ["Connect", "Prepare", "Execute", "Close stmt"]);
         assert_eq!(cmds[1].1, "SELECT name FROM t1 WHERE id = ?");
-        assert_eq!(parse_general_log(log, 5), [("Query".to_string(), "SELECT 1".to_string())]);
+        assert_eq!(
+            parse_general_log(log, 5),
+            [("Query".to_string(), "SELECT 1".to_string())]
+        );
     }
 }

@@ -44,7 +44,17 @@ pub struct ProcessGuard {
 
 impl ProcessGuard {
     /// Spawns `cmd` in a new process group with PDEATHSIG.
-    pub fn spawn(name: &str, mut cmd: Command, output: Output) -> Result<ProcessGuard> {
+    pub fn spawn(name: &str, cmd: Command, output: Output) -> Result<ProcessGuard> {
+        ProcessGuard::spawn_with_stdin(name, cmd, output, Stdio::null())
+    }
+
+    /// As [`spawn`](Self::spawn) with the given stdin (e.g. a file of queries).
+    pub fn spawn_with_stdin(
+        name: &str,
+        mut cmd: Command,
+        output: Output,
+        stdin: Stdio,
+    ) -> Result<ProcessGuard> {
         let log = match output {
             Output::Inherit => None,
             Output::File(path) => {
@@ -65,7 +75,7 @@ impl ProcessGuard {
                 Some(stderr)
             }
         };
-        cmd.stdin(Stdio::null()).process_group(0);
+        cmd.stdin(stdin).process_group(0);
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
@@ -75,8 +85,15 @@ impl ProcessGuard {
                 Ok(())
             });
         }
-        let child = cmd.spawn().with_context(|| format!("cannot start {name}: {cmd:?}"))?;
-        Ok(ProcessGuard { name: name.to_string(), child, log, grace: Duration::from_secs(10) })
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {name}: {cmd:?}"))?;
+        Ok(ProcessGuard {
+            name: name.to_string(),
+            child,
+            log,
+            grace: Duration::from_secs(10),
+        })
     }
 
     /// Sets how long [`stop`](Self::stop) waits after SIGTERM before SIGKILL.
@@ -99,7 +116,9 @@ impl ProcessGuard {
 
     /// The last `max_lines` lines of the log file, for failure messages.
     pub fn log_tail(&self, max_lines: usize) -> String {
-        let Some(path) = &self.log else { return String::new() };
+        let Some(path) = &self.log else {
+            return String::new();
+        };
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(max_lines)..].join("\n")
@@ -113,7 +132,11 @@ impl ProcessGuard {
     /// Fails with the log tail when the child already exited.
     pub fn ensure_running(&mut self) -> Result<()> {
         if let Some(status) = self.try_wait()? {
-            bail!("{} exited early ({status}); log tail:\n{}", self.name, self.log_tail(30));
+            bail!(
+                "{} exited early ({status}); log tail:\n{}",
+                self.name,
+                self.log_tail(30)
+            );
         }
         Ok(())
     }
@@ -143,7 +166,10 @@ impl ProcessGuard {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        eprintln!("[harness] {} did not stop within {:?} of SIGTERM: SIGKILL", self.name, self.grace);
+        eprintln!(
+            "[harness] {} did not stop within {:?} of SIGTERM: SIGKILL",
+            self.name, self.grace
+        );
         self.signal(libc::SIGKILL);
         self.child.wait().ok()
     }
@@ -156,7 +182,11 @@ impl ProcessGuard {
                 return Ok(status);
             }
             if Instant::now() >= deadline {
-                bail!("{} still running after {timeout:?}; log tail:\n{}", self.name, self.log_tail(30));
+                bail!(
+                    "{} still running after {timeout:?}; log tail:\n{}",
+                    self.name,
+                    self.log_tail(30)
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -200,7 +230,9 @@ pub fn free_port() -> Result<u16> {
 
 /// Runs a command to completion, returning stdout; fails with stderr on a non-zero exit.
 pub fn run_capture(mut cmd: Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !out.status.success() {
         bail!(
             "{cmd:?} failed ({}):\n{}{}",

@@ -46,7 +46,11 @@ impl Receiver {
     pub fn start(dir: &Path, otlp_endpoint: &str, metrics_port: u16) -> Result<Receiver> {
         let config_path = dir.join("receiver.yaml");
         std::fs::write(&config_path, test_config(otlp_endpoint, metrics_port))?;
-        Receiver::start_with_config(&config_path, metrics_port, Output::File(dir.join("receiver.log")))
+        Receiver::start_with_config(
+            &config_path,
+            metrics_port,
+            Output::File(dir.join("receiver.log")),
+        )
     }
 
     /// Starts the receiver with any config file.
@@ -63,8 +67,13 @@ impl Receiver {
         for var in OTEL_ENV {
             cmd.env_remove(var);
         }
-        let guard = ProcessGuard::spawn("ebpf-receiver", cmd, output)?.with_grace(Duration::from_secs(10));
-        let mut r = Receiver { metrics_port, config_path: config.to_path_buf(), guard };
+        let guard =
+            ProcessGuard::spawn("ebpf-receiver", cmd, output)?.with_grace(Duration::from_secs(10));
+        let mut r = Receiver {
+            metrics_port,
+            config_path: config.to_path_buf(),
+            guard,
+        };
         r.wait_ready(Duration::from_secs(60))?;
         Ok(r)
     }
@@ -73,14 +82,19 @@ impl Receiver {
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
         let port = self.metrics_port;
         let guard = &mut self.guard;
-        poll_until("the receiver's /readyz", timeout, Duration::from_millis(100), || {
-            guard.ensure_running()?;
-            match http_get(port, "/readyz") {
-                Ok((200, _)) => Ok(Some(())),
-                Ok((code, body)) => bail!("/readyz answered {code}: {}", body.trim()),
-                Err(e) => Err(e),
-            }
-        })
+        poll_until(
+            "the receiver's /readyz",
+            timeout,
+            Duration::from_millis(100),
+            || {
+                guard.ensure_running()?;
+                match http_get(port, "/readyz") {
+                    Ok((200, _)) => Ok(Some(())),
+                    Ok((code, body)) => bail!("/readyz answered {code}: {}", body.trim()),
+                    Err(e) => Err(e),
+                }
+            },
+        )
     }
 
     pub fn pid(&self) -> u32 {
@@ -112,9 +126,13 @@ impl Receiver {
 
 /// A minimal HTTP/1.0 GET on loopback: `(status, body)`.
 pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).with_context(|| format!("connect 127.0.0.1:{port}"))?;
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .with_context(|| format!("connect 127.0.0.1:{port}"))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
@@ -151,7 +169,11 @@ impl Metrics {
                     None => continue,
                 },
             };
-            if let Some(v) = rest.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()) {
+            if let Some(v) = rest
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+            {
                 samples.insert(key.to_string(), v);
             }
         }
@@ -172,7 +194,9 @@ impl Metrics {
     pub fn sum(&self, name: &str) -> f64 {
         self.samples
             .iter()
-            .filter(|(k, _)| k.as_str() == name || k.strip_prefix(name).is_some_and(|r| r.starts_with('{')))
+            .filter(|(k, _)| {
+                k.as_str() == name || k.strip_prefix(name).is_some_and(|r| r.starts_with('{'))
+            })
             .map(|(_, v)| v)
             .sum()
     }

@@ -17,7 +17,13 @@ pub const MAX_IOVECS: usize = 8;
 /// Bytes the inference functions look at.
 pub const INFER_BYTES: usize = 16;
 /// Messages (syscalls with data) inspected on a connection before the kernel gives up on it.
-pub const INFER_MAX_ATTEMPTS: u8 = 4;
+/// Generous because a client's handshake (greeting, login, auth switch, OK) comes before its
+/// first command, and clients that read the 4-byte packet header and the payload separately
+/// double that; an attempt costs one check, and nothing reaches user space before inference.
+pub const INFER_MAX_ATTEMPTS: u8 = 16;
+/// Messages shorter than this are not inspected and do not count as attempts (a bare MySQL
+/// packet header read on its own says nothing).
+pub const INFER_MIN_BYTES: u64 = 5;
 /// Generations the kernel assigns (connect/accept) never have this bit; generations user space
 /// assigns to sockets that predate it (seeding) always do.
 pub const SEEDED_GENERATION_BIT: u32 = 0x8000_0000;

@@ -18,7 +18,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use ebpf_common::{
-    ConnKey, DataEventHeader, DisabledKey, INFER_BYTES, INFER_MAX_ATTEMPTS, MAX_CAPTURE,
+    ConnKey, DataEventHeader, DisabledKey, INFER_BYTES, INFER_MAX_ATTEMPTS, INFER_MIN_BYTES,
+    MAX_CAPTURE,
     MAX_IOVECS, direction, proto, stat,
 };
 
@@ -209,6 +210,9 @@ fn exit(ctx: &TracePointContext, k: u8) {
             },
         };
         let Some(found) = infer::infer(&msg) else {
+            if total < INFER_MIN_BYTES {
+                return;
+            }
             // SAFETY: as above.
             unsafe {
                 (*conn).infer_attempts += 1;

@@ -45,7 +45,8 @@ const MYSQL_PARTIAL_MIN: u64 = 1024;
 /// NUL-terminated server version.
 #[inline(always)]
 fn mysql(msg: &Message<'_>) -> Option<Inferred> {
-    if msg.seen < 6 {
+    // Header and command byte: COM_PING and COM_QUIT are 5 bytes in all.
+    if msg.seen < 5 {
         return None;
     }
     let h = msg.head;
@@ -59,7 +60,7 @@ fn mysql(msg: &Message<'_>) -> Option<Inferred> {
 
     // Protocol::HandshakeV10: protocol version 10, server version starts with a digit
     // ("8.0.36", "5.5.5-10.11.6-MariaDB"), sane length, whole in one syscall.
-    if h[4] == 0x0a && (30..=512).contains(&len) && whole && h[5].is_ascii_digit() {
+    if msg.seen >= 6 && h[4] == 0x0a && (30..=512).contains(&len) && whole && h[5].is_ascii_digit() {
         let r = if egress { role::SERVER } else { role::CLIENT };
         return Some(Inferred {
             protocol: proto::MYSQL,

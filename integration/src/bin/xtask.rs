@@ -48,6 +48,9 @@ enum Cmd {
         /// Rounds of (without, with the receiver); medians are reported.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Load client: `python` (mysql-connector), `cli` (the mariadb CLI, libmariadb) or `both`.
+        #[arg(long, default_value = "both")]
+        client: String,
     },
 }
 
@@ -59,7 +62,11 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Run { demo, config } => run(demo, &config),
         Cmd::Test { filter } => test(filter.as_deref()),
-        Cmd::Bench { queries, rounds } => bench(queries, rounds),
+        Cmd::Bench {
+            queries,
+            rounds,
+            client,
+        } => bench(queries, rounds, &client),
     };
     match r {
         Ok(code) => code,
@@ -78,7 +85,10 @@ fn cargo() -> Command {
 
 fn status(mut cmd: Command) -> Result<bool> {
     println!("[xtask] {}", render(&cmd));
-    Ok(cmd.status().with_context(|| format!("cannot run {cmd:?}"))?.success())
+    Ok(cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?
+        .success())
 }
 
 fn render(cmd: &Command) -> String {
@@ -114,12 +124,14 @@ fn test(filter: Option<&str>) -> Result<ExitCode> {
     unit.args(["test", "--workspace"]);
     let unit_ok = status(unit)?;
     if !unit_ok {
-        eprintln!("[xtask] unit tests failed");
+        // cargo's own summary above is the last word.
         return Ok(ExitCode::FAILURE);
     }
     if !is_root() {
         if std::env::var("EBPF_RECEIVER_SKIP_ROOT_TESTS").is_ok_and(|v| v == "1") {
-            println!("[xtask] integration tests SKIPPED explicitly (EBPF_RECEIVER_SKIP_ROOT_TESTS=1; they need root)");
+            println!(
+                "[xtask] integration tests SKIPPED explicitly (EBPF_RECEIVER_SKIP_ROOT_TESTS=1; they need root)"
+            );
             return Ok(ExitCode::SUCCESS);
         }
         eprintln!(
@@ -127,24 +139,45 @@ fn test(filter: Option<&str>) -> Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
-    println!("[xtask] integration tests (real MariaDB, real clients, the stock Collector, the receiver)");
+    println!(
+        "[xtask] integration tests (real MariaDB, real clients, the stock Collector, the receiver)"
+    );
     let bin = build_receiver()?;
     let mut e2e = cargo();
-    e2e.args(["test", "-p", "integration", "--features", "e2e", "--test", "mysql_e2e", "--"])
-        .args(["--test-threads=1", "--nocapture"])
-        .env("EBPF_RECEIVER_BIN", &bin)
-        .env("OTELCOL_BIN", paths::collector_bin())
-        .env("E2E_PYTHON", paths::python());
+    e2e.args([
+        "test",
+        "-p",
+        "integration",
+        "--features",
+        "e2e",
+        "--test",
+        "mysql_e2e",
+        "--",
+    ])
+    .args(["--test-threads=1", "--nocapture"])
+    .env("EBPF_RECEIVER_BIN", &bin)
+    .env("OTELCOL_BIN", paths::collector_bin())
+    .env("E2E_PYTHON", paths::python());
     if let Some(f) = filter {
         e2e.arg(f);
     }
-    Ok(if status(e2e)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if status(e2e)? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
 // bench
 
-fn bench(queries: u64, rounds: usize) -> Result<ExitCode> {
+fn bench(queries: u64, rounds: usize, client: &str) -> Result<ExitCode> {
+    let clients = match client {
+        "python" => vec![load::LoadClient::Python],
+        "cli" => vec![load::LoadClient::Cli],
+        "both" => vec![load::LoadClient::Python, load::LoadClient::Cli],
+        other => bail!("unknown --client `{other}` (python, cli, both)"),
+    };
     if !is_root() {
         bail!("`cargo xtask bench` needs root: {ROOT_HINT}");
     }
@@ -154,11 +187,16 @@ fn bench(queries: u64, rounds: usize) -> Result<ExitCode> {
     unsafe { std::env::set_var("EBPF_RECEIVER_BIN", &bin) };
     let dir = paths::scratch_dir("bench")?;
     println!("[bench] scratch dir {}", dir.display());
-    let report = load::bench(&dir, queries, rounds.max(1))?;
-    report.print();
-    if let Some(run_dir) = dir.parent() {
-        let _ = std::fs::remove_dir_all(run_dir);
+    let mut reports = Vec::new();
+    for c in clients {
+        let cdir = dir.join(format!("{c:?}").to_lowercase());
+        std::fs::create_dir_all(&cdir)?;
+        reports.push(load::bench(&cdir, c, queries, rounds.max(1))?);
     }
+    for r in &reports {
+        r.print();
+    }
+    paths::remove_scratch_dir(&dir);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -195,7 +233,15 @@ fn metrics_address(config: &Path) -> String {
     text.lines()
         .map(str::trim)
         .find_map(|l| l.strip_prefix("metrics_address:"))
-        .map(|v| v.split('#').next().unwrap_or("").trim().trim_matches('"').trim_matches('\'').to_string())
+        .map(|v| {
+            v.split('#')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches('"')
+                .trim_matches('\'')
+                .to_string()
+        })
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "127.0.0.1:9464".to_string())
 }
@@ -207,7 +253,11 @@ fn run(demo: bool, config: &Path) -> Result<ExitCode> {
     if !is_root() {
         bail!("`cargo xtask run` needs root: {ROOT_HINT}");
     }
-    let config = if config.is_absolute() { config.to_path_buf() } else { paths::workspace_root().join(config) };
+    let config = if config.is_absolute() {
+        config.to_path_buf()
+    } else {
+        paths::workspace_root().join(config)
+    };
     if !config.exists() {
         bail!("receiver config `{}` not found", config.display());
     }
@@ -216,9 +266,13 @@ fn run(demo: bool, config: &Path) -> Result<ExitCode> {
     install_signal_handlers();
 
     if std::net::TcpStream::connect(("127.0.0.1", SIDECAR_OTLP_PORT)).is_ok() {
-        bail!("127.0.0.1:{SIDECAR_OTLP_PORT} is already in use: stop the other Collector (or receiver) first");
+        bail!(
+            "127.0.0.1:{SIDECAR_OTLP_PORT} is already in use: stop the other Collector (or receiver) first"
+        );
     }
-    println!("[xtask] starting the stock Collector with otel-collector-config/sidecar.yaml (debug exporter → this console)");
+    println!(
+        "[xtask] starting the stock Collector with otel-collector-config/sidecar.yaml (debug exporter → this console)"
+    );
     let mut collector = Collector::start_with_config(
         &paths::collector_config_dir().join("sidecar.yaml"),
         SIDECAR_OTLP_PORT,
@@ -230,24 +284,40 @@ fn run(demo: bool, config: &Path) -> Result<ExitCode> {
     if demo {
         let dir = paths::target_dir().join("demo");
         std::fs::create_dir_all(&dir)?;
-        println!("[xtask] demo: starting MariaDB on 127.0.0.1:{DEMO_PORT} (datadir {})", dir.join("data").display());
+        println!(
+            "[xtask] demo: starting MariaDB on 127.0.0.1:{DEMO_PORT} (datadir {})",
+            dir.join("data").display()
+        );
         let db = MariaDb::start(&dir, DEMO_PORT, Output::File(dir.join("mariadbd.log")))?;
         let mut loop_cmd = Command::new(paths::python());
-        loop_cmd.arg(paths::clients_dir().join("demo_loop.py")).arg("--port").arg(DEMO_PORT.to_string());
+        loop_cmd
+            .arg(paths::clients_dir().join("demo_loop.py"))
+            .arg("--port")
+            .arg(DEMO_PORT.to_string());
         let looper = ProcessGuard::spawn("demo query loop", loop_cmd, Output::Inherit)?;
         demo_procs = Some((db, looper));
     }
 
-    println!("[xtask] starting {} --config {}", bin.display(), config.display());
+    println!(
+        "[xtask] starting {} --config {}",
+        bin.display(),
+        config.display()
+    );
     let metrics = metrics_address(&config);
-    let metrics_port: u16 = metrics.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(9464);
+    let metrics_port: u16 = metrics
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(9464);
     let mut receiver = Receiver::start_with_config(&config, metrics_port, Output::Inherit)?;
     println!();
     println!("[xtask] running. Spans appear on this console (Collector debug exporter).");
     println!("[xtask]   receiver self-metrics: http://{metrics}/metrics   (/healthz, /readyz)");
     println!("[xtask]   Collector metrics:     http://127.0.0.1:8888/metrics");
     if demo {
-        println!("[xtask]   demo MariaDB: mariadb --protocol=tcp -h 127.0.0.1 -P {DEMO_PORT} -ue2e -pe2e e2e");
+        println!(
+            "[xtask]   demo MariaDB: mariadb --protocol=tcp -h 127.0.0.1 -P {DEMO_PORT} -ue2e -pe2e e2e"
+        );
     } else {
         println!("[xtask]   any MySQL/MariaDB traffic on this host becomes spans (try --demo)");
     }
@@ -268,7 +338,14 @@ fn run(demo: bool, config: &Path) -> Result<ExitCode> {
         }
     }
     let sig = STOP_SIGNAL.load(Ordering::SeqCst);
-    println!("[xtask] stopping{}: receiver, demo, Collector", if sig != 0 { format!(" (signal {sig})") } else { String::new() });
+    println!(
+        "[xtask] stopping{}: receiver, demo, Collector",
+        if sig != 0 {
+            format!(" (signal {sig})")
+        } else {
+            String::new()
+        }
+    );
     receiver.stop();
     drop(demo_procs);
     drop(collector);

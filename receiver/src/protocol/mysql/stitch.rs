@@ -1,9 +1,9 @@
 //! `MysqlStitcher`: pairs each command with the server packets that answer it.
 //!
 //! MySQL is strictly request/response per connection: a command (seq 0) is answered by packets
-//! numbered from 1, and the client sends the next command only after the whole answer (the
-//! commands without an answer, `COM_STMT_CLOSE`, `COM_QUIT`, `COM_STMT_SEND_LONG_DATA`, are
-//! recorded at once). The shape of an answer depends on the command
+//! numbered from 1, and the client sends the next command only after the whole answer. The
+//! commands without an answer, `COM_STMT_CLOSE`, `COM_QUIT`, `COM_STMT_SEND_LONG_DATA`, are not
+//! exchanges: they only change state (a closed statement is forgotten) and produce no record. The shape of an answer depends on the command
 //! (https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_command_phase.html):
 //!
 //! - `COM_QUERY`, `COM_STMT_EXECUTE`: OK_Packet, ERR_Packet, or a result set: column count,
@@ -199,7 +199,10 @@ impl MysqlStitcher {
                         }
                     }
                     MysqlArg::Statement(id) => {
-                        if let Some(s) = self.statements.get(&id) {
+                        // Only an execution runs the statement; a reset, fetch or close is
+                        // named by its command so it never passes for one.
+                        let runs = matches!(cmd.code, COM_STMT_EXECUTE | COM_STMT_BULK_EXECUTE);
+                        if let Some(s) = self.statements.get(&id).filter(|_| runs) {
                             p.text = s.text.clone();
                             p.summary = s.summary.clone();
                         }
@@ -217,9 +220,8 @@ impl MysqlStitcher {
             }
             MysqlFrame::Packet(_) | MysqlFrame::Continuation { .. } => return,
         }
+        // Not an exchange: the state change above is all (no span for a close or a quit).
         if p.mode == Mode::NoResponse {
-            p.end_ns = p.start_ns;
-            self.emit(p, DbOutcome::NoResponse, out, stats);
             return;
         }
         self.current = Some(p);

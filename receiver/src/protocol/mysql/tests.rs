@@ -823,7 +823,6 @@ fn prepared_statements_map_ids_to_text() {
                 format!(r#"STMT_PREPARE ns="{ns}" {text} ok"#),
                 format!(r#"STMT_EXECUTE ns="{ns}" {text} ok rows=2"#),
                 format!(r#"STMT_EXECUTE ns="{ns}" ok affected=0"#),
-                format!(r#"STMT_CLOSE ns="{ns}" {text} no-response"#),
                 format!(r#"STMT_EXECUTE ns="{ns}" error=1243/HY000"#),
             ],
             "caps {caps:?}"
@@ -882,7 +881,6 @@ fn init_db_and_use_change_namespace() {
             r#"QUERY ns="shop" summary="USE billing" text="USE `billing`" ok affected=0"#,
             r#"INIT_DB ns="billing" error=1049/42000"#,
             r#"PING ns="billing" ok"#,
-            r#"QUIT ns="billing" no-response"#,
         ]
     );
 }
