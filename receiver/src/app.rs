@@ -79,7 +79,8 @@ async fn run_async(cfg: Config, resource_attrs: Vec<(String, String)>) -> Result
     let mut probes = Probes::load(&bpf_settings(&cfg))?;
     let reader = probes.take_reader()?;
     let mut control = probes.conn_control()?;
-    seed_existing_connections(&cfg, &mut control);
+    let mut tracker = Tracker::new(tracker_settings(&cfg), WallClock::new());
+    seed_existing_connections(&cfg, &mut control, &mut tracker);
     tracing::info!(endpoint = %cfg.exporter.endpoint, metrics = %addr, "probes attached, tracing");
 
     let mut signals = Signals::new().map_err(AppError::Signals)?;
@@ -89,7 +90,7 @@ async fn run_async(cfg: Config, resource_attrs: Vec<(String, String)>) -> Result
             probes,
             reader,
             control,
-            tracker: Tracker::new(tracker_settings(&cfg), WallClock::new()),
+            tracker,
             spans: SpanStage::new(host_name(&cfg), resource_attrs, sender),
             poll: Duration::from_millis(cfg.ebpf.poll_interval_ms),
         },
@@ -155,7 +156,7 @@ fn host_name(cfg: &Config) -> String {
 }
 
 /// Registers established sockets that predate the receiver so their later traffic is seen.
-fn seed_existing_connections(cfg: &Config, control: &mut ConnControl) {
+fn seed_existing_connections(cfg: &Config, control: &mut ConnControl, tracker: &mut Tracker) {
     let me = std::process::id();
     let only: Vec<u32> = cfg.targets.pids.clone();
     let never: Vec<u32> = cfg.targets.exclude_pids.clone();
@@ -165,9 +166,12 @@ fn seed_existing_connections(cfg: &Config, control: &mut ConnControl) {
     let sockets =
         tracker::socket::existing_stream_sockets(std::path::Path::new("/proc"), keep, limit);
     let mut seeded = 0usize;
-    for (pid, fd) in sockets {
+    for (pid, fd, tuple) in sockets {
         match control.seed(pid, fd) {
-            Ok(Some(_)) => seeded += 1,
+            Ok(Some(_)) => {
+                tracker.preload(pid, fd, tuple);
+                seeded += 1;
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "cannot register existing sockets");

@@ -433,8 +433,8 @@ impl Config {
                         )
                     })?;
         }
-        let protocol =
-            get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"));
+        let protocol = get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            .or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"));
         if let Some(p) = protocol.filter(|p| p.trim() != "grpc") {
             return Err(env_err(
                 "OTEL_EXPORTER_OTLP_PROTOCOL",

@@ -130,8 +130,13 @@ pub struct ConnState {
     pub listen_fd: u32,
     /// Peer IPv4 (first 4 bytes) or IPv6 address.
     pub peer_addr: [u8; 16],
+    /// The 4 bytes of a lone MySQL packet header read before the protocol was inferred (0 when
+    /// none): servers such as MariaDB read a packet's header and payload with separate
+    /// syscalls, so a connection that predates the receiver is inferred from the pair.
+    pub pending_header: u32,
+    pub _pad1: u32,
 }
-const _: () = assert!(size_of::<ConnState>() == 48);
+const _: () = assert!(size_of::<ConnState>() == 56);
 
 /// `listen_fd` value of sockets that were not accepted.
 pub const NO_FD: u32 = u32::MAX;

@@ -192,17 +192,41 @@ fn exit(ctx: &TracePointContext, k: u8) {
     // Unknown connection: infer from the first bytes; no match → count, maybe give up, and
     // nothing reaches user space.
     let mut protocol = protocol;
+    let mut glued_header = 0u32;
     if protocol == proto::UNKNOWN {
         // SAFETY: the scratch holds at least HDR + INFER_BYTES bytes; unaligned read.
-        let head = unsafe { core::ptr::read_unaligned(buf.add(HDR) as *const [u8; INFER_BYTES]) };
+        let head = unsafe { core::ptr::read_unaligned(buf.add(HDR) as *const [u64; 2]) };
+        // A lone 4-byte read is a packet header on its own: keep it for the next message.
+        // SAFETY (all `*conn` accesses here): as above.
+        let pending = unsafe { (*conn).pending_header };
+        unsafe { (*conn).pending_header = 0 };
+        if total == 4 && copied >= 4 {
+            unsafe { (*conn).pending_header = head[0] as u32 };
+            return;
+        }
+        // The payload that a kept header announced: infer on header + payload.
+        let glue = pending != 0 && pending >> 24 == 0 && u64::from(pending & 0x00ff_ffff) == total;
+        let (head, seen, msg_total) = if glue {
+            let lo = u64::from(pending) | (head[0] << 32);
+            let hi = (head[0] >> 32) | (head[1] << 32);
+            (
+                [lo, hi],
+                if (copied as usize) + 4 < INFER_BYTES { copied as usize + 4 } else { INFER_BYTES },
+                total + 4,
+            )
+        } else {
+            (
+                head,
+                if (copied as usize) < INFER_BYTES { copied as usize } else { INFER_BYTES },
+                total,
+            )
+        };
+        // SAFETY: [u64; 2] and [u8; INFER_BYTES] have the same size; bytes in memory order.
+        let head: [u8; INFER_BYTES] = unsafe { core::mem::transmute(head) };
         let msg = Message {
             head: &head,
-            seen: if (copied as usize) < INFER_BYTES {
-                copied as usize
-            } else {
-                INFER_BYTES
-            },
-            total,
+            seen,
+            total: msg_total,
             direction: if egress {
                 direction::EGRESS
             } else {
@@ -223,6 +247,9 @@ fn exit(ctx: &TracePointContext, k: u8) {
             }
             return;
         };
+        if glue {
+            glued_header = pending;
+        }
         // SAFETY: as above.
         unsafe {
             (*conn).protocol = found.protocol;
@@ -234,6 +261,13 @@ fn exit(ctx: &TracePointContext, k: u8) {
         match found.protocol {
             proto::MYSQL => bump(stat::INFER_MYSQL),
             _ => {}
+        }
+        if glued_header != 0 {
+            // The header read earlier is part of the stream: send it first, at position 0.
+            let at = advance(conn, egress, 4);
+            emit_header(tgid, args.fd, generation, egress, at, args.ts_ns, glued_header, unsafe {
+                (*conn).role
+            });
         }
         pos = advance(conn, egress, total);
         // User space may have disabled a seeded connection before it was ever inferred.
@@ -285,6 +319,57 @@ fn exit(ctx: &TracePointContext, k: u8) {
         Ok(()) => {
             bump(stat::DATA_EVENTS);
             add(stat::DATA_BYTES, u64::from(copied));
+        }
+        Err(_) => bump(stat::DROP_DATA_RING_FULL),
+    }
+}
+
+/// A data event carrying only a 4-byte MySQL packet header kept from an earlier syscall.
+#[repr(C)]
+struct HeaderEvent {
+    header: DataEventHeader,
+    bytes: u32,
+    _pad0: u32,
+}
+
+#[inline(always)]
+#[expect(clippy::too_many_arguments, reason = "the fields of one data event header")]
+fn emit_header(
+    pid: u32,
+    fd: u32,
+    generation: u32,
+    egress: bool,
+    pos: u64,
+    enter_ts: u64,
+    bytes: u32,
+    role: u8,
+) {
+    let event = HeaderEvent {
+        header: DataEventHeader {
+            ts_ns: if egress { enter_ts } else { now_ns() },
+            pos,
+            pid,
+            fd,
+            generation,
+            len: 4,
+            cap_len: 4,
+            direction: if egress {
+                direction::EGRESS
+            } else {
+                direction::INGRESS
+            },
+            protocol: proto::MYSQL,
+            role,
+            _pad0: 0,
+        },
+        bytes,
+        _pad0: 0,
+    };
+    let flags = maps::ring_flags(&DATA, size_of::<HeaderEvent>() as u64);
+    match DATA.output::<HeaderEvent>(&event, flags) {
+        Ok(()) => {
+            bump(stat::DATA_EVENTS);
+            add(stat::DATA_BYTES, 4);
         }
         Err(_) => bump(stat::DROP_DATA_RING_FULL),
     }

@@ -266,6 +266,8 @@ fn create_conn(tgid: u32, fd: u32, role_hint: u8, peer: &Peer, listen_fd: u32) {
         peer_port: peer.port,
         listen_fd,
         peer_addr: peer.addr,
+        pending_header: 0,
+        _pad1: 0,
     };
     if CONNS.insert(&key, &state, 0).is_err() {
         bump(stat::DROP_CONN_MAP_FULL);

@@ -43,7 +43,11 @@ pub struct OpenEvent {
 impl OpenEvent {
     /// `comm` as text, `None` when empty.
     pub fn comm(&self) -> Option<String> {
-        let end = self.comm.iter().position(|c| *c == 0).unwrap_or(self.comm.len());
+        let end = self
+            .comm
+            .iter()
+            .position(|c| *c == 0)
+            .unwrap_or(self.comm.len());
         let name = String::from_utf8_lossy(self.comm.get(..end).unwrap_or_default());
         (!name.is_empty()).then(|| name.into_owned())
     }

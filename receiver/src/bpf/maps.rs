@@ -78,6 +78,8 @@ impl ConnControl {
             peer_port: 0,
             listen_fd: ebpf_common::NO_FD,
             peer_addr: [0; 16],
+            pending_header: 0,
+            _pad1: 0,
         };
         match self.conns.insert(key, state, BPF_NOEXIST) {
             Ok(()) => Ok(Some(generation)),

@@ -65,6 +65,11 @@ pub struct Tracker {
     to_enable: Vec<ConnId>,
     records: Vec<Record>,
     batch_stats: HashMap<Protocol, ParseStats>,
+    /// Tuples of sockets that predate the receiver, read from `/proc` when they were registered
+    /// with the kernel: such a socket may be closed before its first inferred message reaches
+    /// us. Bounded by the registration limit; forgotten at the first idle sweep.
+    preloaded: HashMap<(u32, u32), socket::SocketTuple>,
+    started_ns: u64,
 }
 
 impl Tracker {
@@ -79,7 +84,14 @@ impl Tracker {
             to_enable: Vec::new(),
             records: Vec::new(),
             batch_stats: HashMap::new(),
+            preloaded: HashMap::new(),
+            started_ns: clock::boot_now_ns(),
         }
+    }
+
+    /// Remembers the tuple of a socket that existed before the receiver started.
+    pub fn preload(&mut self, pid: u32, fd: u32, tuple: socket::SocketTuple) {
+        self.preloaded.insert((pid, fd), tuple);
     }
 
     /// Connections currently tracked.
@@ -222,9 +234,9 @@ impl Tracker {
                 process,
                 ..ConnMeta::default()
             };
-            if self.settings.resolve
-                && let Some(t) = socket::resolve(&self.settings.proc_root, id.pid, id.fd)
-            {
+            let preloaded = self.preloaded.remove(&(id.pid, id.fd));
+            let resolved = || socket::resolve(&self.settings.proc_root, id.pid, id.fd);
+            if let Some(t) = preloaded.or_else(|| self.settings.resolve.then(resolved).flatten()) {
                 meta.transport = t.transport;
                 meta.local = t.local;
                 meta.peer = t.peer;
@@ -357,6 +369,9 @@ impl Tracker {
             self.remove(id, Some(&mut *out));
         }
         self.processes.retain(|_, p| Arc::strong_count(p) > 1);
+        if now_ns.saturating_sub(self.started_ns) > self.settings.idle_timeout_ns {
+            self.preloaded = HashMap::new();
+        }
         self.end_batch(out);
     }
 

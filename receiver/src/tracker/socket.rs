@@ -280,12 +280,12 @@ fn parse_hex_addr(s: &str, v6: bool) -> Option<SocketAddr> {
 }
 
 /// Established TCP and connected Unix stream sockets of every process under `proc_root`, as
-/// (pid, fd), for connections that predate the receiver. `keep(pid)` filters processes.
+/// (pid, fd, tuple), for connections that predate the receiver. `keep(pid)` filters processes.
 pub fn existing_stream_sockets(
     proc_root: &Path,
     keep: impl Fn(u32) -> bool,
     limit: usize,
-) -> Vec<(u32, u32)> {
+) -> Vec<(u32, u32, SocketTuple)> {
     let mut out = Vec::new();
     let mut tables_by_netns: HashMap<u64, NetTables> = HashMap::new();
     let Ok(rd) = std::fs::read_dir(proc_root) else {
@@ -318,8 +318,8 @@ pub fn existing_stream_sockets(
             let tables = tables_by_netns
                 .entry(netns)
                 .or_insert_with(|| NetTables::read(proc_root, pid));
-            if tables.by_inode.contains_key(&inode) {
-                out.push((pid, fdn));
+            if let Some(tuple) = tables.by_inode.get(&inode) {
+                out.push((pid, fdn, tuple.clone()));
                 if out.len() >= limit {
                     return out;
                 }
@@ -381,10 +381,15 @@ mod tests {
         let via_pidfd = resolve(Path::new("/proc"), me, fd).expect("tuple");
         assert_eq!(via_pidfd, via_proc);
         let seen = existing_stream_sockets(Path::new("/proc"), |p| p == me, 100);
-        assert!(seen.contains(&(me, fd)), "{seen:?}");
-        assert!(seen.contains(&(me, server.as_raw_fd() as u32)));
+        let found = |fd: u32| {
+            seen.iter()
+                .find(|(p, f, _)| *p == me && *f == fd)
+                .map(|s| &s.2)
+        };
+        assert_eq!(found(fd), Some(&via_proc), "{seen:?}");
+        assert!(found(server.as_raw_fd() as u32).is_some());
         assert!(
-            !seen.contains(&(me, listener.as_raw_fd() as u32)),
+            found(listener.as_raw_fd() as u32).is_none(),
             "listeners are not connections"
         );
     }

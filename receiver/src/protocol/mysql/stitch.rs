@@ -128,7 +128,7 @@ impl MysqlStitcher {
     }
 
     /// Starts the exchange of one request frame; records commands without an answer at once.
-    fn begin(&mut self, req: Timed<MysqlFrame>, out: &mut Vec<Record>, stats: &mut ParseStats) {
+    fn begin(&mut self, req: Timed<MysqlFrame>) {
         let mut p = Pending {
             kind: Kind::Command(0),
             mode: Mode::Single,
@@ -535,7 +535,7 @@ impl Stitcher for MysqlStitcher {
                     return;
                 };
                 self.discarding = false;
-                self.begin(req, out, stats);
+                self.begin(req);
                 continue;
             };
             while cur.phase != Phase::Done {
