@@ -128,6 +128,11 @@ fn bpf_settings(cfg: &Config) -> BpfSettings {
         pids: cfg.targets.pids.clone(),
         exclude_pids: cfg.targets.exclude_pids.clone(),
         exclude_ports,
+        enabled_protocols: if cfg.protocols.mysql {
+            1 << ebpf_common::proto::MYSQL
+        } else {
+            0
+        },
     }
 }
 

@@ -66,6 +66,7 @@ fn dd_cost_with_and_without_probes() {
         pids: Vec::new(),
         exclude_pids: Vec::new(),
         exclude_ports: Vec::new(),
+        enabled_protocols: u32::MAX,
     };
     let _ = dd(); // warm up
     // Interleaved rounds so background load hits both sides alike.

@@ -280,6 +280,7 @@ fn mysql_over_tcp_and_unix_socket() {
         pids: Vec::new(),
         exclude_pids: Vec::new(),
         exclude_ports: vec![4317],
+        enabled_protocols: u32::MAX,
     };
     // Sockets that predate the probes: the kernel only learns of them by seeding.
     let (mut pre, pre_pid, pre_fds) = db.preexisting_clients();

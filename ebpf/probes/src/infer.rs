@@ -25,10 +25,11 @@ pub struct Message<'a> {
     pub direction: u8,
 }
 
-/// Tries every supported protocol in turn.
+/// Tries every supported protocol in turn; protocols switched off in the configuration are
+/// never reported (their connections are given up like unknown traffic).
 #[inline(always)]
 pub fn infer(msg: &Message<'_>) -> Option<Inferred> {
-    mysql(msg)
+    mysql(msg).filter(|found| crate::maps::protocol_enabled(found.protocol))
 }
 
 /// Largest MySQL packet payload (3-byte length).

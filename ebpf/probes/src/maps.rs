@@ -26,6 +26,15 @@ static FILTER_INCLUDE_ONLY: u8 = 0;
 /// Payload bytes captured per syscall, ≤ `MAX_CAPTURE`.
 #[unsafe(no_mangle)]
 static MAX_CAPTURE_BYTES: u32 = 4096;
+/// Bit `1 << proto::X` set for every protocol inference may report (config `protocols.*`).
+#[unsafe(no_mangle)]
+static ENABLED_PROTOCOLS: u32 = u32::MAX;
+
+/// Whether inference may report `protocol`.
+#[inline(always)]
+pub fn protocol_enabled(protocol: u8) -> bool {
+    read_global(&ENABLED_PROTOCOLS) & (1u32 << (protocol & 31)) != 0
+}
 
 /// `PIDS` value: trace this pid (with `FILTER_INCLUDE_ONLY`, only these).
 pub const PID_INCLUDE: u8 = 1;

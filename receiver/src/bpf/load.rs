@@ -73,6 +73,8 @@ pub struct BpfSettings {
     pub exclude_pids: Vec<u32>,
     /// Peer ports never tracked (the Collector's OTLP port).
     pub exclude_ports: Vec<u16>,
+    /// Bit `1 << ebpf_common::proto::X` for each protocol the kernel may infer.
+    pub enabled_protocols: u32,
 }
 
 /// Verifier facts about one loaded program.
@@ -116,6 +118,7 @@ impl Probes {
             .override_global("PID_FILTER_ACTIVE", &filter_active, true)
             .override_global("FILTER_INCLUDE_ONLY", &include_only, true)
             .override_global("MAX_CAPTURE_BYTES", &max_capture, true)
+            .override_global("ENABLED_PROTOCOLS", &settings.enabled_protocols, true)
             .map_max_entries("CONNS", settings.max_connections)
             .map_max_entries("SCRATCH", possible_cpus()?)
             .map_max_entries("DATA", ring_size(settings.data_ring_bytes))
