@@ -256,6 +256,8 @@ pub enum ConfigError {
     },
     #[error("environment variable `{var}`: {reason}")]
     Env { var: String, reason: String },
+    #[error("`{flag}`: {reason}")]
+    Flag { flag: String, reason: String },
 }
 
 impl Config {

@@ -30,13 +30,13 @@ struct RunArgs {
     #[arg(long, short = 'c', global = true)]
     config: Option<PathBuf>,
     /// OTLP/gRPC endpoint of the Collector (wins over the file and OTEL_EXPORTER_OTLP_*).
-    #[arg(long)]
+    #[arg(long, global = true)]
     endpoint: Option<String>,
     /// Where /metrics, /healthz and /readyz are served (wins over the file).
-    #[arg(long)]
+    #[arg(long, global = true)]
     metrics_address: Option<std::net::SocketAddr>,
     /// Log filter, e.g. `info` or `ebpf_receiver=debug` (RUST_LOG wins).
-    #[arg(long)]
+    #[arg(long, global = true)]
     log_level: Option<String>,
 }
 
@@ -102,9 +102,14 @@ fn load(args: &RunArgs) -> Result<(Loaded, String), ConfigError> {
     if let Some(l) = &args.log_level {
         cfg.telemetry.log_level = l.clone();
     }
-    cfg.validate().map_err(|(field, reason)| ConfigError::Env {
-        var: format!("--{}", field.replace('_', "-")),
-        reason,
+    cfg.validate().map_err(|(field, reason)| {
+        let flag = match field.as_str() {
+            "exporter.endpoint" => "--endpoint".to_string(),
+            "telemetry.metrics_address" => "--metrics-address".to_string(),
+            "telemetry.log_level" => "--log-level".to_string(),
+            other => other.to_string(),
+        };
+        ConfigError::Flag { flag, reason }
     })?;
     Ok(((cfg, attrs), shown))
 }
