@@ -1016,3 +1016,107 @@ fn load_test(name: &'static str, client: load::LoadClient) -> Result<()> {
     );
     w.done(checks)
 }
+
+/// SIGTERM hands every queued span to the Collector before the receiver exits: spans are held
+/// back by a batch delay far longer than the test, so only the shutdown flush can deliver them.
+#[test]
+fn f_sigterm_flushes_queued_spans() -> Result<()> {
+    let mut checks = Checks::default();
+    let mut w = World::new("f_sigterm")?;
+    let metrics_port = free_port()?;
+    let config = w.dir.join("receiver-hold.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "exporter:\n  endpoint: \"{}\"\n  max_batch_delay_ms: 600000\n  max_batch_spans: 100000\n\
+             telemetry:\n  metrics_address: \"127.0.0.1:{metrics_port}\"\n",
+            w.collector.endpoint()
+        ),
+    )?;
+    let mut receiver = Receiver::start_with_config(
+        &config,
+        metrics_port,
+        Output::File(w.dir.join("receiver.log")),
+    )?;
+    let texts = [
+        "SELECT id FROM t1 WHERE id = ?",
+        "SELECT note FROM t2 WHERE id = ?",
+    ];
+    let mut pids = Vec::new();
+    for sql in [
+        "SELECT id FROM t1 WHERE id = 1",
+        "SELECT note FROM t2 WHERE id = 2",
+    ] {
+        let (pid, _) = clients::run_cli(w.db.cli_tcp(), Some(mariadb::DATABASE), sql)?;
+        pids.push(pid);
+    }
+    // Wait until the receiver has built the spans (counted), then stop it.
+    integration::process::poll_until(
+        "the receiver to build 4 spans",
+        SPAN_TIMEOUT,
+        Duration::from_millis(50),
+        || {
+            let m = receiver.metrics()?;
+            Ok((m.sum("ebpf_receiver_spans_created_total") >= 4.0).then_some(()))
+        },
+    )?;
+    let exported_before = receiver
+        .metrics()?
+        .sum("ebpf_receiver_spans_exported_total");
+    check!(
+        checks,
+        exported_before == 0.0,
+        "spans left before SIGTERM: {exported_before}"
+    );
+    let started = std::time::Instant::now();
+    let clean = receiver.stop();
+    eprintln!(
+        "[e2e:f_sigterm] receiver exited {:.0} ms after SIGTERM",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    check!(
+        checks,
+        clean,
+        "the receiver did not exit cleanly after SIGTERM"
+    );
+    // The Collector writes its file every 50 ms: wait for both sides of both queries.
+    let all = w.collector.wait_for(
+        "CLIENT and SERVER spans of both queries after SIGTERM",
+        SPAN_TIMEOUT,
+        |s| s.query_text().is_some_and(|t| texts.contains(&t)),
+        |spans| {
+            texts.iter().all(|t| {
+                let of = |client: bool| {
+                    spans
+                        .iter()
+                        .any(|s| s.query_text() == Some(*t) && s.is_client() == client)
+                };
+                of(true) && of(false)
+            })
+        },
+    )?;
+    for t in texts {
+        for (side, client) in [("CLIENT", true), ("SERVER", false)] {
+            let n = all
+                .iter()
+                .filter(|s| s.query_text() == Some(t) && s.is_client() == client)
+                .count();
+            check!(
+                checks,
+                n == 1,
+                "{t:?}: {n} {side} spans after the flush, expected 1"
+            );
+        }
+    }
+    let client_pids: Vec<u32> = all
+        .iter()
+        .filter(|s| s.is_client())
+        .filter_map(|s| s.pid())
+        .collect();
+    check!(
+        checks,
+        pids.iter().all(|p| client_pids.contains(p)),
+        "CLIENT spans {client_pids:?} do not come from the CLI processes {pids:?}"
+    );
+    w.done(checks)
+}
