@@ -117,11 +117,13 @@ fn network(
     }
     let server = if server_side { conn.local } else { conn.peer };
     if let Some(addr) = server {
-        // `::ffff:a.b.c.d` (dual-stack sockets) is reported as the IPv4 address it is.
-        attrs.push(kv_str(
-            "server.address",
-            addr.ip().to_canonical().to_string(),
-        ));
+        // `::ffff:a.b.c.d` (dual-stack sockets) is reported as the IPv4 address it is; a
+        // wildcard (a listener's `0.0.0.0`, known when the accepted socket was already gone)
+        // names no server, so only the port is kept.
+        let ip = addr.ip().to_canonical();
+        if !ip.is_unspecified() {
+            attrs.push(kv_str("server.address", ip.to_string()));
+        }
         if addr.port() != default_port {
             attrs.push(kv_int("server.port", i64::from(addr.port())));
         }
@@ -288,6 +290,24 @@ mod tests {
                 "server.address=10.0.0.2",
                 "server.port=int:3307",
             ]
+        );
+    }
+
+    #[test]
+    fn a_wildcard_listener_address_keeps_only_the_port() {
+        let r = rec(
+            tcp(Some(Role::Server), "0.0.0.0:3307", "10.0.0.1:51000"),
+            db(
+                Some("SELECT t"),
+                Some("SELECT a FROM t"),
+                DbOutcome::Success,
+            ),
+        );
+        let s = build_span(&r);
+        assert_eq!(attr(&s.attributes, "server.address"), None);
+        assert_eq!(
+            attr(&s.attributes, "server.port").as_deref(),
+            Some("int:3307")
         );
     }
 
