@@ -1120,3 +1120,40 @@ fn f_sigterm_flushes_queued_spans() -> Result<()> {
     );
     w.done(checks)
 }
+
+/// Every Collector pipeline we ship is valid for the stock Collector we build (CONVENTIONS §7).
+#[test]
+fn z_collector_pipelines_we_ship_are_valid() -> Result<()> {
+    let mut checks = Checks::default();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(paths::collector_config_dir())?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .filter(|p| !p.ends_with("builder-config.yaml"))
+        .collect();
+    files.sort();
+    ensure!(
+        files.len() >= 3,
+        "expected sidecar, test and gateway pipelines: {files:?}"
+    );
+    for f in files {
+        let out = std::process::Command::new(paths::collector_bin())
+            .arg("validate")
+            .arg("--config")
+            .arg(&f)
+            // Placeholders the pipelines read from the environment.
+            .env("E2E_OTLP_PORT", "4317")
+            .env("E2E_SPANS_FILE", "/dev/null")
+            .env("GATEWAY_OTLP_ENDPOINT", "127.0.0.1:4317")
+            .env("BACKEND_OTLP_ENDPOINT", "127.0.0.1:4317")
+            .output()?;
+        check!(
+            checks,
+            out.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    checks.finish()
+}
