@@ -177,17 +177,26 @@ fn exit(ctx: &TracePointContext, k: u8) {
     } else {
         total as u32
     };
-    let (copied, read_ok) = if matches!(
+    let vectored = matches!(
         k,
         kind::READV | kind::WRITEV | kind::SENDMSG | kind::RECVMSG
-    ) {
+    );
+    // Before inference a flat buffer is read only as far as inference looks: most messages on
+    // a tracked socket of another protocol are then never copied whole. (Vectored messages are
+    // copied whole: their first bytes may span several iovecs.)
+    let first = if protocol == proto::UNKNOWN && !vectored && cap > INFER_BYTES as u32 {
+        INFER_BYTES as u32
+    } else {
+        cap
+    };
+    let (copied, read_ok) = if vectored {
         copy_iovecs(buf, args.ptr, args.iovcnt, cap)
-    } else if copy_chunk(buf, 0, args.ptr, cap) {
-        (cap, true)
+    } else if copy_chunk(buf, 0, args.ptr, first) {
+        (first, true)
     } else {
         (0, false)
     };
-    let (copied, read_ok) = forget_paths(buf, copied, read_ok);
+    let (mut copied, mut read_ok) = forget_paths(buf, copied, read_ok);
 
     // Unknown connection: infer from the first bytes; no match → count, maybe give up, and
     // nothing reaches user space.
@@ -274,6 +283,11 @@ fn exit(ctx: &TracePointContext, k: u8) {
         if is_disabled(tgid, args.fd, generation) {
             bump(stat::DROP_DISABLED);
             return;
+        }
+        // Inferred from the head alone: now copy what the data event carries.
+        if first < cap {
+            let ok = copy_chunk(buf, 0, args.ptr, cap);
+            (copied, read_ok) = forget_paths(buf, if ok { cap } else { 0 }, ok);
         }
     }
 
