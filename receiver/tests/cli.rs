@@ -10,9 +10,9 @@ fn bin() -> Command {
 
 fn write_config(name: &str, text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ebpf-receiver-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, text).expect("write config");
     path
 }
 

@@ -7,11 +7,12 @@
 
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use tonic::codec::CompressionEncoding;
+use bytes::{BufMut as _, Bytes};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message as _;
+use tonic::client::Grpc;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, Endpoint};
 
@@ -110,15 +111,18 @@ impl ClientSettings {
 /// One lazily connected client; cheap to keep for the life of the exporter.
 #[derive(Debug)]
 pub(crate) struct OtlpClient {
-    inner: TraceServiceClient<Channel>,
+    inner: Grpc<Channel>,
     headers: MetadataMap,
     timeout: Duration,
 }
 
+/// `TraceService/Export`, the only method we call.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
 impl OtlpClient {
     /// Creates the channel without connecting. Must run inside a tokio runtime.
     pub fn connect(s: &ClientSettings) -> OtlpClient {
-        let mut inner = TraceServiceClient::new(s.endpoint.connect_lazy());
+        let mut inner = Grpc::new(s.endpoint.connect_lazy());
         if s.gzip {
             inner = inner
                 .send_compressed(CompressionEncoding::Gzip)
@@ -131,19 +135,72 @@ impl OtlpClient {
         }
     }
 
-    /// One `Export` call with our headers and a `grpc-timeout` the server can see.
+    /// One `Export` call of an `ExportTraceServiceRequest` encoded once by the caller (a retry
+    /// sends the same bytes again instead of cloning and re-encoding every span), with our
+    /// headers and a `grpc-timeout` the server can see.
     pub async fn export(
         &mut self,
-        req: ExportTraceServiceRequest,
+        encoded_request: Bytes,
     ) -> Result<ExportTraceServiceResponse, tonic::Status> {
-        let mut r = tonic::Request::new(req);
+        let mut r = tonic::Request::new(encoded_request);
         r.set_timeout(self.timeout);
         for kv in self.headers.iter() {
             if let tonic::metadata::KeyAndValueRef::Ascii(k, v) = kv {
                 r.metadata_mut().append(k.clone(), v.clone());
             }
         }
-        self.inner.export(r).await.map(tonic::Response::into_inner)
+        self.inner
+            .ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("collector channel not ready: {e}")))?;
+        let path = PathAndQuery::from_static(EXPORT_PATH);
+        self.inner
+            .unary(r, path, EncodedCodec)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+}
+
+/// Writes already encoded request bytes; decodes the response with prost.
+#[derive(Clone, Copy, Debug, Default)]
+struct EncodedCodec;
+
+impl Codec for EncodedCodec {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = EncodedCodec;
+    type Decoder = EncodedCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        EncodedCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        EncodedCodec
+    }
+}
+
+impl Encoder for EncodedCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for EncodedCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut DecodeBuf<'_>,
+    ) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
+        ExportTraceServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(format!("bad ExportTraceServiceResponse: {e}")))
     }
 }
 

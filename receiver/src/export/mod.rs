@@ -216,7 +216,8 @@ impl Exporter {
     async fn export(&mut self, client: &mut OtlpClient, batch: Batch, clock: &mut Clock) {
         let spans = batch.len() as u64;
         let queue_bytes = batch.queue_bytes();
-        let request = batch.into_request();
+        // Encoded once: every attempt sends the same bytes.
+        let request = bytes::Bytes::from(prost::Message::encode_to_vec(&batch.into_request()));
         let started = Instant::now();
         let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff);
         let m = self.metrics;
