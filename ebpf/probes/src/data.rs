@@ -19,8 +19,7 @@ use aya_ebpf::{
 };
 use ebpf_common::{
     ConnKey, DataEventHeader, DisabledKey, INFER_BYTES, INFER_MAX_ATTEMPTS, INFER_MIN_BYTES,
-    MAX_CAPTURE,
-    MAX_IOVECS, direction, proto, stat,
+    MAX_CAPTURE, MAX_IOVECS, direction, proto, stat,
 };
 
 use crate::{
@@ -220,13 +219,21 @@ fn exit(ctx: &TracePointContext, k: u8) {
             let hi = (head[0] >> 32) | (head[1] << 32);
             (
                 [lo, hi],
-                if (copied as usize) + 4 < INFER_BYTES { copied as usize + 4 } else { INFER_BYTES },
+                if (copied as usize) + 4 < INFER_BYTES {
+                    copied as usize + 4
+                } else {
+                    INFER_BYTES
+                },
                 total + 4,
             )
         } else {
             (
                 head,
-                if (copied as usize) < INFER_BYTES { copied as usize } else { INFER_BYTES },
+                if (copied as usize) < INFER_BYTES {
+                    copied as usize
+                } else {
+                    INFER_BYTES
+                },
                 total,
             )
         };
@@ -274,9 +281,16 @@ fn exit(ctx: &TracePointContext, k: u8) {
         if glued_header != 0 {
             // The header read earlier is part of the stream: send it first, at position 0.
             let at = advance(conn, egress, 4);
-            emit_header(tgid, args.fd, generation, egress, at, args.ts_ns, glued_header, unsafe {
-                (*conn).role
-            });
+            emit_header(
+                tgid,
+                args.fd,
+                generation,
+                egress,
+                at,
+                args.ts_ns,
+                glued_header,
+                unsafe { (*conn).role },
+            );
         }
         pos = advance(conn, egress, total);
         // User space may have disabled a seeded connection before it was ever inferred.
@@ -347,7 +361,10 @@ struct HeaderEvent {
 }
 
 #[inline(always)]
-#[expect(clippy::too_many_arguments, reason = "the fields of one data event header")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the fields of one data event header"
+)]
 fn emit_header(
     pid: u32,
     fd: u32,

@@ -61,7 +61,8 @@ fn mysql(msg: &Message<'_>) -> Option<Inferred> {
 
     // Protocol::HandshakeV10: protocol version 10, server version starts with a digit
     // ("8.0.36", "5.5.5-10.11.6-MariaDB"), sane length, whole in one syscall.
-    if msg.seen >= 6 && h[4] == 0x0a && (30..=512).contains(&len) && whole && h[5].is_ascii_digit() {
+    if msg.seen >= 6 && h[4] == 0x0a && (30..=512).contains(&len) && whole && h[5].is_ascii_digit()
+    {
         let r = if egress { role::SERVER } else { role::CLIENT };
         return Some(Inferred {
             protocol: proto::MYSQL,
