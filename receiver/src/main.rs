@@ -123,7 +123,7 @@ fn check() -> ExitCode {
     let mut missing = Vec::new();
     for item in &items {
         println!(
-            "{:<4} {:<28} {}",
+            "{:<7} {:<28} {}",
             if item.ok { "ok" } else { "MISSING" },
             item.name,
             item.detail
