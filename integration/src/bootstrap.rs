@@ -171,10 +171,13 @@ pub fn bpf_linker() -> Result<()> {
         "{LLVM_PREFIX}/bin:{}",
         std::env::var("PATH").unwrap_or_default()
     );
-    let attempts: [&[&str]; 3] = [
+    // The last one is what was seen working on this kind of machine (default features, with
+    // LLVM_PREFIX pointing at LLVM 22).
+    let attempts: [&[&str]; 4] = [
         &["--locked", "--no-default-features", "--features", "llvm-22"],
         &["--no-default-features", "--features", "llvm-22"],
         &["--locked"],
+        &[],
     ];
     let mut last = None;
     for extra in attempts {
