@@ -66,8 +66,6 @@ pub struct DbExchange {
 pub enum DbOutcome {
     /// OK, EOF or a complete result set.
     Success,
-    /// No response is defined for the command (e.g. `COM_STMT_CLOSE`, `COM_QUIT`).
-    NoResponse,
     /// An error packet: `code` is the server error number, `sqlstate` the 5-character state.
     Error {
         code: String,

@@ -421,12 +421,12 @@ mod tests {
     }
 
     #[test]
-    fn no_response_and_success_leave_status_unset() {
+    fn success_leaves_status_unset() {
         let r = rec(
             tcp(Some(Role::Client), "10.0.0.1:51000", "10.0.0.2:3306"),
             DbExchange {
-                command: "STMT_CLOSE",
-                ..db(None, None, DbOutcome::NoResponse)
+                command: "PING",
+                ..db(None, None, DbOutcome::Success)
             },
         );
         let s = build_span(&r);

@@ -261,7 +261,6 @@ pub(super) fn render(r: &Record) -> String {
     }
     match &d.outcome {
         DbOutcome::Success => s.push_str(" ok"),
-        DbOutcome::NoResponse => s.push_str(" no-response"),
         DbOutcome::Error { code, sqlstate } => {
             let _ = write!(s, " error={code}/{}", sqlstate.as_deref().unwrap_or("-"));
         }
