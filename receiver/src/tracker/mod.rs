@@ -7,10 +7,11 @@
 //! no locks.
 //!
 //! Ordering: the kernel writes a connection's OPEN before its data and its CLOSE after its
-//! data, but on two rings. The capture loop drains the control ring first, then the data ring;
-//! closes are therefore applied only at [`Tracker::end_batch`], after the data drained in the
-//! same batch, and a data event for an unknown connection starts tracking it (data events carry
-//! protocol and role).
+//! data, but on two rings. `RingReader::drain` already holds CLOSEs back until the data ring is
+//! empty; the tracker still applies closes only at [`Tracker::end_batch`], so a close never
+//! loses data delivered in the same batch whatever order the events came in. A data event for
+//! an unknown connection starts tracking it (data events carry protocol and role). Requests past
+//! `request_timeout` are given up in [`Tracker::sweep`], once a second, not per event.
 
 pub mod clock;
 pub mod process;
@@ -169,7 +170,6 @@ impl Tracker {
     }
 
     fn on_data(&mut self, data: &DataEvent<'_>, out: &mut Vec<ConnRecord>) {
-        let request_timeout = self.settings.request_timeout_ns;
         if !self.ensure_conn(data.conn, data.protocol, data.role, data.ts_ns) {
             return;
         }
@@ -193,10 +193,6 @@ impl Tracker {
             &mut self.records,
             &mut stats,
         );
-        // A request older than the timeout can no longer be answered.
-        if let Some(deadline) = data.ts_ns.checked_sub(request_timeout) {
-            parser.expire(deadline, &mut self.records, &mut stats);
-        }
         conn.stats.add(&stats);
         if !conn.disabled
             && conn.stats.records == 0
