@@ -2,35 +2,27 @@
 //! the signals, and shut down in order.
 //!
 //! ```text
-//! kernel rings ─► capture task: RingReader::drain → Tracker → span::build_span ─► SpanSender
+//! kernel rings ─► capture task (capture.rs): RingReader → Tracker → Emitter (emit.rs) ─► SpanSender
 //!                                                                                   │ bytes-bounded queue
 //! metrics server (/metrics /healthz /readyz)                    export task ◄──────┘ → OTLP/gRPC → Collector
 //! ```
 //! Shutdown (SIGTERM/SIGINT): stop capturing, hand the last records to the queue, then let the
 //! exporter flush for at most `exporter.shutdown_timeout_ms`.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio_util::sync::CancellationToken;
 
-use crate::bpf::{self, BpfSettings, ConnControl, Probes, RingReader};
+use crate::bpf::{self, BpfSettings, Probes};
+use crate::capture::{self, Capture};
 use crate::config::Config;
-use crate::export::{self, Exporter, SpanSender};
-use crate::record::{ConnRecord, DbSystem, Exchange, ProcessMeta};
-use crate::telemetry::{self, KernelDrop};
-use crate::tracker::{self, Tracker, TrackerSettings, WallClock};
-use crate::{protocol, span};
-
-/// Ring items handled per drain before housekeeping gets a turn.
-const MAX_ITEMS_PER_DRAIN: usize = 8192;
-/// Housekeeping period: clock re-anchoring, timeouts, idle sweep, kernel counters.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-/// Kernel entries of processes that exited without closing their sockets are purged this often.
-const PURGE_INTERVAL: Duration = Duration::from_secs(10);
+use crate::emit::Emitter;
+use crate::export::{self, Exporter};
+use crate::model::Protocol;
+use crate::protocol::ParserLimits;
+use crate::telemetry;
+use crate::tracker::{Tracker, TrackerSettings, WallClock};
 
 /// Why the receiver could not run.
 #[derive(Debug, thiserror::Error)]
@@ -80,22 +72,22 @@ async fn run_async(cfg: Config, resource_attrs: Vec<(String, String)>) -> Result
     let reader = probes.take_reader()?;
     let mut control = probes.conn_control()?;
     let mut tracker = Tracker::new(tracker_settings(&cfg), WallClock::new());
-    seed_existing_connections(&cfg, &mut control, &mut tracker);
+    capture::seed_existing_connections(&cfg, &mut control, &mut tracker);
     tracing::info!(endpoint = %cfg.exporter.endpoint, metrics = %addr, "probes attached, tracing");
 
     let mut signals = Signals::new().map_err(AppError::Signals)?;
     let stop_capture = CancellationToken::new();
-    let capture = tokio::spawn(capture(
-        CaptureStage {
+    let capture = tokio::spawn(
+        Capture {
             probes,
             reader,
             control,
             tracker,
-            spans: SpanStage::new(host_name(&cfg), resource_attrs, sender),
+            emitter: Emitter::new(host_name(&cfg), resource_attrs, sender),
             poll: Duration::from_millis(cfg.ebpf.poll_interval_ms),
-        },
-        stop_capture.clone(),
-    ));
+        }
+        .run(stop_capture.clone()),
+    );
     metrics.ready.store(true, Ordering::Relaxed);
 
     signals.wait().await;
@@ -128,11 +120,11 @@ fn bpf_settings(cfg: &Config) -> BpfSettings {
         pids: cfg.targets.pids.clone(),
         exclude_pids: cfg.targets.exclude_pids.clone(),
         exclude_ports,
-        enabled_protocols: if cfg.protocols.mysql {
-            1 << ebpf_common::proto::MYSQL
-        } else {
-            0
-        },
+        enabled_protocols: Protocol::ALL
+            .iter()
+            .copied()
+            .filter(|p| cfg.protocols.enabled(*p))
+            .collect(),
     }
 }
 
@@ -141,10 +133,10 @@ fn tracker_settings(cfg: &Config) -> TrackerSettings {
         max_connections: cfg.tracker.max_connections,
         idle_timeout_ns: cfg.tracker.idle_timeout_ms * 1_000_000,
         request_timeout_ns: cfg.tracker.request_timeout_ms * 1_000_000,
-        limits: protocol::ParserLimits {
+        limits: ParserLimits {
             max_buffer_bytes: cfg.tracker.max_buffer_bytes_per_connection,
             max_query_text_bytes: cfg.spans.max_query_text_bytes,
-            ..protocol::ParserLimits::default()
+            ..ParserLimits::default()
         },
         proc_root: "/proc".into(),
         resolve: true,
@@ -158,186 +150,6 @@ fn host_name(cfg: &Config) -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
-}
-
-/// Registers established sockets that predate the receiver so their later traffic is seen.
-fn seed_existing_connections(cfg: &Config, control: &mut ConnControl, tracker: &mut Tracker) {
-    let me = std::process::id();
-    let only: Vec<u32> = cfg.targets.pids.clone();
-    let never: Vec<u32> = cfg.targets.exclude_pids.clone();
-    let keep =
-        |pid: u32| pid != me && !never.contains(&pid) && (only.is_empty() || only.contains(&pid));
-    let limit = cfg.ebpf.max_connections as usize / 2;
-    let sockets =
-        tracker::socket::existing_stream_sockets(std::path::Path::new("/proc"), keep, limit);
-    let mut seeded = 0usize;
-    for (pid, fd, tuple) in sockets {
-        match control.seed(pid, fd) {
-            Ok(Some(_)) => {
-                tracker.preload(pid, fd, tuple);
-                seeded += 1;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot register existing sockets");
-                break;
-            }
-        }
-    }
-    tracing::info!(
-        sockets = seeded,
-        "registered connections opened before start"
-    );
-}
-
-struct CaptureStage {
-    probes: Probes,
-    reader: RingReader,
-    control: ConnControl,
-    tracker: Tracker,
-    spans: SpanStage,
-    poll: Duration,
-}
-
-/// The capture task: the only owner of connection state.
-async fn capture(mut s: CaptureStage, stop: CancellationToken) {
-    let mut records: Vec<ConnRecord> = Vec::with_capacity(1024);
-    let mut last_sweep = Instant::now();
-    let mut last_purge = Instant::now();
-    loop {
-        let stopping = tokio::select! {
-            _ = stop.cancelled() => true,
-            r = s.reader.wait(s.poll) => {
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "ring buffer wait failed");
-                }
-                false
-            }
-        };
-        // Drain until the rings are empty (bounded per round), then hand records over.
-        loop {
-            let tracker = &mut s.tracker;
-            let n = s.reader.drain(MAX_ITEMS_PER_DRAIN, |ev| {
-                tracker.on_event(&ev, &mut records)
-            });
-            s.tracker.end_batch(&mut records);
-            s.spans.emit(&mut records);
-            if n < MAX_ITEMS_PER_DRAIN {
-                break;
-            }
-        }
-        for id in s.tracker.take_disable_requests() {
-            if let Err(e) = s.control.disable(id) {
-                tracing::debug!(error = %e, "cannot disable connection");
-            }
-        }
-        for id in s.tracker.take_enable_requests() {
-            let _ = s.control.enable(id);
-        }
-        if stopping || last_sweep.elapsed() >= SWEEP_INTERVAL {
-            last_sweep = Instant::now();
-            s.tracker.sweep(tracker::clock::boot_now_ns(), &mut records);
-            s.spans.emit(&mut records);
-            s.spans.prune();
-            publish_kernel_stats(&s.probes, s.reader.malformed());
-        }
-        if last_purge.elapsed() >= PURGE_INTERVAL {
-            last_purge = Instant::now();
-            if let Err(e) = s.control.purge_exited() {
-                tracing::debug!(error = %e, "cannot purge exited processes' connections");
-            }
-        }
-        if stopping {
-            break;
-        }
-    }
-}
-
-/// Copies the kernel's cumulative per-CPU counters into the self-metrics.
-fn publish_kernel_stats(probes: &Probes, malformed: u64) {
-    use ebpf_common::stat;
-    let Ok(k) = probes.stats() else { return };
-    let m = telemetry::metrics();
-    let get = |i: u32| k.get(i as usize).copied().unwrap_or(0);
-    m.kernel_control_events
-        .store(get(stat::CONTROL_EVENTS), Ordering::Relaxed);
-    m.kernel_data_events
-        .store(get(stat::DATA_EVENTS), Ordering::Relaxed);
-    m.kernel_data_bytes
-        .store(get(stat::DATA_BYTES), Ordering::Relaxed);
-    m.kernel_infer_gave_up
-        .store(get(stat::INFER_GAVE_UP), Ordering::Relaxed);
-    m.ring_items_malformed.store(malformed, Ordering::Relaxed);
-    for (reason, idx) in [
-        (KernelDrop::ControlRingFull, stat::DROP_CONTROL_RING_FULL),
-        (KernelDrop::DataRingFull, stat::DROP_DATA_RING_FULL),
-        (KernelDrop::CaptureTruncated, stat::DROP_CAPTURE_TRUNCATED),
-        (KernelDrop::ConnMapFull, stat::DROP_CONN_MAP_FULL),
-        (KernelDrop::Disabled, stat::DROP_DISABLED),
-        (KernelDrop::ArgsMapFull, stat::DROP_ARGS_MAP_FULL),
-        (KernelDrop::ReadFailed, stat::DROP_READ_FAILED),
-    ] {
-        m.kernel_drop(reason).store(get(idx), Ordering::Relaxed);
-    }
-    m.protocol(protocol::Protocol::Mysql)
-        .inferences
-        .store(get(stat::INFER_MYSQL), Ordering::Relaxed);
-}
-
-/// Records → spans → export queue, with one cached OTLP resource per traced process.
-struct SpanStage {
-    host_name: String,
-    resource_attrs: Vec<(String, String)>,
-    sender: SpanSender,
-    resources: HashMap<u32, (Weak<ProcessMeta>, Arc<Resource>)>,
-}
-
-impl SpanStage {
-    fn new(host_name: String, resource_attrs: Vec<(String, String)>, sender: SpanSender) -> Self {
-        SpanStage {
-            host_name,
-            resource_attrs,
-            sender,
-            resources: HashMap::new(),
-        }
-    }
-
-    fn emit(&mut self, records: &mut Vec<ConnRecord>) {
-        for rec in records.drain(..) {
-            let process = &rec.conn.process;
-            let cached = self
-                .resources
-                .get(&process.pid)
-                .filter(|(weak, _)| std::ptr::eq(weak.as_ptr(), Arc::as_ptr(process)))
-                .map(|(_, r)| r.clone());
-            let resource = cached.unwrap_or_else(|| {
-                let r = Arc::new(span::build_resource(
-                    process,
-                    &self.host_name,
-                    &self.resource_attrs,
-                ));
-                self.resources
-                    .insert(process.pid, (Arc::downgrade(process), r.clone()));
-                r
-            });
-            let protocol = match &rec.exchange {
-                Exchange::Db(db) => match db.system {
-                    DbSystem::Mysql => protocol::Protocol::Mysql,
-                },
-            };
-            telemetry::metrics()
-                .protocol(protocol)
-                .spans_created
-                .fetch_add(1, Ordering::Relaxed);
-            self.sender.send(resource, span::build_span(&rec));
-        }
-    }
-
-    /// Forgets resources of processes no connection refers to any more.
-    fn prune(&mut self) {
-        self.resources
-            .retain(|_, (weak, _)| weak.strong_count() > 0);
-    }
 }
 
 /// SIGTERM and SIGINT.

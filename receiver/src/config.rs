@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::model::Protocol;
+
 pub const DEFAULT_MAX_CAPTURE_BYTES: u32 = 16384;
 pub const DEFAULT_DATA_RING_BYTES: u32 = 8 * 1024 * 1024;
 pub const DEFAULT_CONTROL_RING_BYTES: u32 = 256 * 1024;
@@ -96,19 +98,38 @@ pub struct TargetsConfig {
     pub exclude_ports: Vec<u16>,
 }
 
-/// Per-protocol switches.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ProtocolsConfig {
-    /// MySQL and MariaDB client/server protocol. Default true.
-    pub mysql: bool,
+macro_rules! protocols_config {
+    ($($variant:ident $name:ident $kernel:ident $framer:path, $stitcher:path;)*) => {
+        /// Per-protocol switches, one per line of the protocol declaration
+        /// (`crate::model::for_each_protocol!`). A protocol switched off is never inferred in
+        /// the kernel: its connections are given up on like unknown traffic.
+        #[derive(Clone, Debug, Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct ProtocolsConfig {
+            $(
+                #[doc = concat!("Parse `", stringify!($name), "` traffic. Default true.")]
+                pub $name: bool,
+            )*
+        }
+
+        impl Default for ProtocolsConfig {
+            fn default() -> Self {
+                ProtocolsConfig { $($name: true,)* }
+            }
+        }
+
+        impl ProtocolsConfig {
+            /// Whether `protocol` is switched on.
+            pub fn enabled(&self, protocol: Protocol) -> bool {
+                match protocol {
+                    $(Protocol::$variant => self.$name,)*
+                }
+            }
+        }
+    };
 }
 
-impl Default for ProtocolsConfig {
-    fn default() -> Self {
-        ProtocolsConfig { mysql: true }
-    }
-}
+crate::for_each_protocol!(protocols_config);
 
 /// User-space connection tracking.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -309,7 +330,7 @@ impl Config {
     /// Cross-field and range rules; returns the dotted field path and the reason.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let e = |f: &str, r: String| Err((f.to_string(), r));
-        let max = ebpf_common::MAX_CAPTURE as u32;
+        let max = crate::bpf::MAX_CAPTURE_BYTES;
         if self.ebpf.max_capture_bytes == 0 || self.ebpf.max_capture_bytes > max {
             return e("ebpf.max_capture_bytes", format!("must be in 1..={max}"));
         }

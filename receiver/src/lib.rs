@@ -2,14 +2,19 @@
 //! sockets; a connection tracker turns them into records and then OpenTelemetry spans, which
 //! leave the process only as OTLP/gRPC.
 //!
-//! Read from [`app`] downwards: `bpf` (kernel events) → `tracker` (connections, byte streams)
-//! → `protocol` (framing and request/response stitching) → `record` → `span` → `export`.
-//! `telemetry` holds every self-metric; `config` the YAML configuration.
+//! Read from [`app`] downwards: [`capture`] runs `bpf` (kernel events) → `tracker`
+//! (connections, byte streams) → `protocol` (framing and request/response stitching) →
+//! `record` → [`emit`] → `span` → `export`. [`model`] is the vocabulary every stage shares,
+//! including the one protocol declaration; `telemetry` holds every self-metric; `config` the
+//! YAML configuration.
 
 pub mod app;
 pub mod bpf;
+pub mod capture;
 pub mod config;
+pub mod emit;
 pub mod export;
+pub mod model;
 pub mod protocol;
 pub mod record;
 pub mod span;

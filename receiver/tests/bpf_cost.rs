@@ -10,6 +10,7 @@ use std::{
 };
 
 use ebpf_receiver::bpf::{BpfSettings, Probes};
+use ebpf_receiver::model::Protocol;
 
 const ROUNDS: usize = 3;
 const RUNS: usize = 3;
@@ -66,7 +67,7 @@ fn dd_cost_with_and_without_probes() {
         pids: Vec::new(),
         exclude_pids: Vec::new(),
         exclude_ports: Vec::new(),
-        enabled_protocols: u32::MAX,
+        enabled_protocols: Protocol::ALL.to_vec(),
     };
     let _ = dd(); // warm up
     // Interleaved rounds so background load hits both sides alike.

@@ -13,9 +13,8 @@ use std::{
 };
 
 use ebpf_receiver::{
-    bpf::{BpfSettings, ConnId, KernelEvent, Probes, SocketFamily},
-    protocol::{Direction, Protocol},
-    record::Role,
+    bpf::{BpfSettings, KernelEvent, Probes, SocketFamily},
+    model::{ConnId, Direction, Protocol, Role},
 };
 
 fn require_root() -> bool {
@@ -280,7 +279,7 @@ fn mysql_over_tcp_and_unix_socket() {
         pids: Vec::new(),
         exclude_pids: Vec::new(),
         exclude_ports: vec![4317],
-        enabled_protocols: u32::MAX,
+        enabled_protocols: Protocol::ALL.to_vec(),
     };
     // Sockets that predate the probes: the kernel only learns of them by seeding.
     let (mut pre, pre_pid, pre_fds) = db.preexisting_clients();
@@ -481,26 +480,19 @@ fn mysql_over_tcp_and_unix_socket() {
 
     let stats = probes.stats().expect("stats");
     println!("kernel stats: {stats:?}");
-    use ebpf_common::stat;
-    for (idx, name) in [
-        (stat::DROP_CONTROL_RING_FULL, "control ring full"),
-        (stat::DROP_DATA_RING_FULL, "data ring full"),
-        (stat::DROP_CAPTURE_TRUNCATED, "capture truncated"),
-        (stat::DROP_CONN_MAP_FULL, "conn map full"),
-        (stat::DROP_ARGS_MAP_FULL, "args map full"),
-        (stat::DROP_READ_FAILED, "read failed"),
+    for (v, name) in [
+        (stats.control_ring_full, "control ring full"),
+        (stats.data_ring_full, "data ring full"),
+        (stats.capture_truncated, "capture truncated"),
+        (stats.conn_map_full, "conn map full"),
+        (stats.args_map_full, "args map full"),
+        (stats.read_failed, "read failed"),
     ] {
-        assert_eq!(
-            stats[idx as usize], 0,
-            "kernel drop counter `{name}` is not 0"
-        );
+        assert_eq!(v, 0, "kernel drop counter `{name}` is not 0");
     }
-    assert!(stats[stat::INFER_MYSQL as usize] >= 8);
-    assert!(
-        stats[stat::DROP_DISABLED as usize] > 0,
-        "disabled connection not counted"
-    );
-    assert!(stats[stat::CONTROL_EVENTS as usize] >= 8);
-    assert!(stats[stat::DATA_EVENTS as usize] > 0);
+    assert!(stats.inferences[Protocol::Mysql.index()] >= 8);
+    assert!(stats.disabled > 0, "disabled connection not counted");
+    assert!(stats.control_events >= 8);
+    assert!(stats.data_events > 0);
     drop(probes);
 }

@@ -28,13 +28,40 @@ pub const INFER_MIN_BYTES: u64 = 5;
 /// assigns to sockets that predate it (seeding) always do.
 pub const SEEDED_GENERATION_BIT: u32 = 0x8000_0000;
 
-/// Closed set of protocols the kernel can infer. `0` is "not inferred yet".
+/// Closed set of protocols the kernel can infer. `0` is "not inferred yet". User space names
+/// them in its one protocol declaration (`receiver/src/model.rs`), which checks at compile time
+/// that every id there is one of these.
 pub mod proto {
     pub const UNKNOWN: u8 = 0;
     pub const MYSQL: u8 = 1;
+    pub const HTTP1: u8 = 2;
+    pub const POSTGRES: u8 = 3;
+    pub const REDIS: u8 = 4;
+    pub const DNS: u8 = 5;
+    /// One past the largest id: sizes the per-protocol counters.
+    pub const COUNT: u8 = 6;
     /// Not a protocol: the kernel looked at the first messages of the connection, matched no
     /// supported protocol and will never inspect it again.
     pub const GAVE_UP: u8 = 0xff;
+}
+
+/// Socket types the kernel distinguishes (`ConnState::sock_type`).
+pub mod sock {
+    /// Not known (a socket registered by user space, or created before the receiver).
+    pub const UNKNOWN: u8 = 0;
+    /// SOCK_STREAM: one byte stream per direction.
+    pub const STREAM: u8 = 1;
+    /// SOCK_DGRAM: every syscall carries whole messages, boundaries matter.
+    pub const DGRAM: u8 = 2;
+}
+
+/// `DataEventHeader::flags`.
+pub mod data_flag {
+    /// A [`PeerTrailer`](super::PeerTrailer) sits between the header and the payload: the
+    /// peer address of this one datagram (unconnected UDP sockets name it per call).
+    pub const PEER: u8 = 1;
+    /// The event carries whole messages of a datagram socket: one event is one message.
+    pub const DATAGRAM: u8 = 2;
 }
 
 /// Which side of the exchange the traced process is on, as far as the kernel could tell from
@@ -84,12 +111,17 @@ pub mod stat {
     pub const DROP_ARGS_MAP_FULL: u32 = 8;
     /// Payload bytes that could not be read from user memory.
     pub const DROP_READ_FAILED: u32 = 9;
-    /// Connections whose protocol was inferred as MySQL.
-    pub const INFER_MYSQL: u32 = 10;
     /// Connections given up on: no supported protocol in the first messages.
-    pub const INFER_GAVE_UP: u32 = 11;
+    pub const INFER_GAVE_UP: u32 = 10;
+    /// Bytes sent or received without passing through a buffer we can read (`sendfile`,
+    /// `splice`): reported as length-only data events.
+    pub const UNCAPTURED_BYTES: u32 = 11;
+    /// Messages of a `sendmmsg`/`recvmmsg` call beyond the ones the kernel reports.
+    pub const DROP_MMSG_OVERFLOW: u32 = 12;
+    /// `INFER_BASE + proto::X`: connections whose protocol was inferred as X.
+    pub const INFER_BASE: u32 = 16;
     /// Number of entries.
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = INFER_BASE + super::proto::COUNT as u32;
 }
 
 /// Key of the connection map: one socket of one process.
@@ -130,11 +162,14 @@ pub struct ConnState {
     pub listen_fd: u32,
     /// Peer IPv4 (first 4 bytes) or IPv6 address.
     pub peer_addr: [u8; 16],
-    /// The 4 bytes of a lone MySQL packet header read before the protocol was inferred (0 when
-    /// none): servers such as MariaDB read a packet's header and payload with separate
-    /// syscalls, so a connection that predates the receiver is inferred from the pair.
+    /// The 4 bytes of a lone header read before the protocol was inferred (0 when none):
+    /// servers such as MariaDB read a packet's header and payload with separate syscalls, so a
+    /// connection that predates the receiver is inferred from the pair (the protocol's
+    /// header-glue hook decides whether the pair belongs together).
     pub pending_header: u32,
-    pub _pad1: u32,
+    /// `sock::*`.
+    pub sock_type: u8,
+    pub _pad1: [u8; 3],
 }
 const _: () = assert!(size_of::<ConnState>() == 56);
 
@@ -201,9 +236,24 @@ pub struct DataEventHeader {
     pub protocol: u8,
     /// `role::*` as known to the kernel, so a data event is enough to start tracking.
     pub role: u8,
-    pub _pad0: u8,
+    /// `data_flag::*`.
+    pub flags: u8,
 }
 const _: () = assert!(size_of::<DataEventHeader>() == 40);
+
+/// The peer of one datagram, after a [`DataEventHeader`] with `data_flag::PEER`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PeerTrailer {
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    /// Host byte order.
+    pub port: u16,
+    pub _pad0: u32,
+    /// IPv4 (first 4 bytes) or IPv6 address.
+    pub addr: [u8; 16],
+}
+const _: () = assert!(size_of::<PeerTrailer>() == 24);
 
 #[cfg(feature = "user")]
 mod pod {

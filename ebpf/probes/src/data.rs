@@ -1,4 +1,5 @@
-//! The read/write family: read, write, readv, writev, sendto, recvfrom, sendmsg, recvmsg.
+//! The read/write family: read, write, readv, writev, sendto, recvfrom, sendmsg, recvmsg,
+//! sendmmsg, recvmmsg; and sendfile/splice, whose bytes never pass through a buffer we can read.
 //!
 //! sys_enter does one `CONNS` lookup and stops for every fd that is not a tracked socket (the
 //! common case, so the cost for untraced fds is one hash miss); for tracked ones it stashes the
@@ -8,7 +9,12 @@
 //! The payload is copied into a per-CPU scratch buffer after the header, at an offset masked to
 //! `MAX_CAPTURE - 1` and with a length clamped to `MAX_CAPTURE`: the verifier on this kernel
 //! rejects a variable-length copy at a variable offset into a ring reservation even with checks,
-//! and accepts this. Then one `RingBuf::output` of header + payload.
+//! and accepts this. Then one `RingBuf::output` of header + payload (+ peer trailer).
+//!
+//! Datagram sockets: every syscall (every message of a sendmmsg/recvmmsg) is one message and
+//! one event flagged `DATAGRAM`; when the call names the peer (unconnected UDP) a `PeerTrailer`
+//! follows the payload. sendfile/splice: a length-only event (no bytes), so stream positions
+//! stay exact and the last byte of a response has its true timestamp.
 
 use core::ffi::c_void;
 
@@ -18,8 +24,9 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use ebpf_common::{
-    ConnKey, DataEventHeader, DisabledKey, INFER_BYTES, INFER_MAX_ATTEMPTS, INFER_MIN_BYTES,
-    MAX_CAPTURE, MAX_IOVECS, direction, proto, stat,
+    ConnKey, ConnState, DataEventHeader, DisabledKey, INFER_BYTES, INFER_MAX_ATTEMPTS,
+    INFER_MIN_BYTES, MAX_CAPTURE, MAX_IOVECS, PeerTrailer, data_flag, direction, proto, sock,
+    stat,
 };
 
 use crate::{
@@ -28,12 +35,17 @@ use crate::{
         self, CONNS, DATA, DISABLED, SyscallArgs, current, kind, stash_args, take_args, traced,
     },
     stats::{add, bump},
-    syscalls::{arg, emit_control, now_ns, ret},
+    syscalls::{AF_INET, AF_INET6, arg, emit_control, now_ns, ret},
 };
 
 const HDR: usize = size_of::<DataEventHeader>();
+const TRAILER: usize = size_of::<PeerTrailer>();
 /// recv flag: data is left in the socket and will be read again.
 const MSG_PEEK: u64 = 2;
+/// Messages of one sendmmsg/recvmmsg reported (glibc's resolver sends two, A and AAAA).
+const MAX_MMSG: u32 = 4;
+/// `struct mmsghdr`: a 56-byte `struct msghdr` and the message length, padded to 64.
+const MMSGHDR_BYTES: u64 = 64;
 
 macro_rules! data_programs {
     ($($enter:ident, $exit:ident => $kind:expr;)*) => {$(
@@ -62,9 +74,82 @@ data_programs! {
     sys_enter_recvmsg, sys_exit_recvmsg => kind::RECVMSG;
 }
 
+#[tracepoint]
+pub fn sys_enter_sendmmsg(ctx: TracePointContext) -> u32 {
+    enter(&ctx, kind::SENDMMSG);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_sendmmsg(ctx: TracePointContext) -> u32 {
+    exit_mmsg(&ctx, kind::SENDMMSG);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_recvmmsg(ctx: TracePointContext) -> u32 {
+    enter(&ctx, kind::RECVMMSG);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_recvmmsg(ctx: TracePointContext) -> u32 {
+    exit_mmsg(&ctx, kind::RECVMMSG);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_sendfile64(ctx: TracePointContext) -> u32 {
+    // sendfile(out_fd, in_fd, offset, count): the socket is `out_fd`.
+    enter_uncaptured(arg(&ctx, 0) as u32, kind::SENDFILE);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_sendfile64(ctx: TracePointContext) -> u32 {
+    exit_uncaptured(&ctx);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_splice(ctx: TracePointContext) -> u32 {
+    // splice(fd_in, off_in, fd_out, off_out, len, flags): a socket on either side.
+    if !enter_uncaptured(arg(&ctx, 2) as u32, kind::SPLICE_OUT) {
+        enter_uncaptured(arg(&ctx, 0) as u32, kind::SPLICE_IN);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_splice(ctx: TracePointContext) -> u32 {
+    exit_uncaptured(&ctx);
+    0
+}
+
 #[inline(always)]
 fn is_egress(k: u8) -> bool {
-    matches!(k, kind::WRITE | kind::WRITEV | kind::SENDTO | kind::SENDMSG)
+    matches!(
+        k,
+        kind::WRITE
+            | kind::WRITEV
+            | kind::SENDTO
+            | kind::SENDMSG
+            | kind::SENDMMSG
+            | kind::SENDFILE
+            | kind::SPLICE_OUT
+    )
+}
+
+/// The live `CONNS` value of a tracked socket of a traced process that inference has not
+/// given up on.
+#[inline(always)]
+fn tracked(tgid: u32, fd: u32) -> Option<*mut ConnState> {
+    let conn = CONNS.get_ptr_mut(&ConnKey { pid: tgid, fd })?;
+    // SAFETY: a live CONNS value; one byte read.
+    if unsafe { (*conn).protocol } == proto::GAVE_UP {
+        return None;
+    }
+    Some(conn)
 }
 
 #[inline(always)]
@@ -76,16 +161,13 @@ fn enter(ctx: &TracePointContext, k: u8) {
     }
     // Only tracked sockets: one hash miss for every other fd.
     let fd = arg(ctx, 0) as u32;
-    let Some(conn) = CONNS.get_ptr(&ConnKey { pid: tgid, fd }) else {
-        return;
-    };
-    // SAFETY: a live CONNS value; one byte read.
-    if unsafe { (*conn).protocol } == proto::GAVE_UP {
+    if tracked(tgid, fd).is_none() {
         return;
     }
-    // Where the bytes are: a flat buffer, an iovec array, or a msghdr's iovec array.
-    let (ptr, iovcnt) = match k {
-        kind::READV | kind::WRITEV => (arg(ctx, 1), arg(ctx, 2) as u32),
+    // Where the bytes are: a flat buffer, an iovec array, a msghdr's iovec array or an
+    // mmsghdr array; and where the datagram's peer address is, if the call names one.
+    let (ptr, iovcnt, addr) = match k {
+        kind::READV | kind::WRITEV => (arg(ctx, 1), arg(ctx, 2) as u32, 0),
         kind::SENDMSG | kind::RECVMSG => {
             // Peeked bytes are read again later: skip them so positions stay exact.
             if k == kind::RECVMSG && arg(ctx, 2) & MSG_PEEK != 0 {
@@ -97,19 +179,33 @@ fn enter(ctx: &TracePointContext, k: u8) {
                 bump(stat::DROP_READ_FAILED);
                 return;
             };
-            (msg[2], msg[3] as u32)
+            (msg[2], msg[3] as u32, msg[0])
+        }
+        kind::SENDMMSG | kind::RECVMMSG => {
+            if k == kind::RECVMMSG && arg(ctx, 3) & MSG_PEEK != 0 {
+                return;
+            }
+            // The mmsghdrs are read at exit, where their `msg_len` is filled in.
+            (arg(ctx, 1), arg(ctx, 2) as u32, 0)
         }
         _ => {
             if k == kind::RECVFROM && arg(ctx, 3) & MSG_PEEK != 0 {
                 return;
             }
-            (arg(ctx, 1), 0)
+            // sendto(fd, buf, len, flags, dest_addr, addrlen) / recvfrom(…, src_addr, addrlen).
+            let addr = if matches!(k, kind::SENDTO | kind::RECVFROM) {
+                arg(ctx, 4)
+            } else {
+                0
+            };
+            (arg(ctx, 1), 0, addr)
         }
     };
     stash_args(
         pid_tgid,
         &SyscallArgs {
             ptr,
+            addr,
             ts_ns: now_ns(),
             fd,
             iovcnt,
@@ -135,7 +231,93 @@ fn exit(ctx: &TracePointContext, k: u8) {
     if r <= 0 {
         return;
     }
-    let total = r as u64;
+    let vectored = matches!(
+        k,
+        kind::READV | kind::WRITEV | kind::SENDMSG | kind::RECVMSG
+    );
+    message(
+        tgid,
+        &args,
+        is_egress(k),
+        Src {
+            ptr: args.ptr,
+            iovcnt: if vectored { args.iovcnt } else { 0 },
+            vectored,
+            addr: args.addr,
+            mmsg: false,
+        },
+        r as u64,
+    );
+}
+
+/// sendmmsg/recvmmsg: one message per mmsghdr, up to `MAX_MMSG`, each its own event.
+#[inline(always)]
+fn exit_mmsg(ctx: &TracePointContext, k: u8) {
+    let (pid_tgid, tgid) = current();
+    let Some(args) = take_args(pid_tgid) else {
+        return;
+    };
+    if args.kind != k {
+        return;
+    }
+    // Number of messages transferred.
+    let r = ret(ctx);
+    if r <= 0 {
+        return;
+    }
+    let n = r as u32;
+    if n > MAX_MMSG {
+        add(stat::DROP_MMSG_OVERFLOW, u64::from(n - MAX_MMSG));
+    }
+    for i in 0..MAX_MMSG {
+        if i >= n {
+            break;
+        }
+        // struct mmsghdr { struct msghdr { name, namelen, iov, iovlen, control, controllen,
+        // flags } msg_hdr; unsigned int msg_len; }: iov at 16, iovlen at 24, msg_len at 56.
+        // SAFETY: user pointer read through the checked helper.
+        let Ok(m) = (unsafe {
+            bpf_probe_read_user((args.ptr + MMSGHDR_BYTES * u64::from(i)) as *const [u64; 8])
+        }) else {
+            bump(stat::DROP_READ_FAILED);
+            return;
+        };
+        let len = m[7] & 0xffff_ffff;
+        if len == 0 {
+            continue;
+        }
+        message(
+            tgid,
+            &args,
+            is_egress(k),
+            Src {
+                ptr: m[2],
+                iovcnt: m[3] as u32,
+                vectored: true,
+                addr: m[0],
+                mmsg: true,
+            },
+            len,
+        );
+    }
+}
+
+/// Where one message's bytes are.
+struct Src {
+    /// Flat buffer, or iovec array when `vectored`.
+    ptr: u64,
+    iovcnt: u32,
+    vectored: bool,
+    /// The peer's sockaddr named by the call, 0 when none.
+    addr: u64,
+    /// Part of a sendmmsg/recvmmsg: certainly a datagram.
+    mmsg: bool,
+}
+
+/// One message (or stream chunk) of `total` bytes on the socket `args.fd`: infer the protocol
+/// of a connection not inferred yet, or forward the bytes of an inferred one.
+#[inline(always)]
+fn message(tgid: u32, args: &SyscallArgs, egress: bool, src: Src, total: u64) {
     let key = ConnKey {
         pid: tgid,
         fd: args.fd,
@@ -143,7 +325,6 @@ fn exit(ctx: &TracePointContext, k: u8) {
     let Some(conn) = CONNS.get_ptr_mut(&key) else {
         return;
     };
-    let egress = is_egress(k);
     // SAFETY (all `*conn` accesses below): a live CONNS value of this (pid, fd); only this
     // process's threads write it, and the stream positions are updated atomically.
     let protocol = unsafe { (*conn).protocol };
@@ -151,7 +332,8 @@ fn exit(ctx: &TracePointContext, k: u8) {
         return;
     }
     // SAFETY: as above.
-    let generation = unsafe { (*conn).generation };
+    let (generation, sock_type) = unsafe { ((*conn).generation, (*conn).sock_type) };
+    let datagram = src.mmsg || sock_type == sock::DGRAM;
 
     // Known connection: advance the position whatever happens next, so user space sees a gap
     // for bytes it does not get; then honour a disable request from user space.
@@ -176,21 +358,17 @@ fn exit(ctx: &TracePointContext, k: u8) {
     } else {
         total as u32
     };
-    let vectored = matches!(
-        k,
-        kind::READV | kind::WRITEV | kind::SENDMSG | kind::RECVMSG
-    );
     // Before inference a flat buffer is read only as far as inference looks: most messages on
     // a tracked socket of another protocol are then never copied whole. (Vectored messages are
     // copied whole: their first bytes may span several iovecs.)
-    let first = if protocol == proto::UNKNOWN && !vectored && cap > INFER_BYTES as u32 {
+    let first = if protocol == proto::UNKNOWN && !src.vectored && cap > INFER_BYTES as u32 {
         INFER_BYTES as u32
     } else {
         cap
     };
-    let (copied, read_ok) = if vectored {
-        copy_iovecs(buf, args.ptr, args.iovcnt, cap)
-    } else if copy_chunk(buf, 0, args.ptr, first) {
+    let (copied, read_ok) = if src.vectored {
+        copy_iovecs(buf, src.ptr, src.iovcnt, cap)
+    } else if copy_chunk(buf, 0, src.ptr, first) {
         (first, true)
     } else {
         (0, false)
@@ -200,21 +378,24 @@ fn exit(ctx: &TracePointContext, k: u8) {
     // Unknown connection: infer from the first bytes; no match → count, maybe give up, and
     // nothing reaches user space.
     let mut protocol = protocol;
-    let mut glued_header = 0u32;
     if protocol == proto::UNKNOWN {
         // SAFETY: the scratch holds at least HDR + INFER_BYTES bytes; unaligned read.
         let head = unsafe { core::ptr::read_unaligned(buf.add(HDR) as *const [u64; 2]) };
-        // A lone 4-byte read is a packet header on its own: keep it for the next message.
+        // A lone header of at most 4 bytes is kept for the next message (header-glue hooks).
         // SAFETY (all `*conn` accesses here): as above.
         let pending = unsafe { (*conn).pending_header };
         unsafe { (*conn).pending_header = 0 };
-        if total == 4 && copied >= 4 {
+        if total == 4 && copied >= 4 && !datagram {
             unsafe { (*conn).pending_header = head[0] as u32 };
             return;
         }
         // The payload that a kept header announced: infer on header + payload.
-        let glue = pending != 0 && pending >> 24 == 0 && u64::from(pending & 0x00ff_ffff) == total;
-        let (head, seen, msg_total) = if glue {
+        let glued = if datagram {
+            None
+        } else {
+            infer::glues(pending, total)
+        };
+        let (head, seen, msg_total) = if glued.is_some() {
             let lo = u64::from(pending) | (head[0] << 32);
             let hi = (head[0] >> 32) | (head[1] << 32);
             (
@@ -248,49 +429,42 @@ fn exit(ctx: &TracePointContext, k: u8) {
             } else {
                 direction::INGRESS
             },
+            sock_type: if datagram { sock::DGRAM } else { sock_type },
         };
-        let Some(found) = infer::infer(&msg) else {
-            if total < INFER_MIN_BYTES {
+        let found = match infer::infer(&msg) {
+            // A glued header only counts for the protocol that announced it.
+            Some(found) if glued.is_none_or(|g| g == found.protocol) => found,
+            _ => {
+                if total < INFER_MIN_BYTES {
+                    return;
+                }
+                // SAFETY: as above.
+                unsafe {
+                    (*conn).infer_attempts += 1;
+                    if (*conn).infer_attempts >= INFER_MAX_ATTEMPTS {
+                        (*conn).protocol = proto::GAVE_UP;
+                        bump(stat::INFER_GAVE_UP);
+                    }
+                }
                 return;
             }
-            // SAFETY: as above.
-            unsafe {
-                (*conn).infer_attempts += 1;
-                if (*conn).infer_attempts >= INFER_MAX_ATTEMPTS {
-                    (*conn).protocol = proto::GAVE_UP;
-                    bump(stat::INFER_GAVE_UP);
-                }
-            }
-            return;
         };
-        if glue {
-            glued_header = pending;
-        }
         // SAFETY: as above.
         unsafe {
             (*conn).protocol = found.protocol;
             (*conn).role = found.role;
+            if datagram {
+                (*conn).sock_type = sock::DGRAM;
+            }
         }
         protocol = found.protocol;
         // SAFETY: as above; read-only borrow for the duration of the call.
         emit_control(ebpf_common::control::OPEN, &key, unsafe { &*conn });
-        match found.protocol {
-            proto::MYSQL => bump(stat::INFER_MYSQL),
-            _ => {}
-        }
-        if glued_header != 0 {
+        bump(stat::INFER_BASE + u32::from(found.protocol & 0x0f));
+        if glued.is_some() {
             // The header read earlier is part of the stream: send it first, at position 0.
             let at = advance(conn, egress, 4);
-            emit_header(
-                tgid,
-                args.fd,
-                generation,
-                egress,
-                at,
-                args.ts_ns,
-                glued_header,
-                unsafe { (*conn).role },
-            );
+            emit_header(&key, generation, egress, at, args.ts_ns, pending, &found);
         }
         pos = advance(conn, egress, total);
         // User space may have disabled a seeded connection before it was ever inferred.
@@ -300,7 +474,7 @@ fn exit(ctx: &TracePointContext, k: u8) {
         }
         // Inferred from the head alone: now copy what the data event carries.
         if first < cap {
-            let ok = copy_chunk(buf, 0, args.ptr, cap);
+            let ok = copy_chunk(buf, 0, src.ptr, cap);
             (copied, read_ok) = forget_paths(buf, if ok { cap } else { 0 }, ok);
         }
     }
@@ -310,6 +484,14 @@ fn exit(ctx: &TracePointContext, k: u8) {
     }
     if total > u64::from(cap) {
         bump(stat::DROP_CAPTURE_TRUNCATED);
+    }
+
+    // The datagram's own peer, after the payload.
+    let mut flags = if datagram { data_flag::DATAGRAM } else { 0 };
+    let mut len = HDR + (copied as usize & (2 * MAX_CAPTURE - 1));
+    if datagram && src.addr != 0 && write_peer(buf, len, src.addr) {
+        flags |= data_flag::PEER;
+        len += TRAILER;
     }
 
     // Header in front of the payload, then one output.
@@ -333,12 +515,17 @@ fn exit(ctx: &TracePointContext, k: u8) {
         protocol,
         // SAFETY: as above.
         role: unsafe { (*conn).role },
-        _pad0: 0,
+        flags,
     };
     // SAFETY: the scratch starts with room for the header; unaligned write.
     unsafe { core::ptr::write_unaligned(buf as *mut DataEventHeader, header) };
-    let len = HDR + (copied as usize & (2 * MAX_CAPTURE - 1));
-    // SAFETY: the scratch value, SCRATCH_BYTES long.
+    output(scratch, len, copied);
+}
+
+/// Outputs the first `len` bytes of the scratch (an assembled event) to the data ring.
+#[inline(always)]
+fn output(scratch: *mut maps::Scratch, len: usize, payload: u32) {
+    // SAFETY: the scratch value, SCRATCH_BYTES long; `get` bounds-checks `len`.
     let Some(record) = (unsafe { (*scratch).buf.get(..len) }) else {
         return;
     };
@@ -346,13 +533,148 @@ fn exit(ctx: &TracePointContext, k: u8) {
     match DATA.output::<[u8]>(record, flags) {
         Ok(()) => {
             bump(stat::DATA_EVENTS);
-            add(stat::DATA_BYTES, u64::from(copied));
+            add(stat::DATA_BYTES, u64::from(payload));
         }
         Err(_) => bump(stat::DROP_DATA_RING_FULL),
     }
 }
 
-/// A data event carrying only a 4-byte MySQL packet header kept from an earlier syscall.
+/// Reads the sockaddr at user `addr` into a peer trailer at scratch offset `at`; false when it
+/// is not an IPv4/IPv6 address or cannot be read.
+#[inline(always)]
+fn write_peer(buf: *mut u8, at: usize, addr: u64) -> bool {
+    // struct sockaddr_in6 { u16 family; be16 port; u32 flowinfo; u8 addr[16]; u32 scope };
+    // struct sockaddr_in { u16 family; be16 port; u8 addr[4]; u8 zero[8] } (16 bytes).
+    // SAFETY: user pointer read through the checked helper.
+    let Ok(raw) = (unsafe { bpf_probe_read_user(addr as *const [u8; 16]) }) else {
+        return false;
+    };
+    let family = u16::from_ne_bytes([raw[0], raw[1]]);
+    // The address as two 8-byte words in memory order (no array zeroing: LLVM would emit a
+    // memset, which the BPF backend does not expand).
+    let ip: [u64; 2] = match family {
+        AF_INET => [
+            u64::from(u32::from_ne_bytes([raw[4], raw[5], raw[6], raw[7]])),
+            core::hint::black_box(0),
+        ],
+        // SAFETY: as above; the address sits at offset 8 of a sockaddr_in6.
+        AF_INET6 => match unsafe { bpf_probe_read_user((addr + 8) as *const [u64; 2]) } {
+            Ok(v6) => v6,
+            Err(_) => return false,
+        },
+        _ => return false,
+    };
+    let port = u16::from_be_bytes([raw[2], raw[3]]);
+    // SAFETY: `at` = HDR + a payload length masked to 2·MAX_CAPTURE - 1, and the scratch has
+    // TRAILER bytes beyond HDR + 2·MAX_CAPTURE; unaligned writes of the trailer's fields.
+    unsafe {
+        let t = buf.add(at) as *mut PeerTrailer;
+        (&raw mut (*t).family).write_unaligned(family);
+        (&raw mut (*t).port).write_unaligned(port);
+        (&raw mut (*t)._pad0).write_unaligned(0);
+        let words = (&raw mut (*t).addr).cast::<u64>();
+        words.write_unaligned(ip[0]);
+        words.add(1).write_unaligned(ip[1]);
+    }
+    true
+}
+
+/// sendfile/splice enter: stash `fd` if it is a tracked socket whose protocol is known (bytes
+/// before inference are not counted in positions). True when stashed.
+#[inline(always)]
+fn enter_uncaptured(fd: u32, k: u8) -> bool {
+    let (pid_tgid, tgid) = current();
+    if !traced(tgid) {
+        return false;
+    }
+    let Some(conn) = tracked(tgid, fd) else {
+        return false;
+    };
+    // SAFETY: a live CONNS value; one byte read.
+    if unsafe { (*conn).protocol } == proto::UNKNOWN {
+        return false;
+    }
+    stash_args(
+        pid_tgid,
+        &SyscallArgs {
+            ptr: 0,
+            addr: 0,
+            ts_ns: now_ns(),
+            fd,
+            iovcnt: 0,
+            kind: k,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        },
+    );
+    true
+}
+
+/// sendfile/splice exit: advance the stream position by the bytes moved and report them as a
+/// length-only data event (`cap_len` 0), stamped like any other event of that direction.
+#[inline(always)]
+fn exit_uncaptured(ctx: &TracePointContext) {
+    let (pid_tgid, tgid) = current();
+    let Some(args) = take_args(pid_tgid) else {
+        return;
+    };
+    if !matches!(args.kind, kind::SENDFILE | kind::SPLICE_IN | kind::SPLICE_OUT) {
+        return;
+    }
+    let r = ret(ctx);
+    if r <= 0 {
+        return;
+    }
+    let total = r as u64;
+    let Some(conn) = CONNS.get_ptr_mut(&ConnKey {
+        pid: tgid,
+        fd: args.fd,
+    }) else {
+        return;
+    };
+    // SAFETY: a live CONNS value, as in `message`.
+    let (protocol, generation, role) =
+        unsafe { ((*conn).protocol, (*conn).generation, (*conn).role) };
+    if protocol == proto::UNKNOWN || protocol == proto::GAVE_UP {
+        return;
+    }
+    let egress = is_egress(args.kind);
+    let pos = advance(conn, egress, total);
+    add(stat::UNCAPTURED_BYTES, total);
+    if is_disabled(tgid, args.fd, generation) {
+        bump(stat::DROP_DISABLED);
+        return;
+    }
+    let header = DataEventHeader {
+        ts_ns: if egress { args.ts_ns } else { now_ns() },
+        pos,
+        pid: tgid,
+        fd: args.fd,
+        generation,
+        len: if total > u64::from(u32::MAX) {
+            u32::MAX
+        } else {
+            total as u32
+        },
+        cap_len: 0,
+        direction: if egress {
+            direction::EGRESS
+        } else {
+            direction::INGRESS
+        },
+        protocol,
+        role,
+        flags: 0,
+    };
+    let flags = maps::ring_flags(&DATA, HDR as u64);
+    match DATA.output::<DataEventHeader>(&header, flags) {
+        Ok(()) => bump(stat::DATA_EVENTS),
+        Err(_) => bump(stat::DROP_DATA_RING_FULL),
+    }
+}
+
+/// A data event carrying only a header of at most 4 bytes kept from an earlier syscall.
 #[repr(C)]
 struct HeaderEvent {
     header: DataEventHeader,
@@ -361,26 +683,21 @@ struct HeaderEvent {
 }
 
 #[inline(always)]
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the fields of one data event header"
-)]
 fn emit_header(
-    pid: u32,
-    fd: u32,
+    key: &ConnKey,
     generation: u32,
     egress: bool,
     pos: u64,
     enter_ts: u64,
     bytes: u32,
-    role: u8,
+    found: &infer::Inferred,
 ) {
     let event = HeaderEvent {
         header: DataEventHeader {
             ts_ns: if egress { enter_ts } else { now_ns() },
             pos,
-            pid,
-            fd,
+            pid: key.pid,
+            fd: key.fd,
             generation,
             len: 4,
             cap_len: 4,
@@ -389,9 +706,9 @@ fn emit_header(
             } else {
                 direction::INGRESS
             },
-            protocol: proto::MYSQL,
-            role,
-            _pad0: 0,
+            protocol: found.protocol,
+            role: found.role,
+            flags: 0,
         },
         bytes,
         _pad0: 0,
@@ -437,7 +754,7 @@ fn forget_paths(buf: *mut u8, copied: u32, ok: bool) -> (u32, bool) {
 
 /// Position of this syscall's first byte in its direction's stream; advances it by `n`.
 #[inline(always)]
-fn advance(conn: *mut ebpf_common::ConnState, egress: bool, n: u64) -> u64 {
+fn advance(conn: *mut ConnState, egress: bool, n: u64) -> u64 {
     // SAFETY: field addresses of a live map value.
     let field = unsafe {
         if egress {
@@ -458,7 +775,7 @@ fn copy_chunk(buf: *mut u8, off: u32, src: u64, n: u32) -> bool {
     } else {
         n as usize
     };
-    // SAFETY: HDR + off + n ≤ HDR + 2·MAX_CAPTURE = SCRATCH_BYTES; user memory is read by the
+    // SAFETY: HDR + off + n ≤ HDR + 2·MAX_CAPTURE < SCRATCH_BYTES; user memory is read by the
     // checked helper.
     let r = unsafe {
         generated::bpf_probe_read_user(

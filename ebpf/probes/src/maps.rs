@@ -10,7 +10,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use ebpf_common::{ConnKey, ConnState, DataEventHeader, DisabledKey, MAX_CAPTURE, stat};
+use ebpf_common::{ConnKey, ConnState, DataEventHeader, DisabledKey, MAX_CAPTURE, PeerTrailer, stat};
 
 // ---- Runtime knobs (globals in .rodata, overridden by the loader) ----
 
@@ -118,18 +118,30 @@ pub mod kind {
     pub const RECVFROM: u8 = 8;
     pub const SENDMSG: u8 = 9;
     pub const RECVMSG: u8 = 10;
+    pub const SENDMMSG: u8 = 11;
+    pub const RECVMMSG: u8 = 12;
+    /// sendfile(2): bytes reach the socket from a file, never through a buffer we can read.
+    pub const SENDFILE: u8 = 13;
+    /// splice(2) out of a tracked socket (ingress).
+    pub const SPLICE_IN: u8 = 14;
+    /// splice(2) into a tracked socket (egress).
+    pub const SPLICE_OUT: u8 = 15;
+    pub const SOCKET: u8 = 16;
 }
 
 /// What sys_enter saw, for sys_exit of the same thread.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SyscallArgs {
-    /// Buffer, iovec array or sockaddr pointer (user memory).
+    /// Buffer, iovec array, mmsghdr array or sockaddr pointer (user memory).
     pub ptr: u64,
+    /// The datagram's peer sockaddr (sendto's destination, recvfrom's source, a msghdr's
+    /// `msg_name`), 0 when the call names none.
+    pub addr: u64,
     /// `bpf_ktime_get_boot_ns()` at enter.
     pub ts_ns: u64,
     pub fd: u32,
-    /// Number of iovecs at `ptr`; 0 when `ptr` is a flat buffer.
+    /// Number of iovecs (or mmsghdrs) at `ptr`; 0 when `ptr` is a flat buffer.
     pub iovcnt: u32,
     /// `kind::*`.
     pub kind: u8,
@@ -138,8 +150,10 @@ pub struct SyscallArgs {
     pub _pad2: u32,
 }
 
-/// Header offset + room for a masked offset (< MAX) plus a length (≤ MAX).
-pub const SCRATCH_BYTES: usize = size_of::<DataEventHeader>() + 2 * MAX_CAPTURE;
+/// Header offset + room for a masked offset (< MAX) plus a length (≤ MAX), plus a peer trailer
+/// after a masked payload length.
+pub const SCRATCH_BYTES: usize =
+    size_of::<DataEventHeader>() + 2 * MAX_CAPTURE + size_of::<PeerTrailer>();
 
 #[repr(C)]
 pub struct Scratch {

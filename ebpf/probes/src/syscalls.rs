@@ -13,7 +13,7 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use ebpf_common::{ConnKey, ConnState, ControlEvent, NO_FD, control, proto, role, stat};
+use ebpf_common::{ConnKey, ConnState, ControlEvent, NO_FD, control, proto, role, sock, stat};
 
 use crate::{
     maps::{
@@ -24,8 +24,11 @@ use crate::{
 };
 
 const AF_UNIX: u16 = 1;
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+/// `SOCK_DGRAM`, in the low bits of socket(2)'s `type` (above them: SOCK_NONBLOCK, …).
+const SOCK_DGRAM: u64 = 2;
+const SOCK_TYPE_MASK: u64 = 0xf;
 const EINPROGRESS: i64 = 115;
 
 /// Argument `i` of a sys_enter record.
@@ -84,7 +87,63 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     if peer.family != AF_UNIX && EXCLUDE_PORTS.get_ptr(&peer.port).is_some() {
         return 0;
     }
-    create_conn(tgid, args.fd, role::CLIENT, &peer, NO_FD);
+    create_conn(tgid, args.fd, role::CLIENT, &peer, NO_FD, sock::UNKNOWN);
+    0
+}
+
+// ---- socket ----
+
+/// UDP sockets are watched from their creation: an unconnected one (a DNS server's, or a
+/// client's that names the peer in every sendto) never calls connect or accept. Stream
+/// sockets wait for connect/accept, which tell the role.
+#[tracepoint]
+pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
+    // socket(domain, type, protocol): stash only INET/INET6 datagram sockets.
+    let domain = arg(&ctx, 0) as u16;
+    if (domain != AF_INET && domain != AF_INET6) || arg(&ctx, 1) & SOCK_TYPE_MASK != SOCK_DGRAM
+    {
+        return 0;
+    }
+    let (pid_tgid, tgid) = current();
+    if !traced(tgid) {
+        return 0;
+    }
+    stash_args(
+        pid_tgid,
+        &SyscallArgs {
+            ptr: u64::from(domain),
+            addr: 0,
+            ts_ns: 0,
+            fd: 0,
+            iovcnt: 0,
+            kind: kind::SOCKET,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        },
+    );
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
+    let (pid_tgid, tgid) = current();
+    let Some(args) = take_args(pid_tgid) else {
+        return 0;
+    };
+    if args.kind != kind::SOCKET {
+        return 0;
+    }
+    // The new socket's fd.
+    let r = ret(&ctx);
+    if r < 0 {
+        return 0;
+    }
+    let peer = Peer {
+        family: args.ptr as u16,
+        ..Peer::default()
+    };
+    create_conn(tgid, r as u32, role::UNKNOWN, &peer, NO_FD, sock::DGRAM);
     0
 }
 
@@ -138,8 +197,8 @@ fn exit_accept(ctx: &TracePointContext) {
             None => Peer::default(),
         }
     };
-    // `args.fd` is the listening socket.
-    create_conn(tgid, r as u32, role::SERVER, &peer, args.fd);
+    // `args.fd` is the listening socket; accept only returns stream sockets.
+    create_conn(tgid, r as u32, role::SERVER, &peer, args.fd, sock::STREAM);
 }
 
 // ---- close ----
@@ -185,6 +244,7 @@ fn stash_lifecycle(ctx: &TracePointContext, k: u8) {
         pid_tgid,
         &SyscallArgs {
             ptr: arg(ctx, 1),
+            addr: 0,
             ts_ns: 0,
             fd: arg(ctx, 0) as u32,
             iovcnt: 0,
@@ -240,15 +300,19 @@ fn read_peer(ptr: u64) -> Option<Peer> {
 }
 
 /// Starts watching (tgid, fd) with a fresh generation. A still-open inferred entry for the same
-/// key (its close was missed: dup2, close_range, exec) is closed first for user space.
+/// key (its close was missed: dup2, close_range, exec) is closed first for user space. An
+/// uninferred entry from socket(2) (a UDP socket now connecting) passes on its socket type.
 #[inline(always)]
-fn create_conn(tgid: u32, fd: u32, role_hint: u8, peer: &Peer, listen_fd: u32) {
+fn create_conn(tgid: u32, fd: u32, role_hint: u8, peer: &Peer, listen_fd: u32, sock_type: u8) {
     let key = ConnKey { pid: tgid, fd };
+    let mut sock_type = sock_type;
     if let Some(old) = CONNS.get_ptr(&key) {
         // SAFETY: copied out of the live map value.
         let old = unsafe { *old };
         if is_inferred(old.protocol) {
             emit_control(control::CLOSE, &key, &old);
+        } else if sock_type == sock::UNKNOWN {
+            sock_type = old.sock_type;
         }
     }
     // Opaque zero: LLVM would merge literal zero stores into a memset, which the BPF backend
@@ -267,7 +331,8 @@ fn create_conn(tgid: u32, fd: u32, role_hint: u8, peer: &Peer, listen_fd: u32) {
         listen_fd,
         peer_addr: peer.addr,
         pending_header: 0,
-        _pad1: 0,
+        sock_type,
+        _pad1: [0; 3],
     };
     if CONNS.insert(&key, &state, 0).is_err() {
         bump(stat::DROP_CONN_MAP_FULL);

@@ -3,19 +3,39 @@
 
 use std::net::SocketAddr;
 
-use crate::protocol::{Direction, Protocol};
-use crate::record::Role;
+use crate::model::{ConnId, Direction, Protocol, Role};
 
-/// A socket of a process, stable across fd reuse thanks to the generation the kernel assigns
-/// when it first sees the socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId {
-    pub pid: u32,
-    pub fd: u32,
-    pub generation: u32,
+macro_rules! kernel_ids {
+    ($($variant:ident $name:ident $kernel:ident $framer:path, $stitcher:path;)*) => {
+        /// The kernel's `ebpf_common::proto` id of a protocol.
+        pub const fn kernel_id(p: Protocol) -> u8 {
+            match p {
+                $(Protocol::$variant => ebpf_common::proto::$kernel,)*
+            }
+        }
+
+        /// Decodes the kernel's protocol id; `None` for "unknown", "gave up" or garbage.
+        pub fn protocol_of(id: u8) -> Option<Protocol> {
+            match id {
+                $(ebpf_common::proto::$kernel => Some(Protocol::$variant),)*
+                _ => None,
+            }
+        }
+    };
 }
 
-/// Address family the kernel saw in the socket's connect/accept arguments.
+crate::for_each_protocol!(kernel_ids);
+
+// Every kernel id fits the per-protocol counters (`stat::INFER_BASE + id`).
+const _: () = {
+    let mut i = 0;
+    while i < Protocol::ALL.len() {
+        assert!(kernel_id(Protocol::ALL[i]) < ebpf_common::proto::COUNT);
+        i += 1;
+    }
+};
+
+/// Address family the kernel saw in the socket's connect/accept/socket arguments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SocketFamily {
     Inet,
@@ -60,7 +80,7 @@ pub struct CloseEvent {
     pub ts_ns: u64,
 }
 
-/// Bytes of one syscall on an inferred connection (data stream).
+/// Bytes of one syscall (or one datagram) on an inferred connection (data stream).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataEvent<'a> {
     pub conn: ConnId,
@@ -70,9 +90,14 @@ pub struct DataEvent<'a> {
     pub direction: Direction,
     /// Stream position of the first byte.
     pub pos: u64,
-    /// Bytes the syscall transferred; `bytes.len()` ≤ `len` were captured.
+    /// Bytes the syscall transferred; `bytes.len()` ≤ `len` were captured (none for sendfile
+    /// and splice).
     pub len: u32,
     pub bytes: &'a [u8],
+    /// One whole message of a datagram socket.
+    pub datagram: bool,
+    /// The datagram's peer when the syscall named it (unconnected UDP).
+    pub peer: Option<SocketAddr>,
 }
 
 /// One decoded ring item.

@@ -9,7 +9,9 @@ use aya::{
 };
 use ebpf_common::{MAX_CAPTURE, stat};
 
+use super::event::kernel_id;
 use super::{ConnControl, LoadError, RingReader};
+use crate::model::{PROTOCOL_COUNT, Protocol};
 
 /// The object `build.rs` built from `ebpf/probes`.
 static PROBES_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ebpf-probes"));
@@ -18,6 +20,7 @@ static PROBES_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"
 /// first, so an enter never stashes arguments that no exit would take (they would just age out
 /// of the LRU stash, but this keeps the start clean).
 const PROGRAMS: &[&str] = &[
+    "sys_exit_socket",
     "sys_exit_connect",
     "sys_exit_accept",
     "sys_exit_accept4",
@@ -29,6 +32,11 @@ const PROGRAMS: &[&str] = &[
     "sys_exit_recvfrom",
     "sys_exit_sendmsg",
     "sys_exit_recvmsg",
+    "sys_exit_sendmmsg",
+    "sys_exit_recvmmsg",
+    "sys_exit_sendfile64",
+    "sys_exit_splice",
+    "sys_enter_socket",
     "sys_enter_connect",
     "sys_enter_accept",
     "sys_enter_accept4",
@@ -40,6 +48,10 @@ const PROGRAMS: &[&str] = &[
     "sys_enter_recvfrom",
     "sys_enter_sendmsg",
     "sys_enter_recvmsg",
+    "sys_enter_sendmmsg",
+    "sys_enter_recvmmsg",
+    "sys_enter_sendfile64",
+    "sys_enter_splice",
     "sys_enter_close",
 ];
 
@@ -73,8 +85,30 @@ pub struct BpfSettings {
     pub exclude_pids: Vec<u32>,
     /// Peer ports never tracked (the Collector's OTLP port).
     pub exclude_ports: Vec<u16>,
-    /// Bit `1 << ebpf_common::proto::X` for each protocol the kernel may infer.
-    pub enabled_protocols: u32,
+    /// Protocols the kernel may infer (config `protocols.*`); others are given up on.
+    pub enabled_protocols: Vec<Protocol>,
+}
+
+/// The kernel's cumulative counters, summed over CPUs and decoded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    pub control_events: u64,
+    pub data_events: u64,
+    pub data_bytes: u64,
+    /// Bytes moved by sendfile/splice, reported by length only.
+    pub uncaptured_bytes: u64,
+    pub control_ring_full: u64,
+    pub data_ring_full: u64,
+    pub capture_truncated: u64,
+    pub conn_map_full: u64,
+    pub disabled: u64,
+    pub args_map_full: u64,
+    pub read_failed: u64,
+    /// Messages of sendmmsg/recvmmsg beyond the ones the kernel reports.
+    pub mmsg_overflow: u64,
+    pub infer_gave_up: u64,
+    /// Connections inferred, indexed by [`Protocol::index`].
+    pub inferences: [u64; PROTOCOL_COUNT],
 }
 
 /// Verifier facts about one loaded program.
@@ -113,12 +147,16 @@ impl Probes {
         let filter_active =
             u8::from(!settings.pids.is_empty() || !settings.exclude_pids.is_empty());
         let include_only = u8::from(!settings.pids.is_empty());
+        let enabled = settings
+            .enabled_protocols
+            .iter()
+            .fold(0u32, |m, p| m | 1u32 << kernel_id(*p));
         let ebpf = EbpfLoader::new()
             .override_global("SELF_PID", &settings.self_pid, true)
             .override_global("PID_FILTER_ACTIVE", &filter_active, true)
             .override_global("FILTER_INCLUDE_ONLY", &include_only, true)
             .override_global("MAX_CAPTURE_BYTES", &max_capture, true)
-            .override_global("ENABLED_PROTOCOLS", &settings.enabled_protocols, true)
+            .override_global("ENABLED_PROTOCOLS", &enabled, true)
             .map_max_entries("CONNS", settings.max_connections)
             .map_max_entries("SCRATCH", possible_cpus()?)
             .map_max_entries("DATA", ring_size(settings.data_ring_bytes))
@@ -214,8 +252,34 @@ impl Probes {
         ConnControl::new(conns, disabled)
     }
 
+    /// Kernel counters, summed over CPUs and decoded.
+    pub fn stats(&self) -> Result<KernelStats, LoadError> {
+        let raw = self.raw_stats()?;
+        let get = |i: u32| raw.get(i as usize).copied().unwrap_or(0);
+        let mut inferences = [0u64; PROTOCOL_COUNT];
+        for p in Protocol::ALL {
+            inferences[p.index()] = get(stat::INFER_BASE + u32::from(kernel_id(*p)));
+        }
+        Ok(KernelStats {
+            control_events: get(stat::CONTROL_EVENTS),
+            data_events: get(stat::DATA_EVENTS),
+            data_bytes: get(stat::DATA_BYTES),
+            uncaptured_bytes: get(stat::UNCAPTURED_BYTES),
+            control_ring_full: get(stat::DROP_CONTROL_RING_FULL),
+            data_ring_full: get(stat::DROP_DATA_RING_FULL),
+            capture_truncated: get(stat::DROP_CAPTURE_TRUNCATED),
+            conn_map_full: get(stat::DROP_CONN_MAP_FULL),
+            disabled: get(stat::DROP_DISABLED),
+            args_map_full: get(stat::DROP_ARGS_MAP_FULL),
+            read_failed: get(stat::DROP_READ_FAILED),
+            mmsg_overflow: get(stat::DROP_MMSG_OVERFLOW),
+            infer_gave_up: get(stat::INFER_GAVE_UP),
+            inferences,
+        })
+    }
+
     /// Kernel counters (`ebpf_common::stat::*`), summed over CPUs.
-    pub fn stats(&self) -> Result<[u64; stat::COUNT as usize], LoadError> {
+    fn raw_stats(&self) -> Result<[u64; stat::COUNT as usize], LoadError> {
         let map = self
             .ebpf
             .map("STATS")

@@ -3,9 +3,10 @@
 use std::path::Path;
 
 use aya::maps::{HashMap, Map, MapData, MapError};
-use ebpf_common::{ConnKey, ConnState, DisabledKey, SEEDED_GENERATION_BIT, proto, role};
+use ebpf_common::{ConnKey, ConnState, DisabledKey, SEEDED_GENERATION_BIT, proto, role, sock};
 
-use super::{ConnId, LoadError};
+use super::LoadError;
+use crate::model::ConnId;
 
 /// `BPF_NOEXIST`: insert only if the key is absent.
 const BPF_NOEXIST: u64 = 1;
@@ -79,7 +80,8 @@ impl ConnControl {
             listen_fd: ebpf_common::NO_FD,
             peer_addr: [0; 16],
             pending_header: 0,
-            _pad1: 0,
+            sock_type: sock::UNKNOWN,
+            _pad1: [0; 3],
         };
         match self.conns.insert(key, state, BPF_NOEXIST) {
             Ok(()) => Ok(Some(generation)),

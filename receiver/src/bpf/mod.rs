@@ -9,8 +9,8 @@
 //!
 //! Known limits of the kernel side (see `ebpf/probes`): sockets are tracked from connect/accept
 //! in the process that made them; an fd inherited across fork or passed over a unix socket is
-//! not tracked unless user space seeds it; UDP sockets that call connect() get an entry but no
-//! protocol ever matches, so they are given up on after a few messages; process exit closes
+//! not tracked unless user space seeds it; UDP sockets are tracked from socket(2) (or connect),
+//! so UDP sockets created before the receiver started are seen only if seeded; process exit closes
 //! fds without a close syscall, so entries of exited processes stay in `CONNS` until
 //! [`ConnControl::purge_exited`] runs.
 
@@ -21,10 +21,13 @@ mod maps;
 mod ring;
 
 pub use check::{CheckItem, check};
-pub use event::{CloseEvent, ConnId, DataEvent, KernelEvent, OpenEvent, SocketFamily};
-pub use load::{BpfSettings, Probes, ProgramStats};
+pub use event::{CloseEvent, DataEvent, KernelEvent, OpenEvent, SocketFamily};
+pub use load::{BpfSettings, KernelStats, Probes, ProgramStats};
 pub use maps::ConnControl;
 pub use ring::RingReader;
+
+/// Most payload bytes the kernel can capture from one syscall (`ebpf.max_capture_bytes` cap).
+pub const MAX_CAPTURE_BYTES: u32 = ebpf_common::MAX_CAPTURE as u32;
 
 // The capture task and the tracker own these on other tasks/threads.
 const _: () = {

@@ -15,14 +15,12 @@
 use std::{io, mem::size_of, net::SocketAddr, ptr, time::Duration};
 
 use aya::maps::{Map, MapData, RingBuf};
-use ebpf_common::{ControlEvent, DataEventHeader, control, direction, role};
+use ebpf_common::{ControlEvent, DataEventHeader, PeerTrailer, control, data_flag, direction, role};
 use tokio::io::{Interest, unix::AsyncFd};
 
-use super::{CloseEvent, ConnId, DataEvent, KernelEvent, LoadError, OpenEvent, SocketFamily};
-use crate::{
-    protocol::{Direction, Protocol},
-    record::Role,
-};
+use super::event::protocol_of;
+use super::{CloseEvent, DataEvent, KernelEvent, LoadError, OpenEvent, SocketFamily};
+use crate::model::{ConnId, Direction, Role};
 
 /// CLOSEs held back at most; past this they are delivered even if the data ring never ran
 /// empty (a permanently busy ring must not grow this without bound).
@@ -203,7 +201,7 @@ pub(super) fn decode_control(bytes: &[u8]) -> Option<KernelEvent<'static>> {
             Some(KernelEvent::Open(OpenEvent {
                 conn,
                 ts_ns: ev.ts_ns,
-                protocol: Protocol::from_kernel(ev.protocol)?,
+                protocol: protocol_of(ev.protocol)?,
                 role: conn_role(ev.role),
                 family,
                 peer,
@@ -219,9 +217,11 @@ pub(super) fn decode_control(bytes: &[u8]) -> Option<KernelEvent<'static>> {
     }
 }
 
-/// Decodes a data-ring item (header + captured bytes, borrowed); `None` if malformed.
+/// Decodes a data-ring item (header + captured bytes, borrowed, + the datagram's peer); `None`
+/// if malformed.
 pub(super) fn decode_data(bytes: &[u8]) -> Option<DataEvent<'_>> {
     const HDR: usize = size_of::<DataEventHeader>();
+    const TRAILER: usize = size_of::<PeerTrailer>();
     let head = bytes.get(..HDR)?;
     // SAFETY: `head` is exactly HDR bytes; DataEventHeader is #[repr(C)] plain integers and
     // read_unaligned does not need alignment.
@@ -229,7 +229,26 @@ pub(super) fn decode_data(bytes: &[u8]) -> Option<DataEvent<'_>> {
     if h.cap_len > h.len {
         return None;
     }
-    let payload = bytes.get(HDR..HDR.checked_add(h.cap_len as usize)?)?;
+    let payload_end = HDR.checked_add(h.cap_len as usize)?;
+    let payload = bytes.get(HDR..payload_end)?;
+    let peer = if h.flags & data_flag::PEER != 0 {
+        let raw = bytes.get(payload_end..payload_end.checked_add(TRAILER)?)?;
+        // SAFETY: `raw` is exactly TRAILER bytes; PeerTrailer is #[repr(C)] plain integers.
+        let t: PeerTrailer = unsafe { ptr::read_unaligned(raw.as_ptr().cast()) };
+        match t.family {
+            AF_INET => {
+                let [a, b, c, d, ..] = t.addr;
+                Some(SocketAddr::from(([a, b, c, d], t.port)))
+            }
+            AF_INET6 => {
+                let ip = std::net::IpAddr::from(t.addr).to_canonical();
+                Some(SocketAddr::new(ip, t.port))
+            }
+            _ => return None,
+        }
+    } else {
+        None
+    };
     let direction = match h.direction {
         direction::EGRESS => Direction::Egress,
         direction::INGRESS => Direction::Ingress,
@@ -242,11 +261,13 @@ pub(super) fn decode_data(bytes: &[u8]) -> Option<DataEvent<'_>> {
             generation: h.generation,
         },
         ts_ns: h.ts_ns,
-        protocol: Protocol::from_kernel(h.protocol)?,
+        protocol: protocol_of(h.protocol)?,
         role: conn_role(h.role),
         direction,
         pos: h.pos,
         len: h.len,
         bytes: payload,
+        datagram: h.flags & data_flag::DATAGRAM != 0,
+        peer,
     })
 }

@@ -1,61 +1,33 @@
 //! Protocol parsing: pure, synchronous, no unsafe, no aya/tokio/OTLP imports.
 //!
 //! Each protocol is one folder with fixed file roles (`mod.rs`, `types.rs`, `frame.rs`,
-//! `stitch.rs`, `tests.rs`, `testdata/`). A [`Framer`] cuts frames off a byte stream, a
-//! [`Stitcher`] pairs request frames with response frames into [`Record`]s, and the one generic
-//! loop in [`pipeline`] drives both (frame → push, skip, incomplete, invalid → count and resync).
-//! [`ConnParser`] is the closed set of per-connection parsers the tracker holds.
+//! `stitch.rs`, `tests.rs`, `testdata/`). A [`Framer`] cuts frames off a byte stream (or reads
+//! one datagram), a [`Stitcher`] pairs request frames with response frames into [`Record`]s,
+//! and the one generic loop in [`pipeline`] drives both (frame → push, skip, incomplete,
+//! invalid → count and resync). [`ConnParser`] is the closed set of per-connection parsers the
+//! tracker holds, generated from the protocol declaration in [`crate::model`].
 //!
-//! Adding a protocol = one folder here, one [`Protocol`] variant, one inference function in
-//! `ebpf/probes`, one semantic-convention mapping in `span/`.
+//! Adding a protocol = one folder here, one line in `for_each_protocol!`, one inference
+//! function in `ebpf/probes/src/infer/`, one semantic-convention mapping in `span/`, one e2e
+//! file in `integration/tests/`.
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 
+pub mod chaos;
+pub mod cursor;
 pub mod mysql;
 pub mod pipeline;
 pub mod sql;
 pub mod stream;
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 
-use crate::record::{Record, Role};
+use crate::model::{Direction, Protocol, Role};
+use crate::record::Record;
 
+pub use cursor::Cursor;
 pub use pipeline::Pipeline;
 pub use stream::ByteStream;
-
-/// The closed set of protocols, one per kernel inference function.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    Mysql,
-}
-
-impl Protocol {
-    /// Every protocol, for pre-registering metric label values.
-    pub const ALL: [Protocol; 1] = [Protocol::Mysql];
-
-    /// Decodes the kernel's `ebpf_common::proto::*` value.
-    pub fn from_kernel(value: u8) -> Option<Protocol> {
-        match value {
-            ebpf_common::proto::MYSQL => Some(Protocol::Mysql),
-            _ => None,
-        }
-    }
-
-    /// Bounded label value for metrics and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Mysql => "mysql",
-        }
-    }
-}
-
-/// Direction of bytes relative to the traced process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// Written by the traced process.
-    Egress,
-    /// Read by the traced process.
-    Ingress,
-}
 
 /// Whether the bytes being framed are requests or responses for this connection
 /// (egress of a client = requests; egress of a server = responses).
@@ -79,13 +51,19 @@ impl MessageKind {
     }
 }
 
+/// `Parse::Frame` length of a message that ends only when the connection closes (an HTTP/1.0
+/// response without Content-Length): the stream discards everything after it and the frame's
+/// end is the last byte seen before the close.
+pub const UNTIL_CLOSE: usize = usize::MAX;
+
 /// Outcome of cutting one frame off the head of a stream. Bad bytes are an outcome, not an
 /// error, and never a panic.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parse<F> {
     /// A complete frame spanning `len` bytes from the head. `len` may exceed the buffered
     /// bytes when the framer kept the prefix it needs: the stream discards the rest of the
-    /// frame as it arrives (a gap there loses nothing).
+    /// frame as it arrives (a gap there loses nothing), and the frame is stamped with the time
+    /// of its true last byte once that arrives. [`UNTIL_CLOSE`]: the frame ends at the close.
     Frame { frame: F, len: usize },
     /// `len` valid bytes that yield no frame (e.g. a handshake packet kept only as state);
     /// like `Frame`, `len` may run past the buffered bytes.
@@ -96,7 +74,7 @@ pub enum Parse<F> {
     Invalid,
 }
 
-/// The bytes of one captured syscall in one direction of a connection.
+/// The bytes of one captured syscall (or one datagram) in one direction of a connection.
 #[derive(Clone, Copy, Debug)]
 pub struct Chunk<'a> {
     pub direction: Direction,
@@ -107,8 +85,12 @@ pub struct Chunk<'a> {
     /// The captured bytes (≤ `len`).
     pub bytes: &'a [u8],
     /// Bytes the syscall transferred; the `len - bytes.len()` after `bytes` were not captured
-    /// and form a gap of known size.
+    /// and form a gap of known size (all of them for sendfile/splice).
     pub len: u32,
+    /// One whole message of a datagram socket: framed on its own, boundaries kept.
+    pub datagram: bool,
+    /// The datagram's peer, when the syscall named it (unconnected UDP).
+    pub peer: Option<SocketAddr>,
 }
 
 /// A frame stamped by the pipeline with the times of its first and last byte.
@@ -116,7 +98,25 @@ pub struct Chunk<'a> {
 pub struct Timed<F> {
     pub start_ns: u64,
     pub end_ns: u64,
+    /// False when the frame's last byte was never seen (lost in a gap, or the connection closed
+    /// first): `end_ns` is then the last byte that was.
+    pub complete: bool,
+    /// The datagram's peer (unconnected UDP), else `None`.
+    pub peer: Option<SocketAddr>,
     pub frame: F,
+}
+
+impl<F> Timed<F> {
+    /// A complete frame without a peer (for tests and stitchers building their own).
+    pub fn new(start_ns: u64, end_ns: u64, frame: F) -> Timed<F> {
+        Timed {
+            start_ns,
+            end_ns,
+            complete: true,
+            peer: None,
+            frame,
+        }
+    }
 }
 
 /// Bytes → frames. One impl per protocol, in `<proto>/frame.rs`.
@@ -124,6 +124,8 @@ pub trait Framer {
     type Frame;
     /// Per-connection framing state (capability flags, …).
     type State: Default;
+
+    fn new(limits: ParserLimits) -> Self;
 
     fn parse(&self, kind: MessageKind, buf: &[u8], state: &mut Self::State) -> Parse<Self::Frame>;
 
@@ -148,12 +150,31 @@ pub trait Framer {
     ) -> Parse<Self::Frame> {
         Parse::Incomplete
     }
+
+    /// One whole datagram (`truncated`: its tail was not captured). The default frames it
+    /// like the head of a stream; protocols whose stream form adds framing (DNS over TCP has a
+    /// length prefix) override it.
+    fn parse_datagram(
+        &self,
+        kind: MessageKind,
+        msg: &[u8],
+        truncated: bool,
+        state: &mut Self::State,
+    ) -> Parse<Self::Frame> {
+        if truncated {
+            self.parse_before_gap(kind, msg, state)
+        } else {
+            self.parse(kind, msg, state)
+        }
+    }
 }
 
 /// Frames → records. One impl per protocol, in `<proto>/stitch.rs`.
 pub trait Stitcher {
     type Frame;
     type State: Default;
+
+    fn new(limits: ParserLimits) -> Self;
 
     /// Pairs requests with responses, appending to `out`. Removes matched frames and frames
     /// that can never match (counted in `stats`); leaves the rest queued.
@@ -166,7 +187,8 @@ pub trait Stitcher {
         stats: &mut ParseStats,
     );
 
-    /// Gives up on requests whose first byte is older than `deadline_ns`.
+    /// Gives up on requests whose first byte is older than `deadline_ns` (`u64::MAX` when the
+    /// connection is gone).
     fn expire(
         &mut self,
         reqs: &mut VecDeque<Timed<Self::Frame>>,
@@ -182,7 +204,8 @@ pub trait Stitcher {
 pub struct ParseStats {
     /// Frames parsed.
     pub frames: u64,
-    /// Times the framer said `Invalid` and the pipeline had to look for the next boundary.
+    /// Times the framer said `Invalid` (a stream position or a datagram that is not the
+    /// protocol).
     pub invalid: u64,
     /// Resyncs after invalid bytes or a gap in the stream.
     pub resyncs: u64,
@@ -232,47 +255,57 @@ impl Default for ParserLimits {
     }
 }
 
-/// The parser of one connection: the closed enum the tracker holds.
-pub enum ConnParser {
-    Mysql(Pipeline<mysql::MysqlFramer, mysql::MysqlStitcher>),
+macro_rules! conn_parser {
+    ($($variant:ident $name:ident $kernel:ident $framer:path, $stitcher:path;)*) => {
+        /// The parser of one connection: the closed enum the tracker holds, one variant per
+        /// line of the protocol declaration.
+        pub enum ConnParser {
+            $($variant(Pipeline<$framer, $stitcher>),)*
+        }
+
+        impl ConnParser {
+            pub fn new(protocol: Protocol, role: Role, limits: ParserLimits) -> ConnParser {
+                match protocol {
+                    $(Protocol::$variant => ConnParser::$variant(Pipeline::new(role, limits)),)*
+                }
+            }
+
+            pub fn protocol(&self) -> Protocol {
+                match self {
+                    $(ConnParser::$variant(_) => Protocol::$variant,)*
+                }
+            }
+
+            /// Feeds one captured syscall (or datagram).
+            pub fn on_data(&mut self, chunk: Chunk<'_>, out: &mut Vec<Record>, stats: &mut ParseStats) {
+                match self {
+                    $(ConnParser::$variant(p) => p.on_data(chunk, out, stats),)*
+                }
+            }
+
+            /// Gives up on requests older than `deadline_ns` (sweep tick).
+            pub fn expire(&mut self, deadline_ns: u64, out: &mut Vec<Record>, stats: &mut ParseStats) {
+                match self {
+                    $(ConnParser::$variant(p) => p.expire(deadline_ns, out, stats),)*
+                }
+            }
+
+            /// The connection is gone: frames waiting for their last byte end here, then
+            /// every pending request is settled.
+            pub fn close(&mut self, out: &mut Vec<Record>, stats: &mut ParseStats) {
+                match self {
+                    $(ConnParser::$variant(p) => p.close(out, stats),)*
+                }
+            }
+
+            /// Bytes buffered in both directions (for memory accounting).
+            pub fn buffered_bytes(&self) -> usize {
+                match self {
+                    $(ConnParser::$variant(p) => p.buffered_bytes(),)*
+                }
+            }
+        }
+    };
 }
 
-impl ConnParser {
-    pub fn new(protocol: Protocol, role: Role, limits: ParserLimits) -> ConnParser {
-        match protocol {
-            Protocol::Mysql => ConnParser::Mysql(Pipeline::new(
-                mysql::MysqlFramer::new(limits),
-                mysql::MysqlStitcher::new(limits),
-                role,
-                limits,
-            )),
-        }
-    }
-
-    pub fn protocol(&self) -> Protocol {
-        match self {
-            ConnParser::Mysql(_) => Protocol::Mysql,
-        }
-    }
-
-    /// Feeds one captured syscall.
-    pub fn on_data(&mut self, chunk: Chunk<'_>, out: &mut Vec<Record>, stats: &mut ParseStats) {
-        match self {
-            ConnParser::Mysql(p) => p.on_data(chunk, out, stats),
-        }
-    }
-
-    /// Gives up on requests older than `deadline_ns` (sweep tick).
-    pub fn expire(&mut self, deadline_ns: u64, out: &mut Vec<Record>, stats: &mut ParseStats) {
-        match self {
-            ConnParser::Mysql(p) => p.expire(deadline_ns, out, stats),
-        }
-    }
-
-    /// Bytes buffered in both directions (for memory accounting).
-    pub fn buffered_bytes(&self) -> usize {
-        match self {
-            ConnParser::Mysql(p) => p.buffered_bytes(),
-        }
-    }
-}
+crate::for_each_protocol!(conn_parser);

@@ -2,37 +2,58 @@
 //!
 //! Per connection: two [`ByteStream`]s (egress, ingress), the framer's per-connection state
 //! (shared by both directions, because handshake facts seen in one direction shape the other),
-//! the stitcher's state, and two bounded frame queues (requests, responses). Each captured chunk
-//! goes through:
+//! the stitcher's state, and two bounded frame queues (requests, responses).
 //!
+//! **Stream mode** (TCP, Unix sockets). Each captured chunk goes through:
 //! 1. the stream (duplicates trimmed, gaps and overflow turned into a resync request);
-//! 2. the loop: resync if asked (`find_boundary` from 0), then `parse` until `Incomplete`:
+//! 2. the *tail* check: a frame longer than the bytes buffered when it was cut (a response body
+//!    the framer follows by its length, bytes moved by sendfile) waits here until the chunk
+//!    holding its last byte arrives, and is stamped with that chunk's time. If that chunk was
+//!    lost, or the connection closes first, the frame is queued marked incomplete;
+//! 3. the loop: resync if asked (`find_boundary` from 0), then `parse` until `Incomplete`:
 //!    `Frame` → stamp with the times of its first and last byte, queue, consume; `Skip` →
 //!    consume; `Invalid` → count, `find_boundary` from 1 and drop the bytes before it;
-//! 3. the trailing gap of the chunk (bytes the kernel did not copy);
-//! 4. `stitch`, which turns paired frames into records.
+//! 4. the trailing gap of the chunk (bytes the kernel did not copy);
+//! 5. `stitch`, which turns paired frames into records.
 //!
-//! A frame's `len` may exceed the buffered bytes: the framer kept the prefix it needs and the
-//! stream discards the rest as it arrives (so a gap there loses nothing).
+//! **Datagram mode** (UDP). One chunk is one message: framed on its own with
+//! `Framer::parse_datagram`, stamped with the chunk's time and peer, never buffered across
+//! chunks; an invalid datagram is counted and dropped (no resync needed).
 
 use std::collections::VecDeque;
 
+use crate::model::{Direction, Role};
 use crate::protocol::{
-    ByteStream, Chunk, Direction, Framer, MessageKind, Parse, ParseStats, ParserLimits, Stitcher,
-    Timed,
+    ByteStream, Chunk, Framer, MessageKind, Parse, ParseStats, ParserLimits, Stitcher, Timed,
 };
-use crate::record::{Record, Role};
+use crate::record::Record;
 
 /// Safety valve: most framer calls per chunk (each call consumes ≥ 1 byte or stops).
 const MAX_STEPS_PER_CHUNK: usize = 1 << 20;
+
+/// A frame cut before its last byte arrived, waiting for it.
+struct Tail<Fr> {
+    timed: Timed<Fr>,
+    kind: MessageKind,
+    /// Stream position just past the frame's last byte (`u64::MAX`: until the close).
+    end_pos: u64,
+}
+
+/// One direction: its bytes and the frame waiting for its last byte.
+struct Side<Fr> {
+    stream: ByteStream,
+    tail: Option<Tail<Fr>>,
+    /// Time of the newest chunk seen in this direction.
+    last_ts: u64,
+}
 
 pub struct Pipeline<F: Framer, S: Stitcher<Frame = F::Frame>> {
     framer: F,
     stitcher: S,
     role: Role,
     limits: ParserLimits,
-    egress: ByteStream,
-    ingress: ByteStream,
+    egress: Side<F::Frame>,
+    ingress: Side<F::Frame>,
     framing: F::State,
     stitching: S::State,
     requests: VecDeque<Timed<F::Frame>>,
@@ -40,14 +61,19 @@ pub struct Pipeline<F: Framer, S: Stitcher<Frame = F::Frame>> {
 }
 
 impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
-    pub fn new(framer: F, stitcher: S, role: Role, limits: ParserLimits) -> Self {
+    pub fn new(role: Role, limits: ParserLimits) -> Self {
+        let side = || Side {
+            stream: ByteStream::new(limits.max_buffer_bytes),
+            tail: None,
+            last_ts: 0,
+        };
         Pipeline {
-            framer,
-            stitcher,
+            framer: F::new(limits),
+            stitcher: S::new(limits),
             role,
             limits,
-            egress: ByteStream::new(limits.max_buffer_bytes),
-            ingress: ByteStream::new(limits.max_buffer_bytes),
+            egress: side(),
+            ingress: side(),
             framing: F::State::default(),
             stitching: S::State::default(),
             requests: VecDeque::new(),
@@ -57,26 +83,41 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
 
     /// Feeds one captured syscall (see [`crate::protocol::ConnParser::on_data`]).
     pub fn on_data(&mut self, chunk: Chunk<'_>, out: &mut Vec<Record>, stats: &mut ParseStats) {
+        if chunk.datagram {
+            self.on_datagram(chunk, out, stats);
+            return;
+        }
         let Chunk {
             direction,
             pos,
             ts_ns,
             bytes,
             len,
+            ..
         } = chunk;
         let kind = MessageKind::of(self.role, direction);
         let max = self.limits.max_queued_frames.max(1);
-        self.stream(direction).push(pos, ts_ns, bytes, stats);
+        let reported_end = pos.saturating_add(u64::from(len));
+        let at = ChunkSpan {
+            pos,
+            end: reported_end,
+            ts_ns,
+        };
+        {
+            let side = self.side(direction);
+            side.stream.push(pos, ts_ns, bytes, stats);
+        }
+        self.settle_tail(direction, at, stats);
         // Frame in rounds: when the queue fills (a large result set in one read), stitch to
         // drain it before framing on; only a queue that stitching cannot drain drops frames.
         for _ in 0..MAX_STEPS_PER_CHUNK {
-            let full = self.frame_round(direction, kind, true, stats);
+            let full = self.frame_round(direction, kind, at, true, stats);
             self.stitch(out, stats);
             if !full {
                 break;
             }
             if self.queue(kind).len() >= max {
-                self.frame_round(direction, kind, false, stats);
+                self.frame_round(direction, kind, at, false, stats);
                 self.stitch(out, stats);
                 break;
             }
@@ -84,7 +125,6 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
         // Bytes the kernel reported but did not copy: let the framer cut the head frame from
         // the prefix it has (its tail is then skipped, not lost), then record the gap.
         let captured_end = pos.saturating_add(bytes.len() as u64);
-        let reported_end = pos.saturating_add(u64::from(len));
         let Pipeline {
             framer,
             framing,
@@ -94,7 +134,7 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
             responses,
             ..
         } = self;
-        let stream = match direction {
+        let side = match direction {
             Direction::Egress => egress,
             Direction::Ingress => ingress,
         };
@@ -102,22 +142,84 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
             MessageKind::Request => requests,
             MessageKind::Response => responses,
         };
-        if reported_end > captured_end && stream.end_pos().is_some_and(|e| e < reported_end) {
+        if reported_end > captured_end && side.stream.end_pos().is_some_and(|e| e < reported_end)
+        {
             for _ in 0..MAX_STEPS_PER_CHUNK {
-                if stream.is_empty() || stream.needs_resync() {
+                if side.stream.is_empty() || side.stream.needs_resync() || side.tail.is_some() {
                     break;
                 }
-                match framer.parse_before_gap(kind, stream.bytes(), framing) {
+                match framer.parse_before_gap(kind, side.stream.bytes(), framing) {
                     Parse::Frame { frame, len } if len > 0 => {
-                        queue_frame(stream, queue, frame, len, kind, max, stats);
+                        queue_frame(side, queue, frame, len, kind, max, at, stats);
                     }
-                    Parse::Skip { len } if len > 0 => stream.consume(len as u64),
+                    Parse::Skip { len } if len > 0 => side.stream.consume(len as u64),
                     _ => break,
                 }
             }
-            stream.gap_to(reported_end, stats);
+            side.stream.gap_to(reported_end, stats);
             self.stitch(out, stats);
         }
+    }
+
+    /// Datagram mode: the chunk is one whole message.
+    fn on_datagram(&mut self, chunk: Chunk<'_>, out: &mut Vec<Record>, stats: &mut ParseStats) {
+        let kind = MessageKind::of(self.role, chunk.direction);
+        let truncated = (chunk.bytes.len() as u64) < u64::from(chunk.len);
+        if truncated {
+            stats.bytes_lost += u64::from(chunk.len) - chunk.bytes.len() as u64;
+        }
+        self.side(chunk.direction).last_ts = chunk.ts_ns;
+        match self
+            .framer
+            .parse_datagram(kind, chunk.bytes, truncated, &mut self.framing)
+        {
+            Parse::Frame { frame, .. } => {
+                stats.frames += 1;
+                let max = self.limits.max_queued_frames.max(1);
+                let queue = match kind {
+                    MessageKind::Request => &mut self.requests,
+                    MessageKind::Response => &mut self.responses,
+                };
+                push_bounded(
+                    queue,
+                    Timed {
+                        start_ns: chunk.ts_ns,
+                        end_ns: chunk.ts_ns,
+                        complete: true,
+                        peer: chunk.peer,
+                        frame,
+                    },
+                    kind,
+                    max,
+                    stats,
+                );
+                self.stitch(out, stats);
+            }
+            Parse::Skip { .. } => {}
+            Parse::Incomplete | Parse::Invalid => {
+                stats.invalid += 1;
+                stats.bytes_lost += chunk.bytes.len() as u64;
+            }
+        }
+    }
+
+    /// Completes the tail of `direction` if `at` holds its last byte, or marks it incomplete if
+    /// `at` starts past it (the chunk holding it was lost).
+    fn settle_tail(&mut self, direction: Direction, at: ChunkSpan, stats: &mut ParseStats) {
+        let max = self.limits.max_queued_frames.max(1);
+        let Pipeline {
+            egress,
+            ingress,
+            requests,
+            responses,
+            ..
+        } = self;
+        let side = match direction {
+            Direction::Egress => egress,
+            Direction::Ingress => ingress,
+        };
+        settle(side, requests, responses, at, max, stats);
+        side.last_ts = side.last_ts.max(at.ts_ns);
     }
 
     fn stitch(&mut self, out: &mut Vec<Record>, stats: &mut ParseStats) {
@@ -130,7 +232,7 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
         );
     }
 
-    fn stream(&mut self, direction: Direction) -> &mut ByteStream {
+    fn side(&mut self, direction: Direction) -> &mut Side<F::Frame> {
         match direction {
             Direction::Egress => &mut self.egress,
             Direction::Ingress => &mut self.ingress,
@@ -149,10 +251,11 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
         &mut self,
         direction: Direction,
         kind: MessageKind,
+        at: ChunkSpan,
         stop_when_full: bool,
         stats: &mut ParseStats,
     ) -> bool {
-        let stream = match direction {
+        let side = match direction {
             Direction::Egress => &mut self.egress,
             Direction::Ingress => &mut self.ingress,
         };
@@ -163,11 +266,14 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
         run_framer(
             &self.framer,
             kind,
-            stream,
+            side,
             &mut self.framing,
             queue,
-            self.limits.max_queued_frames.max(1),
-            stop_when_full,
+            Bounds {
+                max_queued: self.limits.max_queued_frames.max(1),
+                stop_when_full,
+            },
+            at,
             stats,
         )
     }
@@ -183,9 +289,30 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
         );
     }
 
+    /// The connection closed: a frame that runs until the close ends at the last byte seen;
+    /// any other frame still waiting for its last byte is queued as incomplete. Then every
+    /// pending request is settled.
+    pub fn close(&mut self, out: &mut Vec<Record>, stats: &mut ParseStats) {
+        let max = self.limits.max_queued_frames.max(1);
+        for side in [&mut self.egress, &mut self.ingress] {
+            if let Some(tail) = side.tail.take() {
+                let mut timed = tail.timed;
+                timed.end_ns = side.last_ts.max(timed.start_ns);
+                timed.complete = tail.end_pos == u64::MAX;
+                let queue = match tail.kind {
+                    MessageKind::Request => &mut self.requests,
+                    MessageKind::Response => &mut self.responses,
+                };
+                push_bounded(queue, timed, tail.kind, max, stats);
+            }
+        }
+        self.stitch(out, stats);
+        self.expire(u64::MAX, out, stats);
+    }
+
     /// Bytes buffered in both directions.
     pub fn buffered_bytes(&self) -> usize {
-        self.egress.len() + self.ingress.len()
+        self.egress.stream.len() + self.ingress.stream.len()
     }
 
     /// Frames waiting for a partner (requests, responses); for tests and accounting.
@@ -194,9 +321,58 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
     }
 }
 
-/// Cuts every complete frame off `stream` into `queue`. With `stop_when_full`, returns `true`
-/// as soon as the queue holds `max_queued` frames (the caller stitches, then calls again);
-/// otherwise the oldest queued frame is dropped for each new one beyond the bound.
+/// The stream positions a chunk reported (captured or not) and its time.
+#[derive(Clone, Copy, Debug)]
+struct ChunkSpan {
+    pos: u64,
+    /// Just past the chunk's last reported byte.
+    end: u64,
+    ts_ns: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Bounds {
+    max_queued: usize,
+    /// Return `true` as soon as the queue holds `max_queued` frames (the caller stitches, then
+    /// calls again); otherwise the oldest queued frame is dropped for each new one beyond it.
+    stop_when_full: bool,
+}
+
+fn settle<Fr>(
+    side: &mut Side<Fr>,
+    requests: &mut VecDeque<Timed<Fr>>,
+    responses: &mut VecDeque<Timed<Fr>>,
+    at: ChunkSpan,
+    max: usize,
+    stats: &mut ParseStats,
+) {
+    let Some(tail) = side.tail.as_ref() else {
+        return;
+    };
+    let ends_here = at.pos < tail.end_pos && at.end >= tail.end_pos;
+    let lost = at.pos >= tail.end_pos;
+    if !ends_here && !lost {
+        return;
+    }
+    let Some(tail) = side.tail.take() else {
+        return;
+    };
+    let mut timed = tail.timed;
+    if ends_here {
+        timed.end_ns = at.ts_ns.max(timed.start_ns);
+    } else {
+        // The chunk with the last byte never arrived: its time is unknown.
+        timed.end_ns = side.last_ts.max(timed.start_ns);
+        timed.complete = false;
+    }
+    let queue = match tail.kind {
+        MessageKind::Request => requests,
+        MessageKind::Response => responses,
+    };
+    push_bounded(queue, timed, tail.kind, max, stats);
+}
+
+/// Cuts every complete frame off the stream of `side` into `queue`.
 #[expect(
     clippy::too_many_arguments,
     reason = "disjoint borrows of the pipeline's fields"
@@ -204,18 +380,19 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
 fn run_framer<F: Framer>(
     framer: &F,
     kind: MessageKind,
-    stream: &mut ByteStream,
+    side: &mut Side<F::Frame>,
     state: &mut F::State,
     queue: &mut VecDeque<Timed<F::Frame>>,
-    max_queued: usize,
-    stop_when_full: bool,
+    bounds: Bounds,
+    at: ChunkSpan,
     stats: &mut ParseStats,
 ) -> bool {
     for _ in 0..MAX_STEPS_PER_CHUNK {
-        if stream.is_empty() {
+        let stream = &mut side.stream;
+        if stream.is_empty() || side.tail.is_some() {
             return false;
         }
-        if stop_when_full && queue.len() >= max_queued {
+        if bounds.stop_when_full && queue.len() >= bounds.max_queued {
             return true;
         }
         if stream.needs_resync() {
@@ -238,7 +415,7 @@ fn run_framer<F: Framer>(
         }
         match framer.parse(kind, stream.bytes(), state) {
             Parse::Frame { frame, len } if len > 0 => {
-                queue_frame(stream, queue, frame, len, kind, max_queued, stats);
+                queue_frame(side, queue, frame, len, kind, bounds.max_queued, at, stats);
             }
             Parse::Skip { len } if len > 0 => stream.consume(len as u64),
             Parse::Incomplete => return false,
@@ -263,25 +440,77 @@ fn run_framer<F: Framer>(
     false
 }
 
-/// Stamps a frame with the times of its first and last buffered byte, queues it (dropping the
-/// oldest beyond the bound, counted as unmatched) and consumes its bytes.
+/// Stamps a frame with the times of its first and last byte and queues it, consuming its
+/// bytes. A frame longer than what is buffered becomes the side's tail: it is queued when the
+/// chunk holding its last byte arrives (at once when that is the current chunk `at`).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "disjoint borrows of the pipeline's fields"
+)]
 fn queue_frame<Fr>(
-    stream: &mut ByteStream,
+    side: &mut Side<Fr>,
     queue: &mut VecDeque<Timed<Fr>>,
     frame: Fr,
     len: usize,
     kind: MessageKind,
     max_queued: usize,
+    at: ChunkSpan,
     stats: &mut ParseStats,
 ) {
+    let stream = &mut side.stream;
     let first = stream.head_pos();
-    let last = first + (len.min(stream.len()) as u64).saturating_sub(1);
+    let buffered = stream.len();
+    let start_ns = stream.ts_at(first);
+    stats.frames += 1;
+    if len <= buffered {
+        let last = first + (len as u64).saturating_sub(1);
+        let timed = Timed {
+            start_ns,
+            end_ns: stream.ts_at(last),
+            complete: true,
+            peer: None,
+            frame,
+        };
+        stream.consume(len as u64);
+        push_bounded(queue, timed, kind, max_queued, stats);
+        return;
+    }
+    let end_pos = if len == super::UNTIL_CLOSE {
+        u64::MAX
+    } else {
+        first.saturating_add(len as u64)
+    };
+    let last_buffered = first + (buffered as u64).saturating_sub(1);
     let timed = Timed {
-        start_ns: stream.ts_at(first),
-        end_ns: stream.ts_at(last),
+        start_ns,
+        end_ns: stream.ts_at(last_buffered),
+        complete: true,
+        peer: None,
         frame,
     };
-    stats.frames += 1;
+    stream.consume(len as u64);
+    if at.end >= end_pos {
+        // The last byte is in the current chunk, past what was captured.
+        let mut timed = timed;
+        timed.end_ns = at.ts_ns.max(timed.start_ns);
+        push_bounded(queue, timed, kind, max_queued, stats);
+        return;
+    }
+    side.tail = Some(Tail {
+        timed,
+        kind,
+        end_pos,
+    });
+}
+
+/// Queues a frame, dropping the oldest beyond the bound (counted as unmatched).
+fn push_bounded<Fr>(
+    queue: &mut VecDeque<Timed<Fr>>,
+    timed: Timed<Fr>,
+    kind: MessageKind,
+    max_queued: usize,
+    stats: &mut ParseStats,
+) {
     if queue.len() >= max_queued.max(1) {
         queue.pop_front();
         match kind {
@@ -290,5 +519,7 @@ fn queue_frame<Fr>(
         }
     }
     queue.push_back(timed);
-    stream.consume(len as u64);
 }
+
+#[cfg(test)]
+mod tests;

@@ -164,7 +164,7 @@ impl ByteStream {
         if n <= have {
             self.advance(usize::try_from(n).unwrap_or(usize::MAX));
         } else {
-            let target = self.head_pos + n;
+            let target = self.head_pos.saturating_add(n);
             self.clear_to(self.head_pos + have);
             self.skip_until = self.skip_until.max(target);
             self.head_pos = target;

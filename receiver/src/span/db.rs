@@ -28,33 +28,40 @@
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 
-use super::{kv_int, kv_str};
-use crate::record::{ConnMeta, DbExchange, DbOutcome, DbSystem, Role, Transport};
+use super::{kv_str, network, non_empty};
+use crate::model::{ConnMeta, Protocol};
+use crate::record::{DbExchange, DbOutcome};
 
-/// The port a DBMS listens on when none is configured; `server.port` is Conditionally Required
-/// only when it differs.
-fn default_port(system: DbSystem) -> u16 {
-    match system {
-        DbSystem::Mysql => 3306,
+/// What the conventions say of one database system.
+struct System {
+    /// `db.system.name`.
+    name: &'static str,
+    /// The port it listens on when none is configured: `server.port` is Conditionally
+    /// Required only when it differs.
+    default_port: u16,
+    /// Whether a span without a summary is named `{operation} {db.namespace}` (SQL) or just
+    /// `{operation}` (Redis: "SHOULD NOT" put the database index in the name).
+    namespace_in_name: bool,
+}
+
+/// One line per database protocol.
+fn system(protocol: Protocol) -> System {
+    let (name, default_port, namespace_in_name) = match protocol {
+        Protocol::Mysql => ("mysql", 3306, true),
+    };
+    System {
+        name,
+        default_port,
+        namespace_in_name,
     }
 }
 
-/// Commands whose operation lives in their SQL text: naming them `QUERY` would put a protocol
-/// detail where semconv expects an SQL operation, so without a summary they fall back to
-/// `{db.namespace}` / `{db.system.name}`.
-fn carries_sql(command: &str) -> bool {
-    matches!(command, "QUERY" | "STMT_PREPARE" | "STMT_EXECUTE")
-}
-
-fn non_empty(s: &Option<String>) -> Option<&str> {
-    s.as_deref().filter(|s| !s.is_empty())
-}
-
 /// Sets the name, attributes and status of a database span.
-pub(super) fn fill(span: &mut Span, conn: &ConnMeta, db: &DbExchange) {
+pub(super) fn fill(span: &mut Span, conn: &ConnMeta, protocol: Protocol, db: &DbExchange) {
+    let sys = system(protocol);
     let attrs = &mut span.attributes;
     attrs.reserve(12);
-    attrs.push(kv_str("db.system.name", db.system.as_str()));
+    attrs.push(kv_str("db.system.name", sys.name));
     let namespace = non_empty(&db.namespace);
     if let Some(ns) = namespace {
         attrs.push(kv_str("db.namespace", ns));
@@ -63,20 +70,41 @@ pub(super) fn fill(span: &mut Span, conn: &ConnMeta, db: &DbExchange) {
         attrs.push(kv_str("db.query.text", text));
     }
     let summary = non_empty(&db.query_summary);
-    span.name = if let Some(s) = summary {
+    let operation = non_empty(&db.operation);
+    span.name = if db.prepare_only {
+        // A round trip that only prepares: named apart from the execution it prepares, and no
+        // `db.query.summary`, so span metrics keyed by either never count it as that query.
+        attrs.push(kv_str("db.operation.name", "PREPARE"));
+        match summary {
+            Some(s) => format!("PREPARE {s}"),
+            None => "PREPARE".to_string(),
+        }
+    } else if let Some(s) = summary {
         attrs.push(kv_str("db.query.summary", s));
+        if let Some(op) = operation {
+            attrs.push(kv_str("db.operation.name", op));
+        }
         s.to_string()
-    } else if !db.command.is_empty() && !carries_sql(db.command) {
-        attrs.push(kv_str("db.operation.name", db.command));
-        match namespace {
-            Some(ns) => format!("{} {ns}", db.command),
-            None => db.command.to_string(),
+    } else if let Some(op) = operation {
+        attrs.push(kv_str("db.operation.name", op));
+        match namespace.filter(|_| sys.namespace_in_name) {
+            Some(ns) => format!("{op} {ns}"),
+            None => op.to_string(),
         }
     } else {
-        namespace.unwrap_or(db.system.as_str()).to_string()
+        namespace
+            .filter(|_| sys.namespace_in_name)
+            .unwrap_or(sys.name)
+            .to_string()
     };
-    if let DbOutcome::Error { code, sqlstate } = &db.outcome {
-        // `error.type` must be low-cardinality: the error number is; fall back to `_OTHER`.
+    if let Some(n) = db.batch_size.filter(|&n| n > 1) {
+        attrs.push(super::kv_int(
+            "db.operation.batch.size",
+            i64::try_from(n).unwrap_or(i64::MAX),
+        ));
+    }
+    if let DbOutcome::Error { code, detail } = &db.outcome {
+        // `error.type` must be low-cardinality: the error code is; fall back to `_OTHER`.
         let code = if code.is_empty() {
             "_OTHER"
         } else {
@@ -86,64 +114,17 @@ pub(super) fn fill(span: &mut Span, conn: &ConnMeta, db: &DbExchange) {
         attrs.push(kv_str("error.type", code));
         span.status = Some(Status {
             code: StatusCode::Error as i32,
-            message: sqlstate.clone().unwrap_or_default(),
+            message: detail.clone().unwrap_or_default(),
         });
     }
-    network(attrs, conn, default_port(db.system));
-}
-
-/// `server.*`, `network.peer.*` and `network.transport` from the socket.
-fn network(
-    attrs: &mut Vec<opentelemetry_proto::tonic::common::v1::KeyValue>,
-    conn: &ConnMeta,
-    default_port: u16,
-) {
-    let server_side = conn.role == Some(Role::Server);
-    let unix = match conn.transport {
-        Some(Transport::Unix) => true,
-        Some(Transport::Tcp) => false,
-        None => conn.unix_path.is_some(),
-    };
-    if unix {
-        if let Some(path) = non_empty(&conn.unix_path) {
-            attrs.push(kv_str("server.address", path));
-            // A client's peer is the named server socket; a server's peer is usually unnamed.
-            if !server_side {
-                attrs.push(kv_str("network.peer.address", path));
-            }
-        }
-        attrs.push(kv_str("network.transport", Transport::Unix.as_str()));
-        return;
-    }
-    let server = if server_side { conn.local } else { conn.peer };
-    if let Some(addr) = server {
-        // `::ffff:a.b.c.d` (dual-stack sockets) is reported as the IPv4 address it is; a
-        // wildcard (a listener's `0.0.0.0`, known when the accepted socket was already gone)
-        // names no server, so only the port is kept.
-        let ip = addr.ip().to_canonical();
-        if !ip.is_unspecified() {
-            attrs.push(kv_str("server.address", ip.to_string()));
-        }
-        if addr.port() != default_port {
-            attrs.push(kv_int("server.port", i64::from(addr.port())));
-        }
-    }
-    if let Some(peer) = conn.peer {
-        attrs.push(kv_str(
-            "network.peer.address",
-            peer.ip().to_canonical().to_string(),
-        ));
-        attrs.push(kv_int("network.peer.port", i64::from(peer.port())));
-    }
-    if conn.transport == Some(Transport::Tcp) {
-        attrs.push(kv_str("network.transport", Transport::Tcp.as_str()));
-    }
+    network(attrs, conn, Some(sys.default_port));
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::build_span;
     use super::super::tests::attr;
+    use crate::model::*;
     use crate::record::*;
     use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
     use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
@@ -152,22 +133,22 @@ mod tests {
 
     fn db(summary: Option<&str>, text: Option<&str>, outcome: DbOutcome) -> DbExchange {
         DbExchange {
-            system: DbSystem::Mysql,
             namespace: Some("shop".into()),
             query_text: text.map(Into::into),
             query_summary: summary.map(Into::into),
-            command: "QUERY",
             outcome,
             returned_rows: Some(3),
-            affected_rows: None,
+            ..DbExchange::default()
         }
     }
 
     fn rec(conn: ConnMeta, ex: DbExchange) -> ConnRecord {
         ConnRecord {
             conn,
+            protocol: Protocol::Mysql,
             start_unix_ns: 1_000,
             end_unix_ns: 5_000,
+            incomplete: None,
             exchange: Exchange::Db(ex),
         }
     }
@@ -383,7 +364,7 @@ mod tests {
                 Some("SELECT * FROM missing"),
                 DbOutcome::Error {
                     code: "1146".into(),
-                    sqlstate: Some("42S02".into()),
+                    detail: Some("42S02".into()),
                 },
             ),
         );
@@ -409,7 +390,7 @@ mod tests {
                 None,
                 DbOutcome::Error {
                     code: "1045".into(),
-                    sqlstate: None,
+                    detail: None,
                 },
             ),
         );
@@ -425,7 +406,7 @@ mod tests {
         let r = rec(
             tcp(Some(Role::Client), "10.0.0.1:51000", "10.0.0.2:3306"),
             DbExchange {
-                command: "PING",
+                operation: Some("PING".into()),
                 ..db(None, None, DbOutcome::Success)
             },
         );
@@ -455,7 +436,7 @@ mod tests {
         let name = |ex: DbExchange| build_span(&rec(conn.clone(), ex)).name;
         assert_eq!(
             name(DbExchange {
-                command: "PING",
+                operation: Some("PING".into()),
                 namespace: None,
                 ..base.clone()
             }),
@@ -463,14 +444,14 @@ mod tests {
         );
         assert_eq!(
             name(DbExchange {
-                command: "",
+                operation: None,
                 ..base.clone()
             }),
             "shop"
         );
         assert_eq!(
             name(DbExchange {
-                command: "",
+                operation: None,
                 namespace: None,
                 ..base.clone()
             }),
@@ -479,12 +460,66 @@ mod tests {
         assert_eq!(
             name(DbExchange {
                 query_summary: Some(String::new()),
-                command: "PING",
+                operation: Some("PING".into()),
                 ..base.clone()
             }),
             "PING shop",
             "an empty summary is no summary"
         );
+    }
+
+    #[test]
+    fn a_prepare_is_named_apart_from_its_execution() {
+        let conn = tcp(Some(Role::Client), "10.0.0.1:51000", "10.0.0.2:3306");
+        let exec = db(
+            Some("SELECT users"),
+            Some("SELECT * FROM users WHERE id = ?"),
+            DbOutcome::Success,
+        );
+        let prep = DbExchange {
+            prepare_only: true,
+            ..exec.clone()
+        };
+        let e = build_span(&rec(conn.clone(), exec));
+        let p = build_span(&rec(conn, prep));
+        assert_eq!(e.name, "SELECT users");
+        assert_eq!(p.name, "PREPARE SELECT users");
+        assert_eq!(
+            attr(&p.attributes, "db.operation.name").as_deref(),
+            Some("PREPARE")
+        );
+        assert_eq!(attr(&p.attributes, "db.query.summary"), None);
+        assert_eq!(
+            attr(&p.attributes, "db.query.text"),
+            attr(&e.attributes, "db.query.text")
+        );
+    }
+
+    #[test]
+    fn an_incomplete_response_is_an_error_unless_the_protocol_said_so() {
+        let conn = tcp(Some(Role::Client), "10.0.0.1:51000", "10.0.0.2:3306");
+        let mut r = rec(conn.clone(), db(Some("SELECT t"), None, DbOutcome::Success));
+        r.incomplete = Some(Incomplete::ConnectionClosed);
+        let s = build_span(&r);
+        assert_eq!(
+            attr(&s.attributes, "error.type").as_deref(),
+            Some("connection_closed")
+        );
+        assert_eq!(s.status.map(|st| st.code), Some(StatusCode::Error as i32));
+        let mut r = rec(
+            conn,
+            db(
+                Some("SELECT t"),
+                None,
+                DbOutcome::Error {
+                    code: "1146".into(),
+                    detail: None,
+                },
+            ),
+        );
+        r.incomplete = Some(Incomplete::EndLost);
+        let s = build_span(&r);
+        assert_eq!(attr(&s.attributes, "error.type").as_deref(), Some("1146"));
     }
 
     #[test]

@@ -29,7 +29,11 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 
-use crate::record::{ConnRecord, Exchange, Role};
+use opentelemetry_proto::tonic::trace::v1::Status;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+
+use crate::model::{ConnMeta, Role, Transport};
+use crate::record::{ConnRecord, Exchange};
 
 pub use resource::build_resource;
 
@@ -62,9 +66,98 @@ pub fn build_span(rec: &ConnRecord) -> Span {
         ..Default::default()
     };
     match &rec.exchange {
-        Exchange::Db(db) => db::fill(&mut span, &rec.conn, db),
+        Exchange::Db(db) => db::fill(&mut span, &rec.conn, rec.protocol, db),
+    }
+    // A response whose end was never seen: an error saying so, unless the protocol already
+    // reported one of its own.
+    if let Some(incomplete) = rec.incomplete
+        && span.status.is_none()
+    {
+        span.attributes
+            .push(kv_str("error.type", incomplete.as_str()));
+        span.status = Some(Status {
+            code: StatusCode::Error as i32,
+            message: String::new(),
+        });
     }
     span
+}
+
+// ---- network attributes, shared by every family ----------------------------------------------
+
+fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().filter(|s| !s.is_empty())
+}
+
+/// `server.*`, `network.peer.*` and `network.transport` from the socket; `server.port` only
+/// when it differs from `default_port` (`None`: always).
+pub(crate) fn network(attrs: &mut Vec<KeyValue>, conn: &ConnMeta, default_port: Option<u16>) {
+    server_from_socket(attrs, conn, default_port);
+    peer(attrs, conn);
+}
+
+/// `server.address` / `server.port` from the socket: the peer for a client, the local address
+/// for a server, the socket path for Unix sockets.
+pub(crate) fn server_from_socket(
+    attrs: &mut Vec<KeyValue>,
+    conn: &ConnMeta,
+    default_port: Option<u16>,
+) {
+    if is_unix(conn) {
+        if let Some(path) = non_empty(&conn.unix_path) {
+            attrs.push(kv_str("server.address", path));
+        }
+        return;
+    }
+    let server = if conn.role == Some(Role::Server) {
+        conn.local
+    } else {
+        conn.peer
+    };
+    if let Some(addr) = server {
+        // `::ffff:a.b.c.d` (dual-stack sockets) is reported as the IPv4 address it is; a
+        // wildcard (a listener's `0.0.0.0`, known when the accepted socket was already gone)
+        // names no server, so only the port is kept.
+        let ip = addr.ip().to_canonical();
+        if !ip.is_unspecified() {
+            attrs.push(kv_str("server.address", ip.to_string()));
+        }
+        if Some(addr.port()) != default_port {
+            attrs.push(kv_int("server.port", i64::from(addr.port())));
+        }
+    }
+}
+
+/// `network.peer.*` and `network.transport`.
+pub(crate) fn peer(attrs: &mut Vec<KeyValue>, conn: &ConnMeta) {
+    if is_unix(conn) {
+        // A client's peer is the named server socket; a server's peer is usually unnamed.
+        if conn.role != Some(Role::Server)
+            && let Some(path) = non_empty(&conn.unix_path)
+        {
+            attrs.push(kv_str("network.peer.address", path));
+        }
+        attrs.push(kv_str("network.transport", Transport::Unix.as_str()));
+        return;
+    }
+    if let Some(peer) = conn.peer {
+        attrs.push(kv_str(
+            "network.peer.address",
+            peer.ip().to_canonical().to_string(),
+        ));
+        attrs.push(kv_int("network.peer.port", i64::from(peer.port())));
+    }
+    if let Some(t) = conn.transport {
+        attrs.push(kv_str("network.transport", t.as_str()));
+    }
+}
+
+fn is_unix(conn: &ConnMeta) -> bool {
+    match conn.transport {
+        Some(Transport::Unix) => true,
+        Some(_) => false,
+        None => conn.unix_path.is_some(),
+    }
 }
 
 // ---- attribute helpers ----------------------------------------------------------------------

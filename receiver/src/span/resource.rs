@@ -23,7 +23,7 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::{SCOPE_NAME, SCOPE_VERSION, kv_int, kv_str};
-use crate::record::ProcessMeta;
+use crate::model::ProcessMeta;
 
 /// Builds the resource of one traced process.
 pub fn build_resource(p: &ProcessMeta, host_name: &str, extra: &[(String, String)]) -> Resource {

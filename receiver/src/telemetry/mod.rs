@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::protocol::Protocol;
+use crate::model::{PROTOCOL_COUNT, Protocol};
 
 /// Why the kernel lost data (mirrors `ebpf_common::stat::DROP_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,10 +23,11 @@ pub enum KernelDrop {
     Disabled,
     ArgsMapFull,
     ReadFailed,
+    MmsgOverflow,
 }
 
 impl KernelDrop {
-    pub const ALL: [KernelDrop; 7] = [
+    pub const ALL: [KernelDrop; 8] = [
         KernelDrop::ControlRingFull,
         KernelDrop::DataRingFull,
         KernelDrop::CaptureTruncated,
@@ -34,6 +35,7 @@ impl KernelDrop {
         KernelDrop::Disabled,
         KernelDrop::ArgsMapFull,
         KernelDrop::ReadFailed,
+        KernelDrop::MmsgOverflow,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -44,6 +46,7 @@ impl KernelDrop {
             KernelDrop::Disabled => "disabled",
             KernelDrop::ArgsMapFull => "args_map_full",
             KernelDrop::ReadFailed => "read_failed",
+            KernelDrop::MmsgOverflow => "mmsg_overflow",
         }
     }
 }
@@ -127,6 +130,8 @@ pub struct Metrics {
     pub kernel_control_events: AtomicU64,
     pub kernel_data_events: AtomicU64,
     pub kernel_data_bytes: AtomicU64,
+    /// Bytes moved by sendfile/splice on traced connections (reported by length only).
+    pub kernel_uncaptured_bytes: AtomicU64,
     pub kernel_drops: [AtomicU64; KernelDrop::ALL.len()],
     pub kernel_infer_gave_up: AtomicU64,
     /// Ring items that could not be decoded (wrong size or unknown kind).
@@ -135,7 +140,7 @@ pub struct Metrics {
     /// Connections evicted because the table was full.
     pub connections_evicted: AtomicU64,
     pub connections_disabled: AtomicU64,
-    pub protocols: [ProtocolMetrics; Protocol::ALL.len()],
+    pub protocols: [ProtocolMetrics; PROTOCOL_COUNT],
     pub spans_exported: AtomicU64,
     pub spans_dropped: [AtomicU64; SpanDrop::ALL.len()],
     pub export_requests: [AtomicU64; ExportOutcome::ALL.len()],
@@ -154,9 +159,8 @@ pub fn metrics() -> &'static Metrics {
 
 impl Metrics {
     pub fn protocol(&self, p: Protocol) -> &ProtocolMetrics {
-        // The array has one entry per `Protocol::ALL` element, in that order.
-        let i = Protocol::ALL.iter().position(|x| *x == p).unwrap_or(0);
-        &self.protocols[i.min(self.protocols.len() - 1)]
+        // One entry per protocol, indexed by `Protocol::index` (< PROTOCOL_COUNT).
+        &self.protocols[p.index()]
     }
 
     pub fn kernel_drop(&self, reason: KernelDrop) -> &AtomicU64 {
@@ -205,8 +209,14 @@ impl Metrics {
         family(
             "ebpf_receiver_kernel_bytes_total",
             "counter",
-            "Payload bytes the kernel wrote to the ring buffers, by stream.",
-            &[("{stream=\"data\"}".into(), r(&self.kernel_data_bytes))],
+            "Payload bytes of traced connections: copied to the data ring (data), or moved by sendfile/splice and reported by length only (uncaptured).",
+            &[
+                ("{stream=\"data\"}".into(), r(&self.kernel_data_bytes)),
+                (
+                    "{stream=\"uncaptured\"}".into(),
+                    r(&self.kernel_uncaptured_bytes),
+                ),
+            ],
         );
         family(
             "ebpf_receiver_kernel_drops_total",
@@ -300,7 +310,7 @@ impl Metrics {
             &per_proto(&|m| &m.buffer_overflow_bytes),
         );
         let mut unmatched = Vec::new();
-        for p in Protocol::ALL {
+        for &p in Protocol::ALL {
             let m = self.protocol(p);
             unmatched.push((
                 format!("{{protocol=\"{}\",side=\"request\"}}", p.as_str()),

@@ -22,9 +22,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::bpf::{ConnId, DataEvent, KernelEvent, OpenEvent, SocketFamily};
-use crate::protocol::{Chunk, ConnParser, ParseStats, ParserLimits, Protocol};
-use crate::record::{ConnMeta, ConnRecord, ProcessMeta, Record, Role, Transport};
+use crate::bpf::{DataEvent, KernelEvent, OpenEvent, SocketFamily};
+use crate::model::{ConnId, ConnMeta, ProcessMeta, Protocol, Role, Transport};
+use crate::protocol::{Chunk, ConnParser, ParseStats, ParserLimits};
+use crate::record::{ConnRecord, Record};
 use crate::telemetry;
 
 pub use clock::WallClock;
@@ -146,6 +147,7 @@ impl Tracker {
         if c.meta.transport.is_none() {
             c.meta.transport = match open.family {
                 Some(SocketFamily::Unix) => Some(Transport::Unix),
+                // TCP unless resolving the socket said UDP (or the kernel saw datagrams).
                 Some(SocketFamily::Inet | SocketFamily::Inet6) => Some(Transport::Tcp),
                 None => None,
             };
@@ -189,6 +191,8 @@ impl Tracker {
                 ts_ns: data.ts_ns,
                 bytes: data.bytes,
                 len: data.len,
+                datagram: data.datagram || conn.meta.transport == Some(Transport::Udp),
+                peer: data.peer,
             },
             &mut self.records,
             &mut stats,
@@ -287,8 +291,8 @@ impl Tracker {
         }
     }
 
-    /// Forgets a connection; pending requests are flushed as unmatched (or as records for
-    /// commands without a response).
+    /// Forgets a connection: frames waiting for their last byte end at the close, pending
+    /// requests are flushed as unmatched.
     fn remove(&mut self, id: ConnId, out: Option<&mut Vec<ConnRecord>>) {
         let Some(mut conn) = self.conns.remove(&id) else {
             return;
@@ -296,7 +300,7 @@ impl Tracker {
         if let Some(parser) = conn.parser.as_mut() {
             let mut stats = ParseStats::default();
             self.records.clear();
-            parser.expire(u64::MAX, &mut self.records, &mut stats);
+            parser.close(&mut self.records, &mut stats);
             if let Some(out) = out {
                 emit(&self.clock, &conn.meta, &mut self.records, out);
             }
@@ -383,13 +387,20 @@ impl Tracker {
 }
 
 /// Moves a connection's finished records to `out`, in wall-clock time; an end before the start
-/// (clock skew between syscalls on different CPUs) is clamped to the start.
+/// (clock skew between syscalls on different CPUs) is clamped to the start. A record that
+/// names its own peer (a datagram of an unconnected UDP socket) overrides the socket's.
 fn emit(clock: &WallClock, meta: &ConnMeta, records: &mut Vec<Record>, out: &mut Vec<ConnRecord>) {
     for rec in records.drain(..) {
+        let mut conn = meta.clone();
+        if rec.peer.is_some() {
+            conn.peer = rec.peer;
+        }
         out.push(ConnRecord {
-            conn: meta.clone(),
+            conn,
+            protocol: rec.protocol,
             start_unix_ns: clock.to_unix_ns(rec.start_ns),
             end_unix_ns: clock.to_unix_ns(rec.end_ns.max(rec.start_ns)),
+            incomplete: rec.incomplete,
             exchange: rec.exchange,
         });
     }

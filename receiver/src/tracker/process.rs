@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::record::ProcessMeta;
+use crate::model::ProcessMeta;
 
 const MAX_CMDLINE_BYTES: u64 = 4096;
 const MAX_ENVIRON_BYTES: u64 = 128 * 1024;

@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
-use crate::record::Transport;
+use crate::model::Transport;
 
 /// What we learned about one socket.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -55,7 +55,11 @@ fn resolve_pidfd(pid: u32, fd: u32) -> Option<SocketTuple> {
     let mut t = SocketTuple::default();
     match (local, peer) {
         (Addr::Inet(l), p) => {
-            t.transport = Some(Transport::Tcp);
+            t.transport = Some(if is_datagram(dup.as_raw_fd()) {
+                Transport::Udp
+            } else {
+                Transport::Tcp
+            });
             t.local = Some(l);
             t.peer = match p {
                 Some(Addr::Inet(p)) => Some(p),
@@ -73,6 +77,23 @@ fn resolve_pidfd(pid: u32, fd: u32) -> Option<SocketTuple> {
         }
     }
     Some(t)
+}
+
+/// Whether the socket is SOCK_DGRAM (`getsockopt(SO_TYPE)`).
+fn is_datagram(fd: libc::c_int) -> bool {
+    let mut ty: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `ty` and `len` are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&raw mut ty).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && ty == libc::SOCK_DGRAM
 }
 
 enum Addr {

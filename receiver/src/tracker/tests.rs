@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::bpf::CloseEvent;
-use crate::protocol::Direction;
+use crate::model::Direction;
 use crate::record::{DbOutcome, Exchange};
 
 fn tracker(max_connections: usize) -> Tracker {
@@ -68,6 +68,8 @@ fn data<'a>(
         pos,
         len: bytes.len() as u32,
         bytes,
+        datagram: false,
+        peer: None,
     })
 }
 
@@ -121,7 +123,7 @@ fn server_side_sees_requests_on_ingress() {
         db.outcome,
         DbOutcome::Error {
             code: "1064".into(),
-            sqlstate: Some("42000".into())
+            detail: Some("42000".into())
         }
     );
 }

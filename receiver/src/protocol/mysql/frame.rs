@@ -25,25 +25,11 @@ pub struct MysqlFramer {
 
 impl Default for MysqlFramer {
     fn default() -> Self {
-        MysqlFramer::new(ParserLimits::default())
+        <MysqlFramer as Framer>::new(ParserLimits::default())
     }
 }
 
 impl MysqlFramer {
-    pub fn new(limits: ParserLimits) -> MysqlFramer {
-        // Sanitising shrinks text (literals become `?`), so keep more raw text than the output
-        // cap; never wait for more than the stream can buffer.
-        let room = limits.max_buffer_bytes.saturating_sub(8).max(64);
-        MysqlFramer {
-            text_cap: limits
-                .max_query_text_bytes
-                .saturating_mul(4)
-                .clamp(256, 64 * 1024)
-                .min(room),
-            handshake_cap: MYSQL_MAX_HANDSHAKE_BYTES.min(room),
-        }
-    }
-
     fn parse_request(
         &self,
         plen: u32,
@@ -133,7 +119,7 @@ impl MysqlFramer {
                     return Parse::Incomplete;
                 };
                 // Parameter values after the id are never read.
-                match Cursor::new(p.get(1..).unwrap_or_default()).u32() {
+                match Cursor::new(p.get(1..).unwrap_or_default()).u32_le() {
                     Some(id) => MysqlArg::Statement(id),
                     None => return Parse::Invalid,
                 }
@@ -230,6 +216,20 @@ impl Framer for MysqlFramer {
     type Frame = MysqlFrame;
     type State = MysqlFramingState;
 
+    fn new(limits: ParserLimits) -> MysqlFramer {
+        // Sanitising shrinks text (literals become `?`), so keep more raw text than the output
+        // cap; never wait for more than the stream can buffer.
+        let room = limits.max_buffer_bytes.saturating_sub(8).max(64);
+        MysqlFramer {
+            text_cap: limits
+                .max_query_text_bytes
+                .saturating_mul(4)
+                .clamp(256, 64 * 1024)
+                .min(room),
+            handshake_cap: MYSQL_MAX_HANDSHAKE_BYTES.min(room),
+        }
+    }
+
     fn parse(
         &self,
         kind: MessageKind,
@@ -284,7 +284,7 @@ impl MysqlFramer {
         short: bool,
     ) -> Parse<MysqlFrame> {
         let mut c = Cursor::new(buf);
-        let (Some(plen), Some(seq)) = (c.u24(), c.u8()) else {
+        let (Some(plen), Some(seq)) = (c.u24_le(), c.u8()) else {
             return Parse::Incomplete;
         };
         let payload = c.rest();
@@ -324,8 +324,8 @@ fn query_text(body: &[u8], capabilities: Option<u32>) -> Option<&[u8]> {
     match capabilities {
         Some(caps) if caps & CLIENT_QUERY_ATTRIBUTES != 0 => {
             let mut c = Cursor::new(body);
-            let params = c.lenenc()?;
-            c.lenenc()?;
+            let params = lenenc(&mut c)?;
+            lenenc(&mut c)?;
             (params == 0).then(|| c.rest())
         }
         Some(_) => Some(body),
@@ -350,8 +350,8 @@ fn greeting_capabilities(p: &[u8]) -> Option<u32> {
         return None;
     }
     c.skip(4 + 8 + 1)?; // thread id, auth-plugin-data part 1 (never kept), filler
-    let low = u32::from(c.u16()?);
-    let high = match (c.u8(), c.u16(), c.u16()) {
+    let low = u32::from(c.u16_le()?);
+    let high = match (c.u8(), c.u16_le(), c.u16_le()) {
         (Some(_charset), Some(_status), Some(high)) => u32::from(high),
         _ => 0,
     };
@@ -362,9 +362,9 @@ fn greeting_capabilities(p: &[u8]) -> Option<u32> {
 /// response are stepped over, never copied. `None` for an SSLRequest.
 fn handshake_response(p: &[u8], plen: u32, state: &mut MysqlFramingState) -> Option<MysqlLogin> {
     let mut c = Cursor::new(p);
-    let client = match c.u32() {
+    let client = match c.u32_le() {
         Some(v) => v,
-        None => u32::from(Cursor::new(p).u16().unwrap_or(0)),
+        None => u32::from(Cursor::new(p).u16_le().unwrap_or(0)),
     };
     if plen == 32 && client & CLIENT_SSL != 0 {
         return None;
@@ -394,7 +394,7 @@ fn handshake_database(c: &mut Cursor<'_>, client: u32) -> Option<String> {
 /// Steps over an auth response without reading it.
 fn skip_auth_response(c: &mut Cursor<'_>, client: u32) -> Option<()> {
     if client & CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
-        let n = c.lenenc()?;
+        let n = lenenc(c)?;
         c.skip(usize::try_from(n).ok()?)
     } else if client & CLIENT_SECURE_CONNECTION != 0 {
         let n = c.u8()?;
@@ -421,7 +421,7 @@ fn change_user_schema(body: &[u8], state: &MysqlFramingState) -> Option<String> 
 /// Whether a client command plausibly starts at the head of `rest` (≥ 4 bytes).
 fn plausible_request(rest: &[u8]) -> bool {
     let mut c = Cursor::new(rest);
-    let (Some(plen), Some(seq)) = (c.u24(), c.u8()) else {
+    let (Some(plen), Some(seq)) = (c.u24_le(), c.u8()) else {
         return true;
     };
     if seq != 0 || plen == 0 {
@@ -483,7 +483,7 @@ fn plausible_response(rest: &[u8]) -> Chain {
             };
         };
         let mut c = Cursor::new(h);
-        let (Some(plen), Some(seq)) = (c.u24(), c.u8()) else {
+        let (Some(plen), Some(seq)) = (c.u24_le(), c.u8()) else {
             return Chain::No;
         };
         if plen == 0 || prev.is_some_and(|p| p.wrapping_add(1) != seq) {

@@ -25,7 +25,8 @@ use std::collections::{HashMap, VecDeque};
 use crate::protocol::mysql::types::*;
 use crate::protocol::sql;
 use crate::protocol::{ParseStats, ParserLimits, Stitcher, Timed};
-use crate::record::{DbExchange, DbOutcome, DbSystem, Exchange, Record};
+use crate::model::Protocol;
+use crate::record::{DbExchange, DbOutcome, Exchange, Incomplete, Record};
 
 /// Most prepared statements remembered per connection.
 const MAX_STATEMENTS: usize = 256;
@@ -107,21 +108,11 @@ struct Pending {
     prepared_id: Option<u32>,
     /// Packets were lost inside the answer: counts are unreliable.
     damaged: bool,
+    /// The last packet's end was never seen (lost, or the connection closed in it).
+    end_lost: bool,
 }
 
 impl MysqlStitcher {
-    pub fn new(limits: ParserLimits) -> MysqlStitcher {
-        MysqlStitcher {
-            limits,
-            namespace: None,
-            deprecate_eof: None,
-            optional_metadata: false,
-            statements: HashMap::new(),
-            current: None,
-            discarding: false,
-        }
-    }
-
     /// The current database (`db.namespace`).
     pub fn namespace(&self) -> Option<&str> {
         self.namespace.as_deref()
@@ -147,6 +138,7 @@ impl MysqlStitcher {
             error: None,
             prepared_id: None,
             damaged: false,
+            end_lost: false,
         };
         match req.frame {
             MysqlFrame::Login(login) => {
@@ -270,7 +262,7 @@ impl MysqlStitcher {
         let outcome = match &p.error {
             Some((code, sqlstate)) => DbOutcome::Error {
                 code: code.to_string(),
-                sqlstate: sqlstate.clone(),
+                detail: sqlstate.clone(),
             },
             None => DbOutcome::Success,
         };
@@ -282,15 +274,25 @@ impl MysqlStitcher {
             return;
         };
         stats.records += 1;
+        // Commands whose operation lives in their SQL text are named by it; the others by
+        // the command (`PING`, `INIT_DB`).
+        let carries_sql = matches!(
+            code,
+            COM_QUERY | COM_STMT_PREPARE | COM_STMT_EXECUTE | COM_STMT_BULK_EXECUTE
+        );
         out.push(Record {
+            protocol: Protocol::Mysql,
             start_ns: p.start_ns,
             end_ns: p.end_ns.max(p.start_ns),
+            incomplete: p.end_lost.then_some(Incomplete::EndLost),
+            peer: None,
             exchange: Exchange::Db(DbExchange {
-                system: DbSystem::Mysql,
                 namespace: p.namespace,
                 query_text: p.text,
                 query_summary: p.summary,
-                command: command_name(code),
+                operation: (!carries_sql).then(|| command_name(code).to_owned()),
+                prepare_only: code == COM_STMT_PREPARE,
+                batch_size: None,
                 outcome,
                 returned_rows: (p.has_rows && !p.damaged).then_some(p.rows),
                 affected_rows: if p.damaged { None } else { p.affected },
@@ -321,7 +323,7 @@ impl Pending {
     fn feed(
         &mut self,
         pkt: &MysqlPacket,
-        end_ns: u64,
+        (end_ns, complete): (u64, bool),
         deprecate_eof: Option<bool>,
         optional_metadata: bool,
     ) -> bool {
@@ -334,6 +336,7 @@ impl Pending {
                     }
                     self.last_seq = Some(pkt.seq);
                     self.end_ns = end_ns;
+                    self.end_lost = !complete;
                     return true;
                 }
                 Step::Again => continue,
@@ -356,7 +359,7 @@ impl Pending {
                     (Mode::Prepare, 0x00) => {
                         let mut c = Cursor::new(pkt.head());
                         c.u8();
-                        let (id, cols, params) = (c.u32(), c.u16(), c.u16());
+                        let (id, cols, params) = (c.u32_le(), c.u16_le(), c.u16_le());
                         self.prepared_id = id;
                         let (cols, params) = (cols.unwrap_or(0), params.unwrap_or(0));
                         self.phase = if params > 0 {
@@ -378,7 +381,7 @@ impl Pending {
                     (Mode::Query, 0xfb) => {}
                     (Mode::Query, _) => {
                         let mut c = Cursor::new(pkt.head());
-                        let columns = c.lenenc().unwrap_or(0);
+                        let columns = lenenc(&mut c).unwrap_or(0);
                         let metadata = !optional_md || c.u8().is_none_or(|m| m != 0);
                         self.has_rows = true;
                         self.phase = if metadata && columns > 0 {
@@ -511,6 +514,18 @@ impl Stitcher for MysqlStitcher {
     type Frame = MysqlFrame;
     type State = ();
 
+    fn new(limits: ParserLimits) -> MysqlStitcher {
+        MysqlStitcher {
+            limits,
+            namespace: None,
+            deprecate_eof: None,
+            optional_metadata: false,
+            statements: HashMap::new(),
+            current: None,
+            discarding: false,
+        }
+    }
+
     fn stitch(
         &mut self,
         reqs: &mut VecDeque<Timed<MysqlFrame>>,
@@ -572,8 +587,8 @@ impl Stitcher for MysqlStitcher {
                         continue;
                     }
                 }
-                let end_ns = p.end_ns;
-                if cur.feed(pkt, end_ns, self.deprecate_eof, self.optional_metadata) {
+                let end = (p.end_ns, p.complete);
+                if cur.feed(pkt, end, self.deprecate_eof, self.optional_metadata) {
                     resps.pop_front();
                 }
             }

@@ -4,10 +4,11 @@ use std::fmt::Write as _;
 
 use super::types::*;
 use super::*;
+use crate::model::{Direction, Protocol, Role};
 use crate::protocol::{
-    Chunk, ConnParser, Direction, Framer, MessageKind, Parse, ParseStats, ParserLimits, Protocol,
+    Chunk, ConnParser, Framer, MessageKind, Parse, ParseStats, ParserLimits, Stitcher,
 };
-use crate::record::{DbOutcome, Exchange, Record, Role};
+use crate::record::{DbOutcome, Exchange, Record};
 
 // ---------- wire builders ----------
 
@@ -216,6 +217,8 @@ impl Conn {
                 ts_ns: self.ts,
                 bytes,
                 len,
+                datagram: false,
+                peer: None,
             },
             &mut self.out,
             &mut self.stats,
@@ -248,11 +251,13 @@ impl Conn {
 /// One record as a golden line.
 pub(super) fn render(r: &Record) -> String {
     let Exchange::Db(d) = &r.exchange;
-    let mut s = format!(
-        "{} ns={:?}",
-        d.command,
-        d.namespace.as_deref().unwrap_or("-")
-    );
+    // The operation: a protocol command (`PING`), a prepare, or SQL named by its text.
+    let op = d.operation.as_deref().unwrap_or(if d.prepare_only {
+        "PREPARE"
+    } else {
+        "SQL"
+    });
+    let mut s = format!("{op} ns={:?}", d.namespace.as_deref().unwrap_or("-"));
     if let Some(q) = &d.query_summary {
         let _ = write!(s, " summary={q:?}");
     }
@@ -261,8 +266,8 @@ pub(super) fn render(r: &Record) -> String {
     }
     match &d.outcome {
         DbOutcome::Success => s.push_str(" ok"),
-        DbOutcome::Error { code, sqlstate } => {
-            let _ = write!(s, " error={code}/{}", sqlstate.as_deref().unwrap_or("-"));
+        DbOutcome::Error { code, detail } => {
+            let _ = write!(s, " error={code}/{}", detail.as_deref().unwrap_or("-"));
         }
     }
     if let Some(n) = d.returned_rows {
@@ -493,7 +498,7 @@ fn resync_after_garbage_lands_on_the_next_frame() {
     c.server(&rs);
     assert_eq!(
         c.lines(),
-        vec![r#"QUERY ns="-" summary="SELECT" text="SELECT ?" ok rows=1"#]
+        vec![r#"SQL ns="-" summary="SELECT" text="SELECT ?" ok rows=1"#]
     );
     assert_eq!(c.stats.invalid, 1);
     assert_eq!(c.stats.resyncs, 1);
@@ -545,7 +550,7 @@ fn handshake_sets_namespace_and_never_keeps_auth_bytes() {
     assert_eq!(
         c.lines(),
         vec![
-            r#"QUERY ns="shop" summary="SELECT users" text="SELECT name FROM users WHERE id = ?" ok rows=2"#
+            r#"SQL ns="shop" summary="SELECT users" text="SELECT name FROM users WHERE id = ?" ok rows=2"#
         ]
     );
     assert_eq!(c.stats.unmatched_responses, 0);
@@ -614,14 +619,14 @@ fn error_response() {
     ));
     assert_eq!(
         c.lines(),
-        vec![r#"QUERY ns="-" text="SELEC ?" error=1064/42000"#]
+        vec![r#"SQL ns="-" text="SELEC ?" error=1064/42000"#]
     );
     let Exchange::Db(d) = &c.out[0].exchange;
     assert_eq!(
         d.outcome,
         DbOutcome::Error {
             code: "1064".into(),
-            sqlstate: Some("42000".into())
+            detail: Some("42000".into())
         }
     );
 }
@@ -635,7 +640,7 @@ fn ok_with_affected_rows_and_times() {
     assert_eq!(
         c.lines(),
         vec![
-            r#"QUERY ns="-" summary="UPDATE accounts" text="UPDATE accounts SET balance = ? WHERE id = ?" ok affected=4"#
+            r#"SQL ns="-" summary="UPDATE accounts" text="UPDATE accounts SET balance = ? WHERE id = ?" ok affected=4"#
         ]
     );
     assert_eq!(c.out[0].start_ns, req_ts);
@@ -670,8 +675,8 @@ fn deprecate_eof_on_off_and_unknown() {
         assert_eq!(
             c.lines(),
             vec![
-                r#"QUERY ns="-" summary="SELECT t" text="SELECT a, b FROM t" ok rows=3"#,
-                r#"QUERY ns="-" summary="SELECT t" text="SELECT a FROM t WHERE ?" ok rows=0"#,
+                r#"SQL ns="-" summary="SELECT t" text="SELECT a, b FROM t" ok rows=3"#,
+                r#"SQL ns="-" summary="SELECT t" text="SELECT a FROM t WHERE ?" ok rows=0"#,
             ],
             "caps {caps:?} deprecate {deprecate}"
         );
@@ -710,7 +715,7 @@ fn multiple_result_sets() {
         assert_eq!(
             c.lines(),
             vec![
-                r#"QUERY ns="-" summary="SELECT SELECT UPDATE t" text="SELECT ?; SELECT ?, ?; UPDATE t SET a = ?" ok rows=3 affected=5"#
+                r#"SQL ns="-" summary="SELECT SELECT UPDATE t" text="SELECT ?; SELECT ?, ?; UPDATE t SET a = ?" ok rows=3 affected=5"#
             ],
             "deprecate {deprecate}"
         );
@@ -727,7 +732,7 @@ fn call_procedure_result_then_ok() {
     c.server(&bytes);
     assert_eq!(
         c.lines(),
-        vec![r#"QUERY ns="shop" summary="CALL report" text="CALL report(?)" ok rows=1 affected=0"#]
+        vec![r#"SQL ns="shop" summary="CALL report" text="CALL report(?)" ok rows=1 affected=0"#]
     );
 }
 
@@ -819,10 +824,10 @@ fn prepared_statements_map_ids_to_text() {
         assert_eq!(
             c.lines(),
             vec![
-                format!(r#"STMT_PREPARE ns="{ns}" {text} ok"#),
-                format!(r#"STMT_EXECUTE ns="{ns}" {text} ok rows=2"#),
-                format!(r#"STMT_EXECUTE ns="{ns}" ok affected=0"#),
-                format!(r#"STMT_EXECUTE ns="{ns}" error=1243/HY000"#),
+                format!(r#"PREPARE ns="{ns}" {text} ok"#),
+                format!(r#"SQL ns="{ns}" {text} ok rows=2"#),
+                format!(r#"SQL ns="{ns}" ok affected=0"#),
+                format!(r#"SQL ns="{ns}" error=1243/HY000"#),
             ],
             "caps {caps:?}"
         );
@@ -843,7 +848,7 @@ fn prepare_without_columns_unknown_eof_settles_on_next_request() {
     assert_eq!(
         c.lines(),
         vec![
-            r#"STMT_PREPARE ns="-" summary="DELETE t" text="DELETE FROM t WHERE id = ?" ok"#,
+            r#"PREPARE ns="-" summary="DELETE t" text="DELETE FROM t WHERE id = ?" ok"#,
             r#"PING ns="-" ok"#,
         ]
     );
@@ -876,8 +881,8 @@ fn init_db_and_use_change_namespace() {
         c.lines(),
         vec![
             r#"INIT_DB ns="-" ok"#,
-            r#"QUERY ns="shop" summary="SELECT" text="SELECT ?" ok rows=1"#,
-            r#"QUERY ns="shop" summary="USE billing" text="USE `billing`" ok affected=0"#,
+            r#"SQL ns="shop" summary="SELECT" text="SELECT ?" ok rows=1"#,
+            r#"SQL ns="shop" summary="USE billing" text="USE `billing`" ok affected=0"#,
             r#"INIT_DB ns="billing" error=1049/42000"#,
             r#"PING ns="billing" ok"#,
         ]
@@ -904,7 +909,7 @@ fn response_before_any_request_is_unmatched() {
     );
     assert_eq!(
         c.lines(),
-        vec![r#"QUERY ns="-" summary="SELECT" text="SELECT ?" ok rows=1"#]
+        vec![r#"SQL ns="-" summary="SELECT" text="SELECT ?" ok rows=1"#]
     );
 }
 
@@ -917,7 +922,7 @@ fn missing_response_is_superseded_or_expired() {
     c.server(&ok(1, 0, 2));
     assert_eq!(
         c.lines(),
-        vec![r#"QUERY ns="-" summary="SELECT" text="SELECT ?" ok affected=0"#]
+        vec![r#"SQL ns="-" summary="SELECT" text="SELECT ?" ok affected=0"#]
     );
     assert_eq!(c.stats.unmatched_requests, 1);
     // A request that never gets an answer expires.
@@ -961,8 +966,8 @@ fn continuation_packets_are_joined_without_buffering() {
     assert_eq!(
         c.lines(),
         vec![
-            r#"QUERY ns="-" summary="INSERT blobs" ok affected=2"#,
-            r#"QUERY ns="-" summary="SELECT blobs" text="SELECT data FROM blobs" ok rows=1"#,
+            r#"SQL ns="-" summary="INSERT blobs" ok affected=2"#,
+            r#"SQL ns="-" summary="SELECT blobs" text="SELECT data FROM blobs" ok rows=1"#,
         ]
     );
     assert_eq!(c.stats.bytes_lost, 0);
@@ -990,7 +995,7 @@ fn gap_after_loss_resyncs_and_marks_the_answer() {
     // The exchange still completes, but the row count is not trusted.
     assert_eq!(
         c.lines(),
-        vec![r#"QUERY ns="-" summary="SELECT t" text="SELECT a FROM t" ok"#]
+        vec![r#"SQL ns="-" summary="SELECT t" text="SELECT a FROM t" ok"#]
     );
     // The next exchange is clean.
     c.client(&command(COM_PING, b""));
@@ -1011,7 +1016,7 @@ fn gap_in_requests_loses_only_that_exchange() {
     c.server(&ok(1, 0, 2));
     assert_eq!(
         c.lines(),
-        vec![r#"QUERY ns="-" summary="SELECT" text="SELECT ?" ok affected=0"#]
+        vec![r#"SQL ns="-" summary="SELECT" text="SELECT ?" ok affected=0"#]
     );
     assert_eq!(c.stats.unmatched_responses, 1);
     assert_eq!(c.stats.bytes_lost, 10 + (q.len() - 10) as u64 + 7);
@@ -1030,8 +1035,8 @@ fn capture_truncated_request_is_still_recorded() {
     assert_eq!(
         c.lines(),
         vec![
-            r#"QUERY ns="-" summary="SELECT" text="SELECT a FROM" ok affected=0"#,
-            r#"QUERY ns="-" summary="SELECT" text="SELECT ?" ok affected=0"#,
+            r#"SQL ns="-" summary="SELECT" text="SELECT a FROM" ok affected=0"#,
+            r#"SQL ns="-" summary="SELECT" text="SELECT ?" ok affected=0"#,
         ]
     );
     assert_eq!(c.stats.bytes_lost, 0);
@@ -1052,7 +1057,7 @@ fn truncated_capture_of_a_long_query_fails_closed_inside_a_literal() {
     c.server(&ok(1, 0, 2));
     assert_eq!(
         c.lines(),
-        vec![r#"QUERY ns="-" summary="SELECT users" ok affected=0"#]
+        vec![r#"SQL ns="-" summary="SELECT users" ok affected=0"#]
     );
     assert!(!format!("{:?}", c.out).contains("sss"));
 }
@@ -1086,6 +1091,8 @@ fn server_role_mirrors_client_role() {
             ts_ns: 10,
             bytes: &q,
             len: q.len() as u32,
+            datagram: false,
+            peer: None,
         },
         &mut out,
         &mut st,
@@ -1098,6 +1105,8 @@ fn server_role_mirrors_client_role() {
             ts_ns: 20,
             bytes: &r,
             len: r.len() as u32,
+            datagram: false,
+            peer: None,
         },
         &mut out,
         &mut st,
@@ -1154,6 +1163,8 @@ fn replay(recs: &[(u8, u64, Vec<u8>)], skip: usize, piece: usize) -> (Vec<String
                     ts_ns: *ts,
                     bytes: chunk,
                     len: chunk.len() as u32,
+                    datagram: false,
+                    peer: None,
                 },
                 &mut c.out,
                 &mut c.stats,
@@ -1275,36 +1286,8 @@ proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
 
     #[test]
-    fn arbitrary_bytes_never_panic(
-        chunks in proptest::collection::vec(
-            (proptest::bool::ANY, proptest::collection::vec(proptest::num::u8::ANY, 0..64), 0u32..8, 0u64..4),
-            0..40,
-        ),
-        role_server in proptest::bool::ANY,
-    ) {
-        let role = if role_server { Role::Server } else { Role::Client };
-        let limits = ParserLimits { max_buffer_bytes: 512, max_queued_frames: 8, max_query_text_bytes: 64 };
-        let mut p = ConnParser::new(Protocol::Mysql, role, limits);
-        let mut out = Vec::new();
-        let mut st = ParseStats::default();
-        let mut pos = [0u64; 2];
-        let mut total = 0u64;
-        for (egress, bytes, extra, jump) in chunks {
-            let i = usize::from(!egress);
-            let d = if egress { Direction::Egress } else { Direction::Ingress };
-            // Occasionally rewind (duplicates) or jump (loss).
-            let at = match jump { 0 => pos[i].saturating_sub(3), 1 => pos[i] + 5, _ => pos[i] };
-            let len = bytes.len() as u32 + extra;
-            p.on_data(Chunk { direction: d, pos: at, ts_ns: total, bytes: &bytes, len }, &mut out, &mut st);
-            pos[i] = pos[i].max(at + u64::from(len));
-            total += 1 + bytes.len() as u64;
-            proptest::prop_assert!(p.buffered_bytes() <= 2 * 512);
-        }
-        p.expire(u64::MAX, &mut out, &mut st);
-        proptest::prop_assert_eq!(st.records as usize, out.len());
-        for r in &out {
-            proptest::prop_assert!(r.end_ns >= r.start_ns);
-        }
+    fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..4096)) {
+        crate::protocol::chaos::drive(Protocol::Mysql, &data);
     }
 
     #[test]
@@ -1362,7 +1345,149 @@ fn large_result_set_in_one_read_is_not_dropped() {
     c.server(&rs);
     assert_eq!(
         c.lines(),
-        vec![r#"QUERY ns="-" summary="SELECT numbers" text="SELECT n FROM numbers" ok rows=5000"#]
+        vec![r#"SQL ns="-" summary="SELECT numbers" text="SELECT n FROM numbers" ok rows=5000"#]
     );
     assert_eq!(c.stats.unmatched_responses, 0);
+}
+
+// ---------- (c) stitcher fed frames ----------
+
+fn timed(start: u64, end: u64, frame: MysqlFrame) -> crate::protocol::Timed<MysqlFrame> {
+    crate::protocol::Timed::new(start, end, frame)
+}
+
+fn cmd_frame(code: u8, arg: MysqlArg) -> MysqlFrame {
+    MysqlFrame::Command(MysqlCommand {
+        code,
+        arg,
+        continued: false,
+    })
+}
+
+fn sql_frame(code: u8, sql: &str) -> MysqlFrame {
+    cmd_frame(
+        code,
+        MysqlArg::Text {
+            sql: Some(sql.as_bytes().to_vec()),
+            truncated: false,
+        },
+    )
+}
+
+fn ok_frame(seq: u8) -> MysqlFrame {
+    MysqlFrame::Packet(MysqlPacket::new(seq, 7, &[0, 1, 0, 2, 0, 0, 0]))
+}
+
+/// Runs the stitcher over queued frames; returns the records' golden lines and times.
+fn stitch_frames(
+    reqs: Vec<crate::protocol::Timed<MysqlFrame>>,
+    resps: Vec<crate::protocol::Timed<MysqlFrame>>,
+) -> (Vec<(String, u64, u64)>, ParseStats) {
+    let mut s = <MysqlStitcher as Stitcher>::new(ParserLimits::default());
+    let mut reqs = reqs.into_iter().collect();
+    let mut resps = resps.into_iter().collect();
+    let mut out = Vec::new();
+    let mut stats = ParseStats::default();
+    s.stitch(&mut reqs, &mut resps, &mut (), &mut out, &mut stats);
+    let lines = out
+        .iter()
+        .map(|r| (render(r), r.start_ns, r.end_ns))
+        .collect();
+    (lines, stats)
+}
+
+#[test]
+fn stitcher_pairs_commands_in_order_by_time() {
+    let (recs, stats) = stitch_frames(
+        vec![
+            timed(10, 10, sql_frame(COM_QUERY, "UPDATE t SET a = 1")),
+            timed(30, 30, cmd_frame(COM_PING, MysqlArg::None)),
+        ],
+        vec![timed(20, 21, ok_frame(1)), timed(40, 41, ok_frame(1))],
+    );
+    assert_eq!(
+        recs,
+        vec![
+            (
+                r#"SQL ns="-" summary="UPDATE t" text="UPDATE t SET a = ?" ok affected=1"#.into(),
+                10,
+                21
+            ),
+            (r#"PING ns="-" ok"#.into(), 30, 41),
+        ]
+    );
+    assert_eq!(stats.unmatched_requests + stats.unmatched_responses, 0);
+}
+
+#[test]
+fn stitcher_a_missing_response_does_not_steal_the_next_one() {
+    // The first query's answer was lost: the OK stamped after the second query answers it.
+    let (recs, stats) = stitch_frames(
+        vec![
+            timed(10, 10, sql_frame(COM_QUERY, "SELECT 1")),
+            timed(30, 30, sql_frame(COM_QUERY, "DELETE FROM t")),
+        ],
+        vec![timed(35, 36, ok_frame(1))],
+    );
+    assert_eq!(recs.len(), 1);
+    assert!(recs[0].0.contains("DELETE t"), "{recs:?}");
+    assert_eq!((recs[0].1, recs[0].2), (30, 36));
+    assert_eq!(stats.unmatched_requests, 1);
+}
+
+#[test]
+fn stitcher_a_response_before_any_request_is_unmatched() {
+    let (recs, stats) = stitch_frames(
+        vec![timed(50, 50, cmd_frame(COM_PING, MysqlArg::None))],
+        vec![timed(20, 21, ok_frame(1)), timed(60, 61, ok_frame(1))],
+    );
+    assert_eq!(recs.len(), 1);
+    assert_eq!((recs[0].1, recs[0].2), (50, 61));
+    assert_eq!(stats.unmatched_responses, 1);
+}
+
+#[test]
+fn stitcher_keys_prepared_statements_by_id() {
+    let prepare_ok = MysqlFrame::Packet(MysqlPacket::new(
+        1,
+        12,
+        &[0x00, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    ));
+    let (recs, _) = stitch_frames(
+        vec![
+            timed(10, 10, sql_frame(COM_STMT_PREPARE, "SELECT a FROM t WHERE b = ?")),
+            timed(30, 30, cmd_frame(COM_STMT_EXECUTE, MysqlArg::Statement(7))),
+            timed(50, 50, cmd_frame(COM_STMT_EXECUTE, MysqlArg::Statement(8))),
+        ],
+        vec![
+            timed(20, 20, prepare_ok),
+            timed(40, 40, ok_frame(1)),
+            timed(60, 60, ok_frame(1)),
+        ],
+    );
+    let names: Vec<&str> = recs.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        names,
+        vec![
+            r#"PREPARE ns="-" summary="SELECT t" text="SELECT a FROM t WHERE b = ?" ok"#,
+            r#"SQL ns="-" summary="SELECT t" text="SELECT a FROM t WHERE b = ?" ok affected=1"#,
+            r#"SQL ns="-" ok affected=1"#,
+        ],
+        "statement 8 was never prepared: no text, never another statement's"
+    );
+}
+
+#[test]
+fn stitcher_marks_a_response_whose_end_was_lost() {
+    let mut last = timed(20, 25, ok_frame(1));
+    last.complete = false;
+    let mut s = <MysqlStitcher as Stitcher>::new(ParserLimits::default());
+    let mut reqs = vec![timed(10, 10, sql_frame(COM_QUERY, "SELECT 1"))]
+        .into_iter()
+        .collect();
+    let mut resps = vec![last].into_iter().collect();
+    let mut out = Vec::new();
+    s.stitch(&mut reqs, &mut resps, &mut (), &mut out, &mut ParseStats::default());
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].incomplete, Some(crate::record::Incomplete::EndLost));
 }

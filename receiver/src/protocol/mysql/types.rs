@@ -1,5 +1,7 @@
 //! MySQL frames, framing state and wire helpers.
 
+pub use crate::protocol::Cursor;
+
 /// Payload length of a packet that continues in the next one (16 MiB - 1).
 pub const MYSQL_MAX_PACKET: u32 = 0x00FF_FFFF;
 /// Bytes of a response payload kept in a frame: enough for OK (header + 2 length-encoded ints +
@@ -146,18 +148,18 @@ impl MysqlPacket {
         let first = c.u8()?;
         if first == 0xfe && self.len < 7 {
             c.skip(2)?; // warnings
-            return c.u16();
+            return c.u16_le();
         }
-        c.lenenc()?; // affected rows
-        c.lenenc()?; // last insert id
-        c.u16()
+        lenenc(&mut c)?; // affected rows
+        lenenc(&mut c)?; // last insert id
+        c.u16_le()
     }
 
     /// Affected rows of an OK packet.
     pub fn affected_rows(&self) -> Option<u64> {
         let mut c = Cursor::new(self.head());
         c.u8()?;
-        c.lenenc()
+        lenenc(&mut c)
     }
 
     /// (error code, SQLSTATE) of an ERR packet.
@@ -166,7 +168,7 @@ impl MysqlPacket {
         if c.u8()? != 0xff {
             return None;
         }
-        let code = c.u16()?;
+        let code = c.u16_le()?;
         let state = match (c.u8(), c.take(5)) {
             (Some(b'#'), Some(s)) if s.iter().all(u8::is_ascii_alphanumeric) => {
                 Some(String::from_utf8_lossy(s).into_owned())
@@ -216,84 +218,14 @@ pub struct MysqlFramingState {
     pub auth_from_change_user: bool,
 }
 
-/// A bounds-checked reader over a byte slice.
-#[derive(Clone, Copy, Debug)]
-pub struct Cursor<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Cursor<'a> {
-    pub fn new(buf: &'a [u8]) -> Cursor<'a> {
-        Cursor { buf, at: 0 }
-    }
-
-    pub fn position(&self) -> usize {
-        self.at
-    }
-
-    pub fn rest(&self) -> &'a [u8] {
-        self.buf.get(self.at..).unwrap_or_default()
-    }
-
-    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.at.checked_add(n)?;
-        let s = self.buf.get(self.at..end)?;
-        self.at = end;
-        Some(s)
-    }
-
-    pub fn skip(&mut self, n: usize) -> Option<()> {
-        self.take(n).map(|_| ())
-    }
-
-    pub fn u8(&mut self) -> Option<u8> {
-        self.take(1)?.first().copied()
-    }
-
-    pub fn u16(&mut self) -> Option<u16> {
-        let b = self.take(2)?;
-        Some(u16::from_le_bytes([*b.first()?, *b.get(1)?]))
-    }
-
-    pub fn u24(&mut self) -> Option<u32> {
-        let b = self.take(3)?;
-        Some(u32::from_le_bytes([*b.first()?, *b.get(1)?, *b.get(2)?, 0]))
-    }
-
-    pub fn u32(&mut self) -> Option<u32> {
-        let b = self.take(4)?;
-        Some(u32::from_le_bytes([
-            *b.first()?,
-            *b.get(1)?,
-            *b.get(2)?,
-            *b.get(3)?,
-        ]))
-    }
-
-    /// Length-encoded integer (https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_basic_dt_integers.html).
-    pub fn lenenc(&mut self) -> Option<u64> {
-        match self.u8()? {
-            n @ 0..=0xfa => Some(u64::from(n)),
-            0xfc => self.u16().map(u64::from),
-            0xfd => self.u24().map(u64::from),
-            0xfe => {
-                let b = self.take(8)?;
-                let mut a = [0u8; 8];
-                a.copy_from_slice(b);
-                Some(u64::from_le_bytes(a))
-            }
-            _ => None,
-        }
-    }
-
-    /// A NUL-terminated string (without the NUL).
-    pub fn nul_str(&mut self) -> Option<&'a [u8]> {
-        let rest = self.rest();
-        let n = rest.iter().position(|&b| b == 0)?;
-        let s = self.take(n)?;
-        self.skip(1)?;
-        Some(s)
+/// Length-encoded integer (https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_basic_dt_integers.html).
+pub fn lenenc(c: &mut Cursor<'_>) -> Option<u64> {
+    match c.u8()? {
+        n @ 0..=0xfa => Some(u64::from(n)),
+        0xfc => c.u16_le().map(u64::from),
+        0xfd => c.u24_le().map(u64::from),
+        0xfe => c.u64_le(),
+        _ => None,
     }
 }
 
@@ -306,7 +238,7 @@ pub fn schema_name(bytes: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(cut).into_owned())
 }
 
-/// Name of a command for `DbExchange::command`.
+/// Name of a command (`db.operation.name` of commands without SQL text).
 pub fn command_name(code: u8) -> &'static str {
     match code {
         COM_QUIT => "QUIT",

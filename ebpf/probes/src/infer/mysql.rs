@@ -1,36 +1,9 @@
-//! In-kernel protocol inference: one function per protocol of the closed `proto` set, each
-//! looking at the first `INFER_BYTES` of one message and answering (protocol, role) or nothing.
-//! Adding a protocol = one function here and one line in `infer`.
+//! MySQL client/server protocol
+//! (<https://dev.mysql.com/doc/dev/mysql-server/latest/PAGE_PROTOCOL.html>).
 
-use ebpf_common::{INFER_BYTES, direction, proto, role};
+use ebpf_common::{direction, proto, role};
 
-/// What the first bytes of a message say about the connection.
-#[derive(Clone, Copy)]
-pub struct Inferred {
-    /// `proto::*`.
-    pub protocol: u8,
-    /// `role::*` of the traced process.
-    pub role: u8,
-}
-
-/// The first bytes of one message as seen by one syscall.
-pub struct Message<'a> {
-    /// Up to `INFER_BYTES` bytes; only the first `seen` are valid.
-    pub head: &'a [u8; INFER_BYTES],
-    /// Valid bytes in `head` (`min(total, INFER_BYTES)`).
-    pub seen: usize,
-    /// Bytes the syscall transferred.
-    pub total: u64,
-    /// `direction::*`.
-    pub direction: u8,
-}
-
-/// Tries every supported protocol in turn; protocols switched off in the configuration are
-/// never reported (their connections are given up like unknown traffic).
-#[inline(always)]
-pub fn infer(msg: &Message<'_>) -> Option<Inferred> {
-    mysql(msg).filter(|found| crate::maps::protocol_enabled(found.protocol))
-}
+use super::{Inferred, Message};
 
 /// Largest MySQL packet payload (3-byte length).
 const MYSQL_MAX_PAYLOAD: u32 = (1 << 24) - 1;
@@ -45,7 +18,7 @@ const MYSQL_PARTIAL_MIN: u64 = 1024;
 /// handshake (Protocol::HandshakeV10) has sequence id 0 and starts with 0x0a followed by the
 /// NUL-terminated server version.
 #[inline(always)]
-fn mysql(msg: &Message<'_>) -> Option<Inferred> {
+pub fn infer(msg: &Message<'_>) -> Option<Inferred> {
     // Header and command byte: COM_PING and COM_QUIT are 5 bytes in all.
     if msg.seen < 5 {
         return None;
@@ -93,4 +66,11 @@ fn mysql(msg: &Message<'_>) -> Option<Inferred> {
         protocol: proto::MYSQL,
         role: r,
     })
+}
+
+/// MariaDB reads a packet's 4-byte header and its payload with separate syscalls: a lone header
+/// with sequence id 0 whose length is exactly the next read's size belongs with it.
+#[inline(always)]
+pub fn glues(pending: u32, total: u64) -> bool {
+    pending != 0 && pending >> 24 == 0 && u64::from(pending & 0x00ff_ffff) == total
 }

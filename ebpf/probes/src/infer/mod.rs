@@ -1,0 +1,51 @@
+//! In-kernel protocol inference: one file per protocol of the closed `proto` set, each with
+//! one function looking at the first `INFER_BYTES` of one message and answering
+//! (protocol, role) or nothing, and optionally a header-glue hook.
+//!
+//! Adding a protocol = its file here and one line in [`infer`] (plus one in [`glues`] if its
+//! peers read a header on its own before the payload).
+
+mod mysql;
+
+use ebpf_common::{INFER_BYTES, proto};
+
+/// What the first bytes of a message say about the connection.
+#[derive(Clone, Copy)]
+pub struct Inferred {
+    /// `proto::*`.
+    pub protocol: u8,
+    /// `role::*` of the traced process.
+    pub role: u8,
+}
+
+/// The first bytes of one message as seen by one syscall.
+pub struct Message<'a> {
+    /// Up to `INFER_BYTES` bytes; only the first `seen` are valid.
+    pub head: &'a [u8; INFER_BYTES],
+    /// Valid bytes in `head` (`min(total, INFER_BYTES)`).
+    pub seen: usize,
+    /// Bytes the syscall transferred.
+    pub total: u64,
+    /// `direction::*`.
+    pub direction: u8,
+    /// `sock::*`: datagram sockets carry whole messages (no length prefix for DNS).
+    pub sock_type: u8,
+}
+
+/// Tries every supported protocol in turn; protocols switched off in the configuration are
+/// never reported (their connections are given up like unknown traffic).
+#[inline(always)]
+pub fn infer(msg: &Message<'_>) -> Option<Inferred> {
+    let found = mysql::infer(msg);
+    found.filter(|f| crate::maps::protocol_enabled(f.protocol))
+}
+
+/// Header-glue hooks: the protocol whose lone `pending` header (read by an earlier syscall of
+/// at most 4 bytes) announces exactly the `total` bytes of this read, if any.
+#[inline(always)]
+pub fn glues(pending: u32, total: u64) -> Option<u8> {
+    if mysql::glues(pending, total) {
+        return Some(proto::MYSQL);
+    }
+    None
+}

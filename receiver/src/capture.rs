@@ -1,0 +1,162 @@
+//! The capture task: the only owner of connection state.
+//!
+//! ```text
+//! rings ─► RingReader::drain ─► Tracker::on_event ─► records ─► Emitter (span + resource) ─► queue
+//!            ▲ every poll interval or ¼-full wakeup          │
+//!            └── once a second: clock re-anchoring, timeouts, idle sweep, kernel counters
+//! ```
+//! It also registers the sockets that predate the receiver, and turns the tracker's requests
+//! into kernel map writes (disable unparseable connections, clear closed ones).
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::bpf::{ConnControl, KernelStats, Probes, RingReader};
+use crate::config::Config;
+use crate::emit::Emitter;
+use crate::model::Protocol;
+use crate::record::ConnRecord;
+use crate::telemetry::{self, KernelDrop};
+use crate::tracker::{self, Tracker};
+
+/// Ring items handled per drain before housekeeping gets a turn.
+const MAX_ITEMS_PER_DRAIN: usize = 8192;
+/// Housekeeping period: clock re-anchoring, timeouts, idle sweep, kernel counters.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Kernel entries of processes that exited without closing their sockets are purged this often.
+const PURGE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Everything the capture task owns.
+pub struct Capture {
+    pub probes: Probes,
+    pub reader: RingReader,
+    pub control: ConnControl,
+    pub tracker: Tracker,
+    pub emitter: Emitter,
+    /// Ring drain period when no wakeup comes.
+    pub poll: Duration,
+}
+
+impl Capture {
+    /// Runs until `stop` is cancelled, then hands the last records to the emitter.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut records: Vec<ConnRecord> = Vec::with_capacity(1024);
+        let mut last_sweep = Instant::now();
+        let mut last_purge = Instant::now();
+        loop {
+            let stopping = tokio::select! {
+                _ = stop.cancelled() => true,
+                r = self.reader.wait(self.poll) => {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "ring buffer wait failed");
+                    }
+                    false
+                }
+            };
+            // Drain until the rings are empty (bounded per round), then hand records over.
+            loop {
+                let tracker = &mut self.tracker;
+                let n = self
+                    .reader
+                    .drain(MAX_ITEMS_PER_DRAIN, |ev| tracker.on_event(&ev, &mut records));
+                self.tracker.end_batch(&mut records);
+                self.emitter.emit(&mut records);
+                if n < MAX_ITEMS_PER_DRAIN {
+                    break;
+                }
+            }
+            self.apply_tracker_requests();
+            if stopping || last_sweep.elapsed() >= SWEEP_INTERVAL {
+                last_sweep = Instant::now();
+                self.tracker
+                    .sweep(tracker::clock::boot_now_ns(), &mut records);
+                self.emitter.emit(&mut records);
+                self.emitter.prune();
+                if let Ok(k) = self.probes.stats() {
+                    publish_kernel_stats(&k, self.reader.malformed());
+                }
+            }
+            if last_purge.elapsed() >= PURGE_INTERVAL {
+                last_purge = Instant::now();
+                if let Err(e) = self.control.purge_exited() {
+                    tracing::debug!(error = %e, "cannot purge exited processes' connections");
+                }
+            }
+            if stopping {
+                break;
+            }
+        }
+    }
+
+    /// Disables connections the tracker found unparseable; clears the entries of closed ones.
+    fn apply_tracker_requests(&mut self) {
+        for id in self.tracker.take_disable_requests() {
+            if let Err(e) = self.control.disable(id) {
+                tracing::debug!(error = %e, "cannot disable connection");
+            }
+        }
+        for id in self.tracker.take_enable_requests() {
+            let _ = self.control.enable(id);
+        }
+    }
+}
+
+/// Registers established sockets that predate the receiver so their later traffic is seen.
+pub fn seed_existing_connections(cfg: &Config, control: &mut ConnControl, tracker: &mut Tracker) {
+    let me = std::process::id();
+    let only: Vec<u32> = cfg.targets.pids.clone();
+    let never: Vec<u32> = cfg.targets.exclude_pids.clone();
+    let keep =
+        |pid: u32| pid != me && !never.contains(&pid) && (only.is_empty() || only.contains(&pid));
+    let limit = cfg.ebpf.max_connections as usize / 2;
+    let sockets =
+        tracker::socket::existing_stream_sockets(std::path::Path::new("/proc"), keep, limit);
+    let mut seeded = 0usize;
+    for (pid, fd, tuple) in sockets {
+        match control.seed(pid, fd) {
+            Ok(Some(_)) => {
+                tracker.preload(pid, fd, tuple);
+                seeded += 1;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot register existing sockets");
+                break;
+            }
+        }
+    }
+    tracing::info!(
+        sockets = seeded,
+        "registered connections opened before start"
+    );
+}
+
+/// Copies the kernel's cumulative counters into the self-metrics.
+fn publish_kernel_stats(k: &KernelStats, malformed: u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = telemetry::metrics();
+    m.kernel_control_events.store(k.control_events, Relaxed);
+    m.kernel_data_events.store(k.data_events, Relaxed);
+    m.kernel_data_bytes.store(k.data_bytes, Relaxed);
+    m.kernel_uncaptured_bytes.store(k.uncaptured_bytes, Relaxed);
+    m.kernel_infer_gave_up.store(k.infer_gave_up, Relaxed);
+    m.ring_items_malformed.store(malformed, Relaxed);
+    for (reason, v) in [
+        (KernelDrop::ControlRingFull, k.control_ring_full),
+        (KernelDrop::DataRingFull, k.data_ring_full),
+        (KernelDrop::CaptureTruncated, k.capture_truncated),
+        (KernelDrop::ConnMapFull, k.conn_map_full),
+        (KernelDrop::Disabled, k.disabled),
+        (KernelDrop::ArgsMapFull, k.args_map_full),
+        (KernelDrop::ReadFailed, k.read_failed),
+        (KernelDrop::MmsgOverflow, k.mmsg_overflow),
+    ] {
+        m.kernel_drop(reason).store(v, Relaxed);
+    }
+    for &p in Protocol::ALL {
+        m.protocol(p)
+            .inferences
+            .store(k.inferences[p.index()], Relaxed);
+    }
+}
