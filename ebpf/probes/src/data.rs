@@ -430,6 +430,8 @@ fn message(tgid: u32, args: &SyscallArgs, egress: bool, src: Src, total: u64) {
                 direction::INGRESS
             },
             sock_type: if datagram { sock::DGRAM } else { sock_type },
+            // SAFETY: as above.
+            role_hint: unsafe { (*conn).role },
         };
         let found = match infer::infer(&msg) {
             // A glued header only counts for the protocol that announced it.

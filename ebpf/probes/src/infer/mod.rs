@@ -5,9 +5,13 @@
 //! Adding a protocol = its file here and one line in [`infer`] (plus one in [`glues`] if its
 //! peers read a header on its own before the payload).
 
+mod dns;
+mod http1;
 mod mysql;
+mod postgres;
+mod redis;
 
-use ebpf_common::{INFER_BYTES, proto};
+use ebpf_common::{INFER_BYTES, proto, sock};
 
 /// What the first bytes of a message say about the connection.
 #[derive(Clone, Copy)]
@@ -30,13 +34,24 @@ pub struct Message<'a> {
     pub direction: u8,
     /// `sock::*`: datagram sockets carry whole messages (no length prefix for DNS).
     pub sock_type: u8,
+    /// `role::*` from connect/accept, when the kernel saw one.
+    pub role_hint: u8,
 }
 
 /// Tries every supported protocol in turn; protocols switched off in the configuration are
 /// never reported (their connections are given up like unknown traffic).
 #[inline(always)]
 pub fn infer(msg: &Message<'_>) -> Option<Inferred> {
-    let found = mysql::infer(msg);
+    // A datagram socket carries only datagram protocols.
+    let found = if msg.sock_type == sock::DGRAM {
+        dns::infer(msg)
+    } else {
+        mysql::infer(msg)
+            .or_else(|| http1::infer(msg))
+            .or_else(|| postgres::infer(msg))
+            .or_else(|| redis::infer(msg))
+            .or_else(|| dns::infer(msg))
+    };
     found.filter(|f| crate::maps::protocol_enabled(f.protocol))
 }
 
