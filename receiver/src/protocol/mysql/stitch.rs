@@ -168,26 +168,14 @@ impl MysqlStitcher {
                 }
                 match cmd.arg {
                     MysqlArg::Text { sql, truncated } => {
-                        let raw = sql.as_deref().map(|b| utf8_prefix(b, truncated));
-                        p.text = raw.as_deref().and_then(|t| {
-                            sql::sanitize_truncated(t, self.limits.max_query_text_bytes, truncated)
+                        let st = sql.as_deref().map_or_else(sql::Statement::default, |raw| {
+                            let cap = self.limits.max_query_text_bytes;
+                            sql::statement(raw, truncated, sql::Dialect::Mysql, cap)
                         });
-                        // A cut text may end in a partial table name: summarise up to the
-                        // last complete token.
-                        let whole = raw.as_deref().map(|t| {
-                            match (truncated, t.rfind(char::is_whitespace)) {
-                                (true, Some(cut)) => t.get(..cut).unwrap_or_default(),
-                                (true, None) => "",
-                                (false, _) => t,
-                            }
-                        });
-                        p.summary = whole.and_then(sql::summarize);
+                        p.text = st.text;
+                        p.summary = st.summary;
                         if cmd.code == COM_QUERY {
-                            p.switch_to = p
-                                .summary
-                                .as_deref()
-                                .and_then(|s| s.strip_prefix("USE "))
-                                .map(str::to_owned);
+                            p.switch_to = st.use_schema;
                         }
                     }
                     MysqlArg::Statement(id) => {
@@ -497,17 +485,6 @@ enum Step {
     Consumed,
     Again,
     NotMine,
-}
-
-/// Text of the kept SQL bytes; a character cut by the cap is dropped.
-fn utf8_prefix(bytes: &[u8], truncated: bool) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
-        Err(e) if truncated && e.error_len().is_none() => {
-            String::from_utf8_lossy(bytes.get(..e.valid_up_to()).unwrap_or_default()).into_owned()
-        }
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
-    }
 }
 
 impl Stitcher for MysqlStitcher {

@@ -1,0 +1,445 @@
+//! `db.query.summary`: `{operation} {target}…` such as `SELECT users orders` or `INSERT
+//! shipping_details SELECT orders`, identifiers as written, at most [`MAX_SUMMARY_BYTES`],
+//! never cut inside a part. Also the schema a MySQL `USE` switches to.
+
+use super::lexer::{Lexer, Tok};
+use super::{Dialect, MAX_SUMMARY_BYTES};
+
+/// Most tokens a summary looks at.
+const MAX_TOKENS: usize = 4096;
+
+/// A low-cardinality `db.query.summary` such as `SELECT users orders`; `None` when no
+/// operation is recognised.
+pub fn summarize(text: &str, dialect: Dialect) -> Option<String> {
+    summarize_truncated(text, dialect, false)
+}
+
+/// [`summarize`] for text that may have been cut by a capture cap: a last token that touches
+/// the cut may be a partial table name and is left out.
+pub fn summarize_truncated(text: &str, dialect: Dialect, input_truncated: bool) -> Option<String> {
+    summary_of(&tokens(text, dialect, input_truncated), dialect)
+}
+
+/// The tokens of `text` up to the first place it fails closed. A summary holds no literal, so
+/// text cut inside one still summarises up to the cut.
+pub(super) fn tokens(text: &str, dialect: Dialect, input_truncated: bool) -> Vec<Tok<'_>> {
+    let mut lx = Lexer::new(text, dialect);
+    let mut toks = Vec::new();
+    let mut last_at_end = false;
+    while let Ok(Some(t)) = lx.next_token() {
+        toks.push(t);
+        last_at_end = lx.at_end();
+        if toks.len() >= MAX_TOKENS {
+            break;
+        }
+    }
+    if input_truncated && last_at_end {
+        toks.pop();
+    }
+    toks
+}
+
+/// The schema the last `USE db` statement of a MySQL text switches to. PostgreSQL has no `USE`.
+pub(super) fn use_schema(toks: &[Tok<'_>], dialect: Dialect) -> Option<String> {
+    if dialect != Dialect::Mysql {
+        return None;
+    }
+    let mut schema = None;
+    for stmt in toks.split(|t| *t == Tok::Punct(";")) {
+        if let [Tok::Word(verb), name] = stmt
+            && verb.eq_ignore_ascii_case("USE")
+        {
+            match name {
+                Tok::Word(w) if !w.starts_with('@') => schema = Some((*w).to_owned()),
+                Tok::Quoted(q) => schema = Some(unquote_backticks(q)),
+                _ => {}
+            }
+        }
+    }
+    schema
+}
+
+fn unquote_backticks(q: &str) -> String {
+    let inner = q
+        .strip_prefix('`')
+        .and_then(|q| q.strip_suffix('`'))
+        .unwrap_or(q);
+    inner.replace("``", "`")
+}
+
+fn word_is(t: Option<&Tok<'_>>, words: &[&str]) -> bool {
+    matches!(t, Some(Tok::Word(w)) if words.iter().any(|k| k.eq_ignore_ascii_case(w)))
+}
+
+/// The summary of already lexed tokens.
+pub(super) fn summary_of(toks: &[Tok<'_>], dialect: Dialect) -> Option<String> {
+    // Before these, INSERT / UPDATE / DELETE name a clause, not a statement: `FOR UPDATE`,
+    // `FOR NO KEY UPDATE`, `ON DUPLICATE KEY UPDATE`, `ON CONFLICT DO UPDATE`, `ON DELETE
+    // CASCADE`, `WHEN MATCHED THEN UPDATE`, `AFTER INSERT OR UPDATE`, `INSTEAD OF INSERT`.
+    const CLAUSE_BEFORE: &[&str] = &[
+        "FOR", "KEY", "DO", "THEN", "ON", "BEFORE", "AFTER", "OR", "OF",
+    ];
+    let mut s = Summary::default();
+    let mut i = 0usize;
+    let mut first = true;
+    while let Some(&tok) = toks.get(i) {
+        i += 1;
+        let Tok::Word(w) = tok else {
+            // A new statement in a multi-statement text.
+            first = tok == Tok::Punct(";");
+            if first {
+                s.bare_op = None;
+            }
+            continue;
+        };
+        let clause = word_is(i.checked_sub(2).and_then(|j| toks.get(j)), CLAUSE_BEFORE);
+        let kw = w.to_ascii_uppercase();
+        match kw.as_str() {
+            "SELECT" => s.op("SELECT"),
+            "INSERT" if !clause => {
+                s.op("INSERT");
+                i = skip_words(
+                    toks,
+                    i,
+                    &["LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE", "INTO"],
+                );
+                i = table_list(toks, i, &mut s, false, dialect);
+            }
+            "REPLACE" if first => {
+                s.op("REPLACE");
+                i = skip_words(toks, i, &["LOW_PRIORITY", "DELAYED", "INTO"]);
+                i = table_list(toks, i, &mut s, false, dialect);
+            }
+            "UPDATE" if !clause => {
+                s.op("UPDATE");
+                i = skip_words(toks, i, &["LOW_PRIORITY", "IGNORE"]);
+                i = table_list(toks, i, &mut s, true, dialect);
+            }
+            "DELETE" if !clause => {
+                s.op("DELETE");
+                i = skip_words(toks, i, &["LOW_PRIORITY", "QUICK", "IGNORE"]);
+            }
+            // `COPY t FROM STDIN`: the source is not a table.
+            "FROM" if s.has_op() && !s.in_copy => i = table_list(toks, i, &mut s, true, dialect),
+            "JOIN" | "STRAIGHT_JOIN" if s.has_op() => {
+                i = table_list(toks, i, &mut s, false, dialect)
+            }
+            "CALL" => {
+                s.op("CALL");
+                i = table_list(toks, i, &mut s, false, dialect);
+            }
+            "CREATE" | "DROP" | "ALTER" | "TRUNCATE" | "RENAME" if first => {
+                i = ddl(toks, i, &kw, &mut s, dialect);
+            }
+            "USE" if first && dialect == Dialect::Mysql => {
+                s.op("USE");
+                i = table_list(toks, i, &mut s, false, dialect);
+            }
+            "COPY" if first => {
+                s.op("COPY");
+                s.in_copy = true;
+                i = table_list(toks, i, &mut s, false, dialect);
+            }
+            "MERGE" if first => {
+                s.op("MERGE");
+                i = skip_words(toks, i, &["INTO"]);
+                i = table_list(toks, i, &mut s, false, dialect);
+                if word_is(toks.get(i), &["USING"]) {
+                    i = table_list(toks, i + 1, &mut s, false, dialect);
+                }
+            }
+            "GRANT" | "REVOKE" if first => {
+                // Privileges (`SELECT, INSERT`) are not operations run here.
+                s.op_owned(kw.clone());
+                while toks.get(i).is_some_and(|t| *t != Tok::Punct(";")) {
+                    i += 1;
+                }
+            }
+            "SHOW" if first => match toks.get(i) {
+                Some(Tok::Word(next)) => {
+                    s.op_owned(format!("SHOW {}", next.to_ascii_uppercase()));
+                    i += 1;
+                }
+                _ => s.op("SHOW"),
+            },
+            "START" if first => {
+                if word_is(toks.get(i), &["TRANSACTION"]) {
+                    s.op("START TRANSACTION");
+                    i += 1;
+                } else {
+                    s.op("START");
+                }
+            }
+            "BEGIN" | "COMMIT" | "ROLLBACK" | "SET" | "SAVEPOINT" | "RELEASE" | "LOCK"
+            | "UNLOCK" | "EXPLAIN" | "DESCRIBE" | "DESC" | "ANALYZE" | "OPTIMIZE" | "REPAIR"
+            | "CHECK" | "FLUSH" | "KILL" | "DO" | "HANDLER" | "LOAD" | "PREPARE" | "EXECUTE"
+            | "DEALLOCATE" | "XA" | "CHECKSUM" | "VALUES" | "TABLE" | "VACUUM" | "REINDEX"
+            | "CLUSTER" | "LISTEN" | "NOTIFY" | "UNLISTEN" | "DISCARD" | "RESET" | "DECLARE"
+            | "FETCH" | "MOVE" | "CLOSE" | "ABORT" | "END" | "CHECKPOINT" | "COMMENT"
+            | "REFRESH"
+                if first =>
+            {
+                s.op_owned(kw.clone());
+            }
+            _ => {}
+        }
+        first = false;
+    }
+    s.finish()
+}
+
+#[derive(Default)]
+struct Summary {
+    out: String,
+    full: bool,
+    /// The last part was an operation with no target yet.
+    bare_op: Option<String>,
+    ops: u32,
+    /// The last operation is `COPY`.
+    in_copy: bool,
+}
+
+impl Summary {
+    fn push(&mut self, part: &str) -> bool {
+        if self.full {
+            return false;
+        }
+        let extra = usize::from(!self.out.is_empty()) + part.len();
+        if self.out.len() + extra > MAX_SUMMARY_BYTES {
+            self.full = true;
+            return false;
+        }
+        if !self.out.is_empty() {
+            self.out.push(' ');
+        }
+        self.out.push_str(part);
+        true
+    }
+
+    fn op(&mut self, op: &str) {
+        self.in_copy = false;
+        // `SELECT … FROM (SELECT …)`: one SELECT is enough.
+        if self.bare_op.as_deref() == Some(op) {
+            return;
+        }
+        if self.push(op) {
+            self.bare_op = Some(op.to_owned());
+            self.ops += 1;
+        }
+    }
+
+    fn op_owned(&mut self, op: String) {
+        self.op(&op);
+    }
+
+    fn target(&mut self, t: &str) {
+        if self.push(t) {
+            self.bare_op = None;
+        }
+    }
+
+    fn has_op(&self) -> bool {
+        self.ops > 0
+    }
+
+    fn finish(self) -> Option<String> {
+        (self.ops > 0).then_some(self.out)
+    }
+}
+
+/// Words that end a table list or cannot be an alias.
+fn is_clause_keyword(w: &str) -> bool {
+    const KW: &[&str] = &[
+        "WHERE",
+        "JOIN",
+        "LEFT",
+        "RIGHT",
+        "INNER",
+        "OUTER",
+        "CROSS",
+        "NATURAL",
+        "STRAIGHT_JOIN",
+        "FULL",
+        "ON",
+        "USING",
+        "GROUP",
+        "ORDER",
+        "LIMIT",
+        "HAVING",
+        "SET",
+        "UNION",
+        "FOR",
+        "WINDOW",
+        "INTO",
+        "VALUES",
+        "VALUE",
+        "PARTITION",
+        "USE",
+        "FORCE",
+        "IGNORE",
+        "LOCK",
+        "PROCEDURE",
+        "EXCEPT",
+        "INTERSECT",
+        "RETURNING",
+        "WITH",
+        "SELECT",
+        "AS",
+        "DUPLICATE",
+        "OFFSET",
+        "FROM",
+        "TABLE",
+        "IF",
+        "NOT",
+        "EXISTS",
+        "LIKE",
+        "WHEN",
+        "THEN",
+        "AND",
+        "OR",
+        "DEFAULT",
+        "CHARACTER",
+        "CHARSET",
+        "COLLATE",
+        "ENGINE",
+        "READ",
+        "WRITE",
+        "LOW_PRIORITY",
+        "LATERAL",
+        "TABLESAMPLE",
+        "FETCH",
+        "OVERRIDING",
+        "TO",
+        "ONLY",
+    ];
+    KW.iter().any(|k| k.eq_ignore_ascii_case(w))
+}
+
+fn skip_words(toks: &[Tok<'_>], mut i: usize, words: &[&str]) -> usize {
+    while word_is(toks.get(i), words) {
+        i += 1;
+    }
+    i
+}
+
+/// A possibly qualified table name at `i` (`db.t`, `` `my table` ``, `public."Users"`):
+/// MySQL backticks are removed, PostgreSQL quotes kept (they make the name case-sensitive).
+fn table_name(toks: &[Tok<'_>], mut i: usize, dialect: Dialect) -> (Option<String>, usize) {
+    let mut name = String::new();
+    loop {
+        match toks.get(i) {
+            Some(Tok::Word(w))
+                if !w.starts_with('@') && (!name.is_empty() || !is_clause_keyword(w)) =>
+            {
+                name.push_str(w)
+            }
+            Some(Tok::Quoted(q)) if dialect == Dialect::Mysql => {
+                name.push_str(&unquote_backticks(q))
+            }
+            Some(Tok::Quoted(q)) => name.push_str(q),
+            _ => break,
+        }
+        i += 1;
+        if toks.get(i) == Some(&Tok::Punct(".")) {
+            name.push('.');
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    let name = name.trim_end_matches('.');
+    ((!name.is_empty()).then(|| name.to_owned()), i)
+}
+
+/// Reads `t [AS] alias [, t2 …]` from `i`; `list` allows comma-separated tables.
+fn table_list(
+    toks: &[Tok<'_>],
+    mut i: usize,
+    s: &mut Summary,
+    list: bool,
+    dialect: Dialect,
+) -> usize {
+    loop {
+        if dialect == Dialect::Postgres {
+            // `FROM ONLY t`: no descendant tables.
+            i = skip_words(toks, i, &["ONLY"]);
+        }
+        let (name, next) = table_name(toks, i, dialect);
+        let Some(name) = name else {
+            return i;
+        };
+        s.target(&name);
+        i = next;
+        // Alias.
+        if word_is(toks.get(i), &["AS"]) {
+            i += 1;
+        }
+        match toks.get(i) {
+            Some(Tok::Word(w)) if !is_clause_keyword(w) && !w.starts_with('@') => i += 1,
+            Some(Tok::Quoted(_)) => i += 1,
+            _ => {}
+        }
+        if list && toks.get(i) == Some(&Tok::Punct(",")) {
+            i += 1;
+            continue;
+        }
+        return i;
+    }
+}
+
+/// `CREATE [modifiers] TABLE [IF NOT EXISTS] name` and friends.
+fn ddl(toks: &[Tok<'_>], mut i: usize, verb: &str, s: &mut Summary, dialect: Dialect) -> usize {
+    const OBJECTS: &[&str] = &[
+        "TABLE",
+        "INDEX",
+        "VIEW",
+        "DATABASE",
+        "SCHEMA",
+        "PROCEDURE",
+        "FUNCTION",
+        "TRIGGER",
+        "EVENT",
+        "USER",
+        "ROLE",
+        "SEQUENCE",
+        "TABLESPACE",
+        "SERVER",
+        "EXTENSION",
+        "TYPE",
+        "DOMAIN",
+    ];
+    const MODIFIERS: &[&str] = &[
+        "TEMPORARY",
+        "TEMP",
+        "OR",
+        "REPLACE",
+        "UNIQUE",
+        "FULLTEXT",
+        "SPATIAL",
+        "ONLINE",
+        "OFFLINE",
+        "IGNORE",
+        "UNLOGGED",
+        "MATERIALIZED",
+        "GLOBAL",
+        "LOCAL",
+    ];
+    i = skip_words(toks, i, MODIFIERS);
+    let object = match toks.get(i) {
+        Some(Tok::Word(w)) if OBJECTS.iter().any(|o| o.eq_ignore_ascii_case(w)) => {
+            i += 1;
+            Some(w.to_ascii_uppercase())
+        }
+        _ => None,
+    };
+    match &object {
+        Some(o) => s.op_owned(format!("{verb} {o}")),
+        None => s.op(verb),
+    }
+    // Account names are literals in MySQL; no target for users and roles.
+    if matches!(object.as_deref(), Some("USER" | "ROLE")) {
+        return i;
+    }
+    i = skip_words(toks, i, &["CONCURRENTLY", "IF", "NOT", "EXISTS"]);
+    table_list(toks, i, s, false, dialect)
+}
