@@ -57,9 +57,9 @@ impl Capture {
             // Drain until the rings are empty (bounded per round), then hand records over.
             loop {
                 let tracker = &mut self.tracker;
-                let n = self
-                    .reader
-                    .drain(MAX_ITEMS_PER_DRAIN, |ev| tracker.on_event(&ev, &mut records));
+                let n = self.reader.drain(MAX_ITEMS_PER_DRAIN, |ev| {
+                    tracker.on_event(&ev, &mut records)
+                });
                 self.tracker.end_batch(&mut records);
                 self.emitter.emit(&mut records);
                 if n < MAX_ITEMS_PER_DRAIN {

@@ -24,7 +24,11 @@ pub struct Emitter {
 
 impl Emitter {
     /// `resource_attrs` (from `OTEL_RESOURCE_ATTRIBUTES`) are added to every resource.
-    pub fn new(host_name: String, resource_attrs: Vec<(String, String)>, sender: SpanSender) -> Self {
+    pub fn new(
+        host_name: String,
+        resource_attrs: Vec<(String, String)>,
+        sender: SpanSender,
+    ) -> Self {
         Emitter {
             host_name,
             resource_attrs,

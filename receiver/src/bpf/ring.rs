@@ -15,7 +15,9 @@
 use std::{io, mem::size_of, net::SocketAddr, ptr, time::Duration};
 
 use aya::maps::{Map, MapData, RingBuf};
-use ebpf_common::{ControlEvent, DataEventHeader, PeerTrailer, control, data_flag, direction, role};
+use ebpf_common::{
+    ControlEvent, DataEventHeader, PeerTrailer, control, data_flag, direction, role,
+};
 use tokio::io::{Interest, unix::AsyncFd};
 
 use super::event::protocol_of;

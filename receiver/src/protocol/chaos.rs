@@ -37,19 +37,18 @@ pub fn drive(protocol: Protocol, data: &[u8]) -> (Vec<Record>, ParseStats) {
     let mut parser = ConnParser::new(protocol, role, limits);
     let mut out = Vec::new();
     let mut stats = ParseStats::default();
-    let mut pos = [0u64; 2];
+    let (mut egress_pos, mut ingress_pos) = (0u64, 0u64);
     let mut ts = 0u64;
     while let [ctl, n, tail @ ..] = rest {
         let n = usize::from(*n).min(tail.len());
         let (bytes, after) = tail.split_at(n);
         rest = after;
-        let i = usize::from(ctl & 1);
-        let direction = if i == 0 {
-            Direction::Egress
+        let (direction, pos) = if ctl & 1 == 0 {
+            (Direction::Egress, &mut egress_pos)
         } else {
-            Direction::Ingress
+            (Direction::Ingress, &mut ingress_pos)
         };
-        let mut at = pos[i];
+        let mut at = *pos;
         if ctl & 2 != 0 {
             at = at.saturating_sub(u64::from(ctl >> 4));
         }
@@ -73,7 +72,7 @@ pub fn drive(protocol: Protocol, data: &[u8]) -> (Vec<Record>, ParseStats) {
             &mut out,
             &mut stats,
         );
-        pos[i] = pos[i].max(at + u64::from(len));
+        *pos = (*pos).max(at + u64::from(len));
         assert!(parser.buffered_bytes() <= 2 * MAX_BUFFER_BYTES);
     }
     parser.close(&mut out, &mut stats);

@@ -142,8 +142,7 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
             MessageKind::Request => requests,
             MessageKind::Response => responses,
         };
-        if reported_end > captured_end && side.stream.end_pos().is_some_and(|e| e < reported_end)
-        {
+        if reported_end > captured_end && side.stream.end_pos().is_some_and(|e| e < reported_end) {
             for _ in 0..MAX_STEPS_PER_CHUNK {
                 if side.stream.is_empty() || side.stream.needs_resync() || side.tail.is_some() {
                     break;

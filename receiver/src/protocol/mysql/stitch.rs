@@ -22,10 +22,10 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::model::Protocol;
 use crate::protocol::mysql::types::*;
 use crate::protocol::sql;
 use crate::protocol::{ParseStats, ParserLimits, Stitcher, Timed};
-use crate::model::Protocol;
 use crate::record::{DbExchange, DbOutcome, Exchange, Incomplete, Record};
 
 /// Most prepared statements remembered per connection.

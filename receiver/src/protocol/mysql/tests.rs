@@ -252,11 +252,10 @@ impl Conn {
 pub(super) fn render(r: &Record) -> String {
     let Exchange::Db(d) = &r.exchange;
     // The operation: a protocol command (`PING`), a prepare, or SQL named by its text.
-    let op = d.operation.as_deref().unwrap_or(if d.prepare_only {
-        "PREPARE"
-    } else {
-        "SQL"
-    });
+    let op = d
+        .operation
+        .as_deref()
+        .unwrap_or(if d.prepare_only { "PREPARE" } else { "SQL" });
     let mut s = format!("{op} ns={:?}", d.namespace.as_deref().unwrap_or("-"));
     if let Some(q) = &d.query_summary {
         let _ = write!(s, " summary={q:?}");
@@ -1455,7 +1454,11 @@ fn stitcher_keys_prepared_statements_by_id() {
     ));
     let (recs, _) = stitch_frames(
         vec![
-            timed(10, 10, sql_frame(COM_STMT_PREPARE, "SELECT a FROM t WHERE b = ?")),
+            timed(
+                10,
+                10,
+                sql_frame(COM_STMT_PREPARE, "SELECT a FROM t WHERE b = ?"),
+            ),
             timed(30, 30, cmd_frame(COM_STMT_EXECUTE, MysqlArg::Statement(7))),
             timed(50, 50, cmd_frame(COM_STMT_EXECUTE, MysqlArg::Statement(8))),
         ],
@@ -1487,7 +1490,13 @@ fn stitcher_marks_a_response_whose_end_was_lost() {
         .collect();
     let mut resps = vec![last].into_iter().collect();
     let mut out = Vec::new();
-    s.stitch(&mut reqs, &mut resps, &mut (), &mut out, &mut ParseStats::default());
+    s.stitch(
+        &mut reqs,
+        &mut resps,
+        &mut (),
+        &mut out,
+        &mut ParseStats::default(),
+    );
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].incomplete, Some(crate::record::Incomplete::EndLost));
 }

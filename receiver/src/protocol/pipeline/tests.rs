@@ -206,7 +206,10 @@ fn frames_split_across_chunks_and_pipelined_in_one() {
     r.req(11, &q[2..]);
     let a = frame(b'x', 2);
     r.resp(20, &a[..4]);
-    assert!(r.records().is_empty(), "the response's last byte has not arrived");
+    assert!(
+        r.records().is_empty(),
+        "the response's last byte has not arrived"
+    );
     r.resp(21, &[a[4..].to_vec(), frame(b'y', 1)].concat());
     assert_eq!(
         r.records(),
