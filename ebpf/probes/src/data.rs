@@ -25,8 +25,7 @@ use aya_ebpf::{
 };
 use ebpf_common::{
     ConnKey, ConnState, DataEventHeader, DisabledKey, INFER_BYTES, INFER_MAX_ATTEMPTS,
-    INFER_MIN_BYTES, MAX_CAPTURE, MAX_IOVECS, PeerTrailer, data_flag, direction, proto, sock,
-    stat,
+    INFER_MIN_BYTES, MAX_CAPTURE, MAX_IOVECS, PeerTrailer, data_flag, direction, proto, sock, stat,
 };
 
 use crate::{
@@ -621,7 +620,10 @@ fn exit_uncaptured(ctx: &TracePointContext) {
     let Some(args) = take_args(pid_tgid) else {
         return;
     };
-    if !matches!(args.kind, kind::SENDFILE | kind::SPLICE_IN | kind::SPLICE_OUT) {
+    if !matches!(
+        args.kind,
+        kind::SENDFILE | kind::SPLICE_IN | kind::SPLICE_OUT
+    ) {
         return;
     }
     let r = ret(ctx);

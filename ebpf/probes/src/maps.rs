@@ -10,7 +10,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use ebpf_common::{ConnKey, ConnState, DataEventHeader, DisabledKey, MAX_CAPTURE, PeerTrailer, stat};
+use ebpf_common::{
+    ConnKey, ConnState, DataEventHeader, DisabledKey, MAX_CAPTURE, PeerTrailer, stat,
+};
 
 // ---- Runtime knobs (globals in .rodata, overridden by the loader) ----
 

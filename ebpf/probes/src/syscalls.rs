@@ -100,8 +100,7 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
 pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
     // socket(domain, type, protocol): stash only INET/INET6 datagram sockets.
     let domain = arg(&ctx, 0) as u16;
-    if (domain != AF_INET && domain != AF_INET6) || arg(&ctx, 1) & SOCK_TYPE_MASK != SOCK_DGRAM
-    {
+    if (domain != AF_INET && domain != AF_INET6) || arg(&ctx, 1) & SOCK_TYPE_MASK != SOCK_DGRAM {
         return 0;
     }
     let (pid_tgid, tgid) = current();

@@ -65,7 +65,11 @@ pub fn infer(msg: &Message<'_>) -> Option<Inferred> {
     let egress = msg.direction == direction::EGRESS;
     let request = |we_client: bool| Inferred {
         protocol: proto::REDIS,
-        role: if we_client { role::CLIENT } else { role::SERVER },
+        role: if we_client {
+            role::CLIENT
+        } else {
+            role::SERVER
+        },
     };
     // A command: sent by a client, received by a server.
     let inline_ping = msg.total == 6
