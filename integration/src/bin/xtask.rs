@@ -10,9 +10,9 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
 use integration::collector::Collector;
-use integration::mariadb::MariaDb;
 use integration::process::{Output, ProcessGuard, is_root};
 use integration::receiver::Receiver;
+use integration::servers::mariadb::MariaDb;
 use integration::{bootstrap, load, paths};
 
 #[derive(Parser)]
