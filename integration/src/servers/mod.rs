@@ -15,7 +15,11 @@
 //!
 //! [`ProcessGuard`]: crate::process::ProcessGuard
 
+pub mod dnsmasq;
 pub mod mariadb;
+pub mod nginx;
+pub mod postgres;
+pub mod redis;
 
 /// What [`crate::world::World`] needs from the server(s) of a test.
 pub trait Server {
