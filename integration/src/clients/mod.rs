@@ -18,7 +18,11 @@
 //! can hold after connecting until the test says go (to open a connection before the receiver
 //! starts).
 
+pub mod dns;
+pub mod http;
 pub mod mysql;
+pub mod postgres;
+pub mod redis;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
