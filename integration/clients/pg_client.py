@@ -6,7 +6,8 @@ Runs the steps of a JSON plan on ONE connection (autocommit) and prints one JSON
   {"sql": "..."}                              no params: simple query protocol (Query); several
                                               statements in one text are allowed
   {"sql": "... %s ...", "params": [...]}      extended protocol, unnamed statement
-                                              (Parse/Bind/Describe/Execute/Sync)
+                                              (Parse/Bind/Describe/Execute/Sync); needs at least
+                                              one parameter (none: simple Query again)
   {"sql": ..., "params": [...], "prepare": true}
                                               server-side prepared statement: Parse with a name
                                               (`_pg3_0`, ...) the first time, then Bind/Execute

@@ -188,7 +188,9 @@ impl PgStep {
             client_side: false,
         }
     }
-    /// Extended protocol, unnamed statement, never prepared.
+    /// Extended protocol, unnamed statement, never prepared. psycopg only uses the extended
+    /// protocol when there is at least one parameter (or in a [`PgStep::Pipeline`]): with an
+    /// empty `params` outside a pipeline this is a simple Query.
     pub fn extended(sql: &str, params: Vec<Value>) -> PgStep {
         PgStep::Sql {
             sql: sql.into(),
