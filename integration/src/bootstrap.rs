@@ -19,16 +19,40 @@ pub const NIGHTLY: &str = "nightly-2026-05-20";
 pub const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 pub const OCB_VERSION: &str = "v0.161.0";
-/// Debian packages: LLVM for bpf-linker, the MariaDB server and client for the tests and the
-/// demo, venv support for the Python clients.
+/// Debian packages: LLVM for bpf-linker; the real servers and clients of the e2e tests; venv
+/// support for the Python clients.
+///
+/// The harness runs every server privately (own config, data dir and free port), never the
+/// system services: `postgresql`, `redis-server` and `nginx` register services that a Debian
+/// postinst may start on 5432/6379/80 (inside a container `policy-rc.d` usually forbids it); the
+/// tests neither use nor collide with them. `dnsmasq-base` is the binary without the `dnsmasq`
+/// service package.
 pub const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
+    // MySQL: server and the `mariadb` CLI.
     "mariadb-server",
     "mariadb-client",
+    // PostgreSQL: initdb/postgres and pgbench (/usr/lib/postgresql/<ver>/bin, from
+    // postgresql-<ver>), psql.
+    "postgresql",
+    "postgresql-client",
+    // Redis: redis-server; redis-cli and redis-benchmark.
+    "redis-server",
+    "redis-tools",
+    // HTTP: nginx; curl and wrk as clients.
+    "nginx",
+    "curl",
+    "wrk",
+    // DNS: dnsmasq (binary only); dig.
+    "dnsmasq-base",
+    "bind9-dnsutils",
     "python3-venv",
 ];
+
+/// Python modules the client scripts import (from `integration/clients/requirements.txt`).
+const PYTHON_MODULES: &str = "mysql.connector, requests, psycopg, redis";
 
 fn say(thing: &str, state: &str) {
     println!("[bootstrap] {thing}: {state}");
@@ -328,12 +352,14 @@ pub fn python_venv() -> Result<()> {
     let requirements = paths::clients_dir().join("requirements.txt");
     let stamp = venv.join("requirements.sha256");
     let hash = sha256_file(&requirements)?;
-    let import_ok = succeeds(Command::new(&python).args(["-c", "import mysql.connector"]));
+    let import_ok =
+        succeeds(Command::new(&python).args(["-c", &format!("import {PYTHON_MODULES}")]));
+    let label = format!("python venv + {PYTHON_MODULES}");
     if import_ok && std::fs::read_to_string(&stamp).unwrap_or_default().trim() == hash {
-        say("python venv + mysql-connector-python", "ok (cached)");
+        say(&label, "ok (cached)");
         return Ok(());
     }
-    say("python venv + mysql-connector-python", "installing…");
+    say(&label, "installing…");
     if !python.exists() {
         let sys_python = if succeeds(Command::new("python3").arg("--version")) {
             "python3"

@@ -1,14 +1,20 @@
 //! Real-world harness for ebpf-receiver: prerequisites ([`bootstrap`]), real servers
-//! ([`mariadb`]), real clients ([`clients`]), the stock Collector ([`collector`]), the receiver
-//! under test ([`receiver`]) and the load measurement shared by the e2e test and
-//! `cargo xtask bench` ([`load`]). Every process it starts runs in its own process group and is
-//! stopped when its guard drops ([`process`]).
+//! ([`servers`]: MariaDB, PostgreSQL, Redis, nginx + an upstream, dnsmasq), real clients
+//! ([`clients`]: one driver module per protocol), the stock Collector ([`collector`]), the
+//! receiver under test ([`receiver`]), one e2e test's world ([`world`]: scratch dir, servers,
+//! Collector, receiver, [`world::Checks`]) and the load measurement shared by the MySQL e2e test
+//! and `cargo xtask bench` ([`load`]). Every process it starts runs in its own process group and
+//! is stopped when its guard drops ([`process`]).
+//!
+//! An e2e test file is `integration/tests/<proto>_e2e.rs`, declared in `integration/Cargo.toml`
+//! with `required-features = ["e2e"]`; `cargo xtask test` finds and runs every such file.
 
 pub mod bootstrap;
 pub mod clients;
 pub mod collector;
 pub mod load;
-pub mod mariadb;
 pub mod paths;
 pub mod process;
 pub mod receiver;
+pub mod servers;
+pub mod world;

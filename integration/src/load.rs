@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::clients::{LoadSpec, PyClient, Step, Via};
+use crate::clients::mysql::{LoadSpec, PyClient, Step, Via};
 use crate::collector::Collector;
-use crate::mariadb::MariaDb;
 use crate::process::free_port;
 use crate::receiver::{LOSS_COUNTERS, Receiver};
+use crate::servers::mariadb::MariaDb;
 
 /// The load query. Its table is used by nothing else, so its sanitised text identifies load
 /// spans (comments would be stripped by the sanitiser, so a marker comment would not work).
@@ -94,7 +94,7 @@ pub fn run_load_cli(dir: &Path, name: &str, db: &MariaDb, count: u64) -> Result<
     cmd.arg("-N")
         .arg("-B")
         .arg("-D")
-        .arg(crate::mariadb::DATABASE);
+        .arg(crate::servers::mariadb::DATABASE);
     let since_unix_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

@@ -72,6 +72,11 @@ pub fn clients_dir() -> PathBuf {
     workspace_root().join("integration/clients")
 }
 
+/// Server-side helper scripts (`integration/servers/`, e.g. the HTTP upstream behind nginx).
+pub fn servers_dir() -> PathBuf {
+    workspace_root().join("integration/servers")
+}
+
 /// This process's run directory, `target/e2e/<run-id>` (run id = start time in ms + pid), shared
 /// by every test of one test binary.
 pub fn run_dir() -> PathBuf {

@@ -38,8 +38,10 @@ pub struct ProcessGuard {
     name: String,
     child: Child,
     log: Option<PathBuf>,
-    /// How long SIGTERM may take before SIGKILL.
+    /// How long the stop signal may take before SIGKILL.
     grace: Duration,
+    /// The signal [`stop`](ProcessGuard::stop) sends first (SIGTERM unless set).
+    stop_signal: libc::c_int,
 }
 
 impl ProcessGuard {
@@ -93,12 +95,20 @@ impl ProcessGuard {
             child,
             log,
             grace: Duration::from_secs(10),
+            stop_signal: libc::SIGTERM,
         })
     }
 
     /// Sets how long [`stop`](Self::stop) waits after SIGTERM before SIGKILL.
     pub fn with_grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
+        self
+    }
+
+    /// Sets the signal [`stop`](Self::stop) sends to the group first (e.g. SIGINT, PostgreSQL's
+    /// fast shutdown; its SIGTERM is a smart shutdown that waits for clients).
+    pub fn with_stop_signal(mut self, sig: libc::c_int) -> Self {
+        self.stop_signal = sig;
         self
     }
 
@@ -150,14 +160,15 @@ impl ProcessGuard {
         }
     }
 
-    /// SIGTERM to the group, wait up to the grace period, then SIGKILL. Returns the exit status.
+    /// The stop signal (SIGTERM unless set) to the group, wait up to the grace period, then
+    /// SIGKILL. Returns the exit status.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         if let Ok(Some(status)) = self.child.try_wait() {
             // The leader is gone; make sure nothing else of the group survives.
             self.signal(libc::SIGKILL);
             return Some(status);
         }
-        self.signal(libc::SIGTERM);
+        self.signal(self.stop_signal);
         let deadline = Instant::now() + self.grace;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -167,8 +178,8 @@ impl ProcessGuard {
             std::thread::sleep(Duration::from_millis(20));
         }
         eprintln!(
-            "[harness] {} did not stop within {:?} of SIGTERM: SIGKILL",
-            self.name, self.grace
+            "[harness] {} did not stop within {:?} of signal {}: SIGKILL",
+            self.name, self.grace, self.stop_signal
         );
         self.signal(libc::SIGKILL);
         self.child.wait().ok()
@@ -242,4 +253,173 @@ pub fn run_capture(mut cmd: Command) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Wall-clock time now, in ns since the Unix epoch (the clock spans use).
+pub fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// `/proc/<pid>/stat` fields after the command name: `(state, ppid, pgid)`.
+fn proc_stat(pid: u32) -> Option<(char, u32, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces and parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    let pgid = f.next()?.parse().ok()?;
+    Some((state, ppid, pgid))
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn pid_alive(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|(state, _, _)| state != 'Z' && state != 'X')
+}
+
+/// Every live (non-zombie) process on the host, with `(pid, ppid, pgid)`.
+fn live_processes() -> Vec<(u32, u32, u32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let (state, ppid, pgid) = proc_stat(pid)?;
+            (state != 'Z' && state != 'X').then_some((pid, ppid, pgid))
+        })
+        .collect()
+}
+
+/// Live children of `pid` (e.g. PostgreSQL backends of the postmaster), sorted.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = live_processes()
+        .into_iter()
+        .filter(|(_, ppid, _)| *ppid == pid)
+        .map(|(p, _, _)| p)
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// Live members of process group `pgid` (a guard's pid is its group id), sorted.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = live_processes()
+        .into_iter()
+        .filter(|(_, _, g)| *g == pgid)
+        .map(|(p, _, _)| p)
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// The command line of `pid` with NULs as spaces (PostgreSQL shows its process titles here).
+pub fn cmdline(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let s: Vec<u8> = raw
+        .into_iter()
+        .map(|b| if b == 0 { b' ' } else { b })
+        .collect();
+    Some(String::from_utf8_lossy(&s).trim_end().to_string())
+}
+
+/// Waits (up to `timeout`) until none of `pids` is alive; fails naming the survivors.
+pub fn wait_gone(what: &str, pids: &[u32], timeout: Duration) -> Result<()> {
+    poll_until(what, timeout, Duration::from_millis(20), || {
+        let alive: Vec<String> = pids
+            .iter()
+            .filter(|p| pid_alive(**p))
+            .map(|p| format!("{p} ({})", cmdline(*p).unwrap_or_default()))
+            .collect();
+        if alive.is_empty() {
+            Ok(Some(()))
+        } else {
+            bail!("still alive: {}", alive.join(", "))
+        }
+    })
+}
+
+/// Polls until `127.0.0.1:port` (or `addr`) accepts a TCP connection, failing early when
+/// `guard`'s process exited.
+pub fn wait_tcp(what: &str, addr: std::net::SocketAddr, guard: &mut ProcessGuard) -> Result<()> {
+    poll_until(
+        what,
+        Duration::from_secs(30),
+        Duration::from_millis(25),
+        || {
+            guard.ensure_running()?;
+            Ok(
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                    .ok()
+                    .map(|_| ()),
+            )
+        },
+    )
+}
+
+/// uid and gid of a system user (e.g. `postgres`).
+pub fn user_ids(name: &str) -> Result<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
+    for line in passwd.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.first() == Some(&name) && f.len() >= 4 {
+            let uid = f[2].parse().context("uid in /etc/passwd")?;
+            let gid = f[3].parse().context("gid in /etc/passwd")?;
+            return Ok((uid, gid));
+        }
+    }
+    bail!("no user `{name}` in /etc/passwd")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_children_and_gone() {
+        let mut cmd = Command::new("sh");
+        // A child that outlives nothing: `sleep` forked by the shell in the same group.
+        cmd.args(["-c", "sleep 30 & wait"]);
+        let mut g = ProcessGuard::spawn(
+            "sh",
+            cmd,
+            Output::Split {
+                stdout: PathBuf::from("/dev/null"),
+                stderr: PathBuf::from("/dev/null"),
+            },
+        )
+        .expect("spawn")
+        .with_grace(Duration::from_secs(2));
+        let leader = g.pid();
+        // Polled until the forked shell has exec'd `sleep` (its cmdline is `sh -c ...` before).
+        let kid = poll_until(
+            "the shell's sleeping child",
+            Duration::from_secs(5),
+            Duration::from_millis(10),
+            || {
+                Ok(children_of(leader)
+                    .into_iter()
+                    .find(|k| cmdline(*k).is_some_and(|c| c.starts_with("sleep 30"))))
+            },
+        )
+        .expect("child");
+        let members = group_members(leader);
+        assert!(
+            members.contains(&leader) && members.contains(&kid),
+            "{members:?}"
+        );
+        assert!(pid_alive(kid));
+        g.stop();
+        wait_gone("the group", &members, Duration::from_secs(5)).expect("gone");
+        assert!(group_members(leader).is_empty());
+    }
+
+    #[test]
+    fn user_ids_of_root() {
+        assert_eq!(user_ids("root").expect("root"), (0, 0));
+        assert!(user_ids("no-such-user-e2e").is_err());
+    }
 }

@@ -44,8 +44,26 @@ impl Receiver {
     /// Writes `dir/receiver.yaml` from [`test_config`], starts the receiver and waits for
     /// `/readyz` to answer 200.
     pub fn start(dir: &Path, otlp_endpoint: &str, metrics_port: u16) -> Result<Receiver> {
+        Receiver::start_with_extra(dir, otlp_endpoint, metrics_port, "")
+    }
+
+    /// As [`start`](Self::start) with `extra_yaml` appended to the test config (top-level
+    /// sections it does not set, e.g. `protocols:` or `targets:`).
+    pub fn start_with_extra(
+        dir: &Path,
+        otlp_endpoint: &str,
+        metrics_port: u16,
+        extra_yaml: &str,
+    ) -> Result<Receiver> {
         let config_path = dir.join("receiver.yaml");
-        std::fs::write(&config_path, test_config(otlp_endpoint, metrics_port))?;
+        let mut config = test_config(otlp_endpoint, metrics_port);
+        if !extra_yaml.is_empty() {
+            config.push_str(extra_yaml);
+            if !extra_yaml.ends_with('\n') {
+                config.push('\n');
+            }
+        }
+        std::fs::write(&config_path, config)?;
         Receiver::start_with_config(
             &config_path,
             metrics_port,

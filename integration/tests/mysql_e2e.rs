@@ -10,13 +10,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
-use integration::clients::{self, PyClient, Step, StepResult, Via};
-use integration::collector::{Collector, STATUS_ERROR, SpanView};
+use integration::check;
+use integration::clients::mysql::{self as clients, PyClient, Step, StepResult, Via};
+use integration::collector::{STATUS_ERROR, SpanView};
 use integration::load;
-use integration::mariadb::{self, MariaDb};
 use integration::paths;
-use integration::process::{Output, free_port, is_root};
+use integration::process::{Output, free_port};
 use integration::receiver::{LOSS_COUNTERS, Receiver};
+use integration::servers::mariadb::{self, MariaDb};
+use integration::world::{Checks, World};
 use serde_json::json;
 
 const SPAN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -24,121 +26,45 @@ const SPAN_TIMEOUT: Duration = Duration::from_secs(20);
 /// 200 ms query (the issue asks for 1 ms on loopback).
 const DURATION_TOLERANCE_NS: i128 = 1_000_000;
 
-/// Collects failed checks so that one run reports every problem, not only the first.
-#[derive(Default)]
-struct Checks(Vec<String>);
-
-impl Checks {
-    fn add(&mut self, r: Result<()>) {
-        if let Err(e) = r {
-            self.0.push(format!("{e:#}"));
-        }
-    }
-
-    fn finish(self) -> Result<()> {
-        ensure!(
-            self.0.is_empty(),
-            "{} check(s) failed:\n- {}",
-            self.0.len(),
-            self.0.join("\n- ")
-        );
-        Ok(())
-    }
-}
-
-/// `ensure!` that records instead of returning.
-macro_rules! check {
-    ($c:expr, $cond:expr, $($arg:tt)+) => {
-        if !$cond {
-            $c.0.push(format!($($arg)+));
-        }
-    };
-}
-
-/// One test's world: server, Collector, receiver.
-struct World {
-    name: &'static str,
-    dir: PathBuf,
-    db: MariaDb,
-    collector: Collector,
-    receiver: Option<Receiver>,
-    /// Set by [`World::done`] when every check passed: the scratch dir is removed.
-    passed: bool,
-}
-
-impl World {
-    /// Server and Collector; the receiver is started separately (test d opens a connection
-    /// first).
-    fn new(name: &'static str) -> Result<World> {
-        assert!(
-            is_root(),
-            "the e2e tests need root (eBPF); run them through `cargo xtask test`"
-        );
-        let dir = paths::scratch_dir(name)?;
-        eprintln!("[e2e:{name}] scratch dir {}", dir.display());
-        let db = MariaDb::start(
+/// One test's world: MariaDB (in `db/`, log `mariadbd.log`), Collector; the receiver is started
+/// separately (test d opens a connection first).
+fn world(name: &str) -> Result<World<MariaDb>> {
+    World::start(name, |dir| {
+        MariaDb::start(
             &dir.join("db"),
             free_port()?,
             Output::File(dir.join("mariadbd.log")),
-        )?;
-        let collector = Collector::start_test(&dir, free_port()?)?;
-        Ok(World {
-            name,
-            dir,
-            db,
-            collector,
-            receiver: None,
-            passed: false,
-        })
-    }
+        )
+    })
+}
 
-    /// As [`World::new`] with the server's general query log on (ground truth of commands).
-    fn new_with_general_log(name: &'static str) -> Result<World> {
-        assert!(
-            is_root(),
-            "the e2e tests need root (eBPF); run them through `cargo xtask test`"
-        );
-        let dir = paths::scratch_dir(name)?;
-        eprintln!("[e2e:{name}] scratch dir {}", dir.display());
-        let db = MariaDb::start_with(
+/// As [`world`] with the server's general query log on (ground truth of commands).
+fn world_with_general_log(name: &str) -> Result<World<MariaDb>> {
+    World::start(name, |dir| {
+        MariaDb::start_with(
             &dir.join("db"),
             free_port()?,
             Output::File(dir.join("mariadbd.log")),
             true,
-        )?;
-        let collector = Collector::start_test(&dir, free_port()?)?;
-        Ok(World {
-            name,
-            dir,
-            db,
-            collector,
-            receiver: None,
-            passed: false,
-        })
-    }
+        )
+    })
+}
 
-    fn start_receiver(&mut self) -> Result<()> {
-        self.receiver = Some(Receiver::start(
-            &self.dir,
-            &self.collector.endpoint(),
-            free_port()?,
-        )?);
-        eprintln!("[e2e:{}] receiver ready", self.name);
-        Ok(())
-    }
+/// [`world`] with the receiver running.
+fn world_with_receiver(name: &str) -> Result<World<MariaDb>> {
+    let mut w = world(name)?;
+    w.start_receiver()?;
+    Ok(w)
+}
 
-    fn with_receiver(name: &'static str) -> Result<World> {
-        let mut w = World::new(name)?;
-        w.start_receiver()?;
-        Ok(w)
-    }
-
-    fn receiver(&self) -> &Receiver {
-        self.receiver.as_ref().expect("receiver started")
-    }
-
+/// MySQL-specific waits on a [`World`].
+trait MysqlWorld {
     /// Waits until, for every expected query text, `pid` produced at least one span of `kind`;
     /// returns that pid's spans of that kind.
+    fn spans_of(&mut self, pid: u32, client: bool, texts: &[&str]) -> Result<Vec<SpanView>>;
+}
+
+impl MysqlWorld for World<MariaDb> {
     fn spans_of(&mut self, pid: u32, client: bool, texts: &[&str]) -> Result<Vec<SpanView>> {
         let what = format!(
             "{} spans from pid {pid} for {texts:?}",
@@ -154,46 +80,6 @@ impl World {
                     .all(|t| spans.iter().any(|s| s.query_text() == Some(*t)))
             },
         )
-    }
-}
-
-impl World {
-    /// Ends the test: the checks' verdict; artefacts are kept only when something failed.
-    fn done(mut self, checks: Checks) -> Result<()> {
-        let r = checks.finish();
-        self.passed = r.is_ok();
-        r
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        if !self.passed {
-            if let Some(r) = &self.receiver {
-                eprintln!("[e2e:{}] receiver log tail:\n{}", self.name, r.log_tail(40));
-                if let Ok(m) = r.metrics() {
-                    eprintln!(
-                        "[e2e:{}] receiver metrics:\n{}",
-                        self.name,
-                        m.family("ebpf_receiver_")
-                    );
-                }
-            }
-            eprintln!(
-                "[e2e:{}] artefacts kept in {}",
-                self.name,
-                self.dir.display()
-            );
-        }
-        if let Some(r) = &mut self.receiver {
-            r.stop();
-        }
-        if self.passed {
-            // Passed: stop everything now and free the disk (a datadir is ~120 MB).
-            self.db.stop();
-            self.collector.guard_mut().stop();
-            paths::remove_scratch_dir(&self.dir);
-        }
     }
 }
 
@@ -329,15 +215,15 @@ fn assert_no_secrets(s: &SpanView, secrets: &[&str]) -> Result<()> {
 #[test]
 fn a0_harness_servers_and_clients_work_without_the_receiver() -> Result<()> {
     let mut checks = Checks::default();
-    let mut w = World::new("a0_harness")?;
+    let mut w = world("a0_harness")?;
     let (_, out) = clients::run_cli(
-        w.db.cli_tcp(),
+        w.server.cli_tcp(),
         Some(mariadb::DATABASE),
         "SELECT name FROM t1 WHERE id = 2",
     )?;
     check!(checks, out.trim() == "bob", "CLI over TCP: {out:?}");
     let (_, out) = clients::run_cli(
-        w.db.cli_socket(),
+        w.server.cli_socket(),
         Some(mariadb::DATABASE),
         "SELECT COUNT(*) FROM seq_1_to_10000",
     )?;
@@ -349,7 +235,7 @@ fn a0_harness_servers_and_clients_work_without_the_receiver() -> Result<()> {
     let (_, results) = clients::run_python(
         &w.dir,
         "smoke",
-        &w.db,
+        &w.server,
         Via::Socket,
         &[
             Step::sql("SELECT SLEEP(0.01)"),
@@ -380,17 +266,17 @@ fn a0_harness_servers_and_clients_work_without_the_receiver() -> Result<()> {
 #[test]
 fn a_mariadb_cli_over_tcp_and_unix_socket() -> Result<()> {
     let mut checks = Checks::default();
-    let mut w = World::with_receiver("a_cli")?;
-    let server_pid = w.db.pid();
+    let mut w = world_with_receiver("a_cli")?;
+    let server_pid = w.server.pid();
     for via in [Via::Tcp, Via::Socket] {
         // Both passes run the same statements: undo the INSERT of the previous pass.
-        w.db.root_sql("DELETE FROM e2e.t2 WHERE id = 31")?;
+        w.server.root_sql("DELETE FROM e2e.t2 WHERE id = 31")?;
         // Run every query as its own CLI process, in order.
         let mut pids = Vec::new();
         for case in CLI_CASES {
             let cmd = match via {
-                Via::Tcp => w.db.cli_tcp(),
-                Via::Socket => w.db.cli_socket(),
+                Via::Tcp => w.server.cli_tcp(),
+                Via::Socket => w.server.cli_socket(),
             };
             let (pid, _) = clients::run_cli(cmd, Some(mariadb::DATABASE), case.sql)?;
             pids.push(pid);
@@ -464,7 +350,7 @@ fn a_mariadb_cli_over_tcp_and_unix_socket() -> Result<()> {
                         );
                         check!(
                             checks,
-                            span.int_attr("server.port") == Some(i64::from(w.db.port)),
+                            span.int_attr("server.port") == Some(i64::from(w.server.port)),
                             "server.port: {}",
                             span.summary()
                         );
@@ -483,7 +369,7 @@ fn a_mariadb_cli_over_tcp_and_unix_socket() -> Result<()> {
                     }
                     check!(
                         checks,
-                        c.int_attr("network.peer.port") == Some(i64::from(w.db.port)),
+                        c.int_attr("network.peer.port") == Some(i64::from(w.server.port)),
                         "client peer port: {}",
                         c.summary()
                     );
@@ -492,13 +378,13 @@ fn a_mariadb_cli_over_tcp_and_unix_socket() -> Result<()> {
                         .context("server span without network.peer.port")?;
                     check!(
                         checks,
-                        client_port != i64::from(w.db.port) && client_port > 0,
+                        client_port != i64::from(w.server.port) && client_port > 0,
                         "server peer port: {}",
                         s.summary()
                     );
                 }
                 Via::Socket => {
-                    let path = w.db.socket.display().to_string();
+                    let path = w.server.socket.display().to_string();
                     for span in [c, s] {
                         check!(
                             checks,
@@ -537,12 +423,12 @@ fn a_mariadb_cli_over_tcp_and_unix_socket() -> Result<()> {
 /// whose spans for every text arrived; a side that never delivered is a failed check (so the
 /// other side is still asserted). Waits a moment after arrival so duplicates would show up.
 fn python_sides(
-    w: &mut World,
+    w: &mut World<MariaDb>,
     checks: &mut Checks,
     pid: u32,
     texts: &[&str],
 ) -> Vec<(&'static str, Vec<SpanView>)> {
-    let server_pid = w.db.pid();
+    let server_pid = w.server.pid();
     let mut arrived = Vec::new();
     for (side, p, client) in [("CLIENT", pid, true), ("SERVER", server_pid, false)] {
         match w.spans_of(p, client, texts) {
@@ -576,7 +462,7 @@ fn python_sides(
 #[test]
 fn b_prepared_statements_from_python() -> Result<()> {
     let mut checks = Checks::default();
-    let mut w = World::new_with_general_log("b_prep")?;
+    let mut w = world_with_general_log("b_prep")?;
     w.start_receiver()?;
     let select = "SELECT name, score FROM t1 WHERE id = ?";
     let update = "UPDATE t2 SET note = ? WHERE id = ?";
@@ -586,13 +472,13 @@ fn b_prepared_statements_from_python() -> Result<()> {
         Step::prepared(select, vec![json!(3)]),
         Step::prepared(update, vec![json!("prepared-secret"), json!(10)]),
     ];
-    let (pid, results) = clients::run_python(&w.dir, "prep", &w.db, Via::Tcp, &steps)?;
+    let (pid, results) = clients::run_python(&w.dir, "prep", &w.server, Via::Tcp, &steps)?;
     ensure!(
         results.iter().all(|r| r.ok == Some(true)),
         "client steps failed: {results:?}"
     );
     let conn = results[0].connection_id.context("no connection id")?;
-    let log = w.db.general_log_commands(conn)?;
+    let log = w.server.general_log_commands(conn)?;
     let prepares = |text: &str| {
         log.iter()
             .filter(|(c, a)| c == "Prepare" && a == text)
@@ -657,7 +543,7 @@ fn b_prepared_statements_from_python() -> Result<()> {
 #[test]
 fn c_scripted_queries_errors_durations_rows_multi_and_db_switch() -> Result<()> {
     let mut checks = Checks::default();
-    let mut w = World::with_receiver("c_script")?;
+    let mut w = world_with_receiver("c_script")?;
     struct Q {
         step: Step,
         text: Option<&'static str>,
@@ -711,7 +597,7 @@ fn c_scripted_queries_errors_durations_rows_multi_and_db_switch() -> Result<()> 
         },
     ];
     let steps: Vec<Step> = qs.iter().map(|q| q.step.clone()).collect();
-    let (pid, results) = clients::run_python(&w.dir, "script", &w.db, Via::Tcp, &steps)?;
+    let (pid, results) = clients::run_python(&w.dir, "script", &w.server, Via::Tcp, &steps)?;
     ensure!(
         results.len() == qs.len(),
         "client printed {} results for {} steps",
@@ -842,14 +728,14 @@ fn c_scripted_queries_errors_durations_rows_multi_and_db_switch() -> Result<()> 
 #[test]
 fn d_connection_opened_before_the_receiver() -> Result<()> {
     let mut checks = Checks::default();
-    let mut w = World::new("d_before")?;
+    let mut w = world("d_before")?;
     let steps = vec![
         Step::sql("SELECT note FROM t2 WHERE t1_id = 2"),
         Step::sql("SELECT COUNT(*) FROM t1 WHERE score > 2.5"),
         Step::prepared("SELECT name FROM t1 WHERE score < ?", vec![json!(3.0)]),
         Step::sql("SELEC 'early'"),
     ];
-    let mut client = PyClient::spawn(&w.dir, "held", &w.db, Via::Tcp, &steps, true)?;
+    let mut client = PyClient::spawn(&w.dir, "held", &w.server, Via::Tcp, &steps, true)?;
     client.wait_connected(Duration::from_secs(30))?;
     let pid = client.pid();
     w.start_receiver()?;
@@ -890,7 +776,7 @@ fn d_connection_opened_before_the_receiver() -> Result<()> {
             );
             check!(
                 checks,
-                s.int_attr("server.port") == Some(i64::from(w.db.port)),
+                s.int_attr("server.port") == Some(i64::from(w.server.port)),
                 "{side}: server.port: {}",
                 s.summary()
             );
@@ -950,7 +836,7 @@ fn load_test(name: &'static str, client: load::LoadClient) -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    let mut w = World::with_receiver(name)?;
+    let mut w = world_with_receiver(name)?;
     let before = w.receiver().metrics()?;
     for key in LOSS_COUNTERS {
         check!(
@@ -961,8 +847,8 @@ fn load_test(name: &'static str, client: load::LoadClient) -> Result<()> {
         );
     }
     let r = match client {
-        load::LoadClient::Python => load::run_load(&w.dir, "load", &w.db, count)?,
-        load::LoadClient::Cli => load::run_load_cli(&w.dir, "load", &w.db, count)?,
+        load::LoadClient::Python => load::run_load(&w.dir, "load", &w.server, count)?,
+        load::LoadClient::Cli => load::run_load_cli(&w.dir, "load", &w.server, count)?,
     };
     check!(
         checks,
@@ -974,7 +860,7 @@ fn load_test(name: &'static str, client: load::LoadClient) -> Result<()> {
         r.elapsed.as_secs_f64(),
         r.qps
     );
-    let server_pid = w.db.pid();
+    let server_pid = w.server.pid();
     let (c, s) = load::wait_load_spans(
         &mut w.collector,
         &r,
@@ -1022,7 +908,7 @@ fn load_test(name: &'static str, client: load::LoadClient) -> Result<()> {
 #[test]
 fn f_sigterm_flushes_queued_spans() -> Result<()> {
     let mut checks = Checks::default();
-    let mut w = World::new("f_sigterm")?;
+    let mut w = world("f_sigterm")?;
     let metrics_port = free_port()?;
     let config = w.dir.join("receiver-hold.yaml");
     std::fs::write(
@@ -1047,7 +933,7 @@ fn f_sigterm_flushes_queued_spans() -> Result<()> {
         "SELECT id FROM t1 WHERE id = 1",
         "SELECT note FROM t2 WHERE id = 2",
     ] {
-        let (pid, _) = clients::run_cli(w.db.cli_tcp(), Some(mariadb::DATABASE), sql)?;
+        let (pid, _) = clients::run_cli(w.server.cli_tcp(), Some(mariadb::DATABASE), sql)?;
         pids.push(pid);
     }
     // Wait until the receiver has built the spans (counted), then stop it.

@@ -4,15 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
 use integration::collector::Collector;
-use integration::mariadb::MariaDb;
 use integration::process::{Output, ProcessGuard, is_root};
 use integration::receiver::Receiver;
+use integration::servers::mariadb::MariaDb;
 use integration::{bootstrap, load, paths};
 
 #[derive(Parser)]
@@ -34,11 +34,15 @@ enum Cmd {
         #[arg(long, default_value = "config/receiver.yaml")]
         config: PathBuf,
     },
-    /// Unit tests, then the end-to-end tests (root).
+    /// Unit tests, then every end-to-end test file `integration/tests/*_e2e.rs` (root), one
+    /// after the other, each with `--test-threads=1`; a per-file summary at the end.
     Test {
-        /// Only run e2e tests whose name contains this.
+        /// Only run e2e tests whose name contains this (in every file).
         #[arg(long)]
         filter: Option<String>,
+        /// Only run e2e files whose name contains this (e.g. `mysql`, `harness`).
+        #[arg(long)]
+        file: Option<String>,
     },
     /// Load measurement: queries/s with and without the receiver, its CPU, RSS, bytes/query.
     Bench {
@@ -61,7 +65,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Run { demo, config } => run(demo, &config),
-        Cmd::Test { filter } => test(filter.as_deref()),
+        Cmd::Test { filter, file } => test(filter.as_deref(), file.as_deref()),
         Cmd::Bench {
             queries,
             rounds,
@@ -117,7 +121,7 @@ fn build_receiver() -> Result<PathBuf> {
 // ---------------------------------------------------------------------------------------------
 // test
 
-fn test(filter: Option<&str>) -> Result<ExitCode> {
+fn test(filter: Option<&str>, file: Option<&str>) -> Result<ExitCode> {
     bootstrap::all()?;
     println!("[xtask] unit tests");
     let mut unit = cargo();
@@ -139,33 +143,148 @@ fn test(filter: Option<&str>) -> Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
+    let files = e2e_files()?;
+    let files: Vec<E2eFile> = match file {
+        Some(f) => files.into_iter().filter(|e| e.stem.contains(f)).collect(),
+        None => files,
+    };
+    if files.is_empty() {
+        bail!(
+            "no e2e test file matches: expected integration/tests/*_e2e.rs{}",
+            file.map(|f| format!(" containing `{f}`"))
+                .unwrap_or_default()
+        );
+    }
     println!(
-        "[xtask] integration tests (real MariaDB, real clients, the stock Collector, the receiver)"
+        "[xtask] integration tests (real servers, real clients, the stock Collector, the receiver): {}",
+        files
+            .iter()
+            .map(|f| f.stem.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let bin = build_receiver()?;
-    let mut e2e = cargo();
-    e2e.args([
-        "test",
-        "-p",
-        "integration",
-        "--features",
-        "e2e",
-        "--test",
-        "mysql_e2e",
-        "--",
-    ])
-    .args(["--test-threads=1", "--nocapture"])
-    .env("EBPF_RECEIVER_BIN", &bin)
-    .env("OTELCOL_BIN", paths::collector_bin())
-    .env("E2E_PYTHON", paths::python());
-    if let Some(f) = filter {
-        e2e.arg(f);
+    let started = Instant::now();
+    let mut results = Vec::new();
+    for f in &files {
+        let t0 = Instant::now();
+        let mut e2e = cargo();
+        e2e.args([
+            "test",
+            "-p",
+            "integration",
+            "--features",
+            "e2e",
+            "--test",
+            &f.stem,
+            "--",
+        ])
+        .args(["--test-threads=1", "--nocapture"])
+        .env("EBPF_RECEIVER_BIN", &bin)
+        .env("OTELCOL_BIN", paths::collector_bin())
+        .env("E2E_PYTHON", paths::python());
+        if let Some(flt) = filter {
+            e2e.arg(flt);
+        }
+        let ok = status(e2e)?;
+        results.push((f.stem.clone(), ok, t0.elapsed()));
     }
-    Ok(if status(e2e)? {
+    println!();
+    println!("[xtask] end-to-end summary:");
+    for (stem, ok, took) in &results {
+        println!(
+            "[xtask]   {:<4} {stem:<24} {:>7.1} s",
+            if *ok { "ok" } else { "FAIL" },
+            took.as_secs_f64()
+        );
+    }
+    println!(
+        "[xtask]   e2e total {:.1} s{}",
+        started.elapsed().as_secs_f64(),
+        filter
+            .map(|f| format!(" (test filter `{f}`)"))
+            .unwrap_or_default()
+    );
+    Ok(if results.iter().all(|(_, ok, _)| *ok) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// An end-to-end test file `integration/tests/<stem>.rs` (`<stem>` ends in `_e2e`).
+struct E2eFile {
+    stem: String,
+}
+
+/// Every `integration/tests/*_e2e.rs`, sorted. Each must be declared in `integration/Cargo.toml`
+/// as a `[[test]]` with `required-features = ["e2e"]`, so a plain `cargo test --workspace` (no
+/// root) never builds or runs it; a file that is not is an error naming the fix.
+fn e2e_files() -> Result<Vec<E2eFile>> {
+    let dir = paths::workspace_root().join("integration/tests");
+    let manifest_path = paths::workspace_root().join("integration/Cargo.toml");
+    let manifest = std::fs::read_to_string(&manifest_path)
+        .with_context(|| format!("cannot read `{}`", manifest_path.display()))?;
+    let gated = gated_tests(&manifest);
+    let mut out = Vec::new();
+    let mut missing = Vec::new();
+    for e in std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot list `{}`", dir.display()))?
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".rs") else {
+            continue;
+        };
+        if !stem.ends_with("_e2e") {
+            continue;
+        }
+        if !gated
+            .iter()
+            .any(|(n, p)| n == stem && p == &format!("tests/{name}"))
+        {
+            missing.push(format!(
+                "[[test]]\nname = \"{stem}\"\npath = \"tests/{name}\"\nrequired-features = [\"e2e\"]"
+            ));
+        }
+        out.push(E2eFile {
+            stem: stem.to_string(),
+        });
+    }
+    if !missing.is_empty() {
+        bail!(
+            "e2e test files not declared with `required-features = [\"e2e\"]` in integration/Cargo.toml \
+             (without it `cargo test --workspace` would run them without root); add:\n\n{}",
+            missing.join("\n\n")
+        );
+    }
+    out.sort_by(|a, b| a.stem.cmp(&b.stem));
+    Ok(out)
+}
+
+/// `(name, path)` of the `[[test]]` sections of a Cargo manifest that require the `e2e` feature
+/// (a line scan; the manifest is ours and simple).
+fn gated_tests(manifest: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for section in manifest.split("[[test]]").skip(1) {
+        let section = section.split("\n[").next().unwrap_or("");
+        let value = |key: &str| {
+            section.lines().find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == key).then(|| v.trim().to_string())
+            })
+        };
+        let unquote = |v: String| v.trim_matches('"').to_string();
+        let (Some(name), Some(path), Some(features)) =
+            (value("name"), value("path"), value("required-features"))
+        else {
+            continue;
+        };
+        if features.contains("\"e2e\"") {
+            out.push((unquote(name), unquote(path)));
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -351,4 +470,27 @@ fn run(demo: bool, config: &Path) -> Result<ExitCode> {
     drop(collector);
     println!("[xtask] stopped");
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gated_tests_are_read_from_the_manifest() {
+        let m = "[package]\nname = \"integration\"\n\n[features]\ne2e = []\n\n\
+                 [[test]]\nname = \"mysql_e2e\"\npath = \"tests/mysql_e2e.rs\"\nrequired-features = [\"e2e\"]\n\n\
+                 [[test]]\nname = \"plain\"\npath = \"tests/plain.rs\"\n\n\
+                 [lints]\nworkspace = true\n";
+        assert_eq!(
+            gated_tests(m),
+            [("mysql_e2e".to_string(), "tests/mysql_e2e.rs".to_string())]
+        );
+    }
+
+    #[test]
+    fn every_e2e_file_here_is_gated() {
+        let files = e2e_files().expect("every e2e file declared with required-features");
+        assert!(files.iter().any(|f| f.stem == "mysql_e2e"));
+    }
 }

@@ -191,6 +191,21 @@ impl MariaDb {
     }
 }
 
+impl super::Server for MariaDb {
+    fn label(&self) -> String {
+        format!("mariadbd 127.0.0.1:{}", self.port)
+    }
+    fn pids(&self) -> Vec<u32> {
+        vec![self.pid()]
+    }
+    fn log_tail(&self, lines: usize) -> String {
+        self.guard.log_tail(lines)
+    }
+    fn stop(&mut self) {
+        self.guard.stop();
+    }
+}
+
 /// Commands of one connection in MariaDB's general query log.
 pub fn parse_general_log(text: &str, connection_id: u64) -> Vec<(String, String)> {
     {

@@ -9,9 +9,9 @@ use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::mariadb::{self, MariaDb};
 use crate::paths;
 use crate::process::{Output, ProcessGuard, poll_until};
+use crate::servers::mariadb::{self, MariaDb};
 
 /// One step of a Python client plan (see `clients/mysql_client.py`).
 #[derive(Clone, Debug, Serialize)]
