@@ -454,7 +454,8 @@ fn python_sides(
 }
 
 /// (b) Server-side prepared statements (COM_STMT_PREPARE / COM_STMT_EXECUTE): spans carry the
-/// prepared text with `?` and are named from its summary; one span per execute and one per
+/// prepared text with `?`; executions are named from its summary, prepares `PREPARE {summary}`;
+/// one span per execute and one per
 /// prepare (an exchange of its own with the same text). The server's general log is the
 /// ground truth for how often the connector prepared (mysql-connector-python 26 prepares,
 /// resets, executes and closes for every `execute`). COM_STMT_RESET / COM_STMT_CLOSE are not
@@ -528,8 +529,33 @@ fn b_prepared_statements_from_python() -> Result<()> {
                     .collect::<Vec<_>>()
                     .join("\n")
             );
-            for s in &found {
+            // A prepare is named apart from the execution it prepares (`PREPARE {summary}`,
+            // `db.operation.name=PREPARE`, no `db.query.summary`), so span metrics never count
+            // it as the query.
+            let prepare_name = format!("PREPARE {summary}");
+            let (prep, exec): (Vec<&SpanView>, Vec<&SpanView>) =
+                found.iter().partition(|s| s.name == prepare_name);
+            check!(
+                checks,
+                prep.len() == prepares && exec.len() == executes,
+                "{side}: expected {prepares} spans named {prepare_name:?} and {executes} named {summary:?}, found {} and {}",
+                prep.len(),
+                exec.len()
+            );
+            for s in &prep {
+                checks.add(assert_db_basics(s, None, Some(mariadb::DATABASE)));
+                check!(
+                    checks,
+                    s.str_attr("db.operation.name") == Some("PREPARE")
+                        && s.str_attr("db.query.summary").is_none(),
+                    "{side}: a prepare span must carry db.operation.name=PREPARE and no db.query.summary: {}",
+                    s.summary()
+                );
+            }
+            for s in &exec {
                 checks.add(assert_db_basics(s, Some(summary), Some(mariadb::DATABASE)));
+            }
+            for s in &found {
                 checks.add(assert_no_secrets(s, &["prepared-secret"]));
             }
             checks.add(assert_in_order(&found));
