@@ -935,7 +935,11 @@ fn arb_statement(dialect: Dialect) -> impl proptest::strategy::Strategy<Value = 
     prop::collection::vec((prop::sample::select(pieces), sep), 0..40).prop_map(|v| {
         let mut tokens = false;
         let sql = v.into_iter().fold(String::new(), |mut s, (p, sep)| {
-            tokens |= !(p.starts_with("/*") || p.starts_with("--") || p.starts_with('#'));
+            // `#` starts a comment in MySQL only; in PostgreSQL it is an operator.
+            let comment = p.starts_with("/*")
+                || p.starts_with("--")
+                || (p.starts_with('#') && dialect == Dialect::Mysql);
+            tokens |= !comment;
             s.push_str(p);
             s.push_str(sep);
             s
