@@ -932,7 +932,7 @@ fn arb_statement(dialect: Dialect) -> impl proptest::strategy::Strategy<Value = 
     use proptest::prelude::*;
     let pieces = pieces(dialect);
     let sep = prop::sample::select(vec![" ", "\n", "\t", "  ", "\r\n"]);
-    prop::collection::vec((prop::sample::select(pieces), sep), 0..40).prop_map(|v| {
+    prop::collection::vec((prop::sample::select(pieces), sep), 0..40).prop_map(move |v| {
         let mut tokens = false;
         let sql = v.into_iter().fold(String::new(), |mut s, (p, sep)| {
             // `#` starts a comment in MySQL only; in PostgreSQL it is an operator.
