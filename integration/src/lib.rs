@@ -12,6 +12,7 @@
 pub mod bootstrap;
 pub mod clients;
 pub mod collector;
+pub mod figures;
 pub mod load;
 pub mod paths;
 pub mod process;

@@ -234,6 +234,10 @@ impl Metrics {
 pub const LOSS_COUNTERS: &[&str] = &[
     "ebpf_receiver_kernel_drops_total{reason=\"data_ring_full\"}",
     "ebpf_receiver_kernel_drops_total{reason=\"control_ring_full\"}",
+    "ebpf_receiver_kernel_drops_total{reason=\"conn_map_full\"}",
+    "ebpf_receiver_kernel_drops_total{reason=\"args_map_full\"}",
+    "ebpf_receiver_kernel_drops_total{reason=\"read_failed\"}",
+    "ebpf_receiver_kernel_drops_total{reason=\"mmsg_overflow\"}",
 ];
 
 #[cfg(test)]

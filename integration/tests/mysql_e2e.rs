@@ -13,12 +13,13 @@ use anyhow::{Context as _, Result, ensure};
 use integration::check;
 use integration::clients::mysql::{self as clients, PyClient, Step, StepResult, Via};
 use integration::collector::{STATUS_ERROR, SpanView};
+use integration::figures::LoadProbe;
 use integration::load;
 use integration::paths;
 use integration::process::{Output, free_port};
 use integration::receiver::{LOSS_COUNTERS, Receiver};
 use integration::servers::mariadb::{self, MariaDb};
-use integration::world::{Checks, World};
+use integration::world::{Checks, World, assert_in_order};
 use serde_json::json;
 
 const SPAN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -100,19 +101,6 @@ fn one<'a>(spans: &'a [SpanView], text: &str) -> Result<&'a SpanView> {
             .join("\n")
     );
     Ok(found[0])
-}
-
-/// Every span's start is not after the next one's (spans given in query order).
-fn assert_in_order(spans: &[&SpanView]) -> Result<()> {
-    for w in spans.windows(2) {
-        ensure!(
-            w[0].start_ns <= w[1].start_ns,
-            "spans out of order: {:?} starts after {:?}",
-            w[0].summary(),
-            w[1].summary()
-        );
-    }
-    Ok(())
 }
 
 /// Attributes every MySQL span carries.
@@ -872,6 +860,7 @@ fn load_test(name: &'static str, client: load::LoadClient) -> Result<()> {
             before.family("ebpf_receiver_kernel")
         );
     }
+    let probe = LoadProbe::start(w.receiver(), "mysql")?;
     let r = match client {
         load::LoadClient::Python => load::run_load(&w.dir, "load", &w.server, count)?,
         load::LoadClient::Cli => load::run_load_cli(&w.dir, "load", &w.server, count)?,
@@ -902,6 +891,11 @@ fn load_test(name: &'static str, client: load::LoadClient) -> Result<()> {
         .map(|k| format!("{k} = {}", m.get(k)))
         .collect();
     let dropped = m.sum("ebpf_receiver_spans_dropped_total");
+    let tool = match client {
+        load::LoadClient::Python => "mysql-connector-python",
+        load::LoadClient::Cli => "mariadb-cli",
+    };
+    probe.finish(w.receiver(), tool, count, (c2 + s2) as u64)?;
     eprintln!(
         "[e2e:{name}] load spans: CLIENT {c2}, SERVER {s2} of {count}; {}; spans dropped {dropped}",
         losses.join(", ")
