@@ -125,23 +125,12 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
         // Bytes the kernel reported but did not copy: let the framer cut the head frame from
         // the prefix it has (its tail is then skipped, not lost), then record the gap.
         let captured_end = pos.saturating_add(bytes.len() as u64);
-        let Pipeline {
+        let Parts {
             framer,
             framing,
-            egress,
-            ingress,
-            requests,
-            responses,
-            ..
-        } = self;
-        let side = match direction {
-            Direction::Egress => egress,
-            Direction::Ingress => ingress,
-        };
-        let queue = match kind {
-            MessageKind::Request => requests,
-            MessageKind::Response => responses,
-        };
+            side,
+            queue,
+        } = self.parts(direction, kind);
         if reported_end > captured_end && side.stream.end_pos().is_some_and(|e| e < reported_end) {
             for _ in 0..MAX_STEPS_PER_CHUNK {
                 if side.stream.is_empty() || side.stream.needs_resync() || side.tail.is_some() {
@@ -206,19 +195,26 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
     /// `at` starts past it (the chunk holding it was lost).
     fn settle_tail(&mut self, direction: Direction, at: ChunkSpan, stats: &mut ParseStats) {
         let max = self.limits.max_queued_frames.max(1);
-        let Pipeline {
-            egress,
-            ingress,
-            requests,
-            responses,
-            ..
-        } = self;
-        let side = match direction {
-            Direction::Egress => egress,
-            Direction::Ingress => ingress,
-        };
-        settle(side, requests, responses, at, max, stats);
+        let kind = MessageKind::of(self.role, direction);
+        let Parts { side, queue, .. } = self.parts(direction, kind);
+        settle(side, queue, kind, at, max, stats);
         side.last_ts = side.last_ts.max(at.ts_ns);
+    }
+
+    /// Disjoint borrows of what framing one direction needs: its side and the queue of `kind`.
+    fn parts(&mut self, direction: Direction, kind: MessageKind) -> Parts<'_, F> {
+        Parts {
+            framer: &self.framer,
+            framing: &mut self.framing,
+            side: match direction {
+                Direction::Egress => &mut self.egress,
+                Direction::Ingress => &mut self.ingress,
+            },
+            queue: match kind {
+                MessageKind::Request => &mut self.requests,
+                MessageKind::Response => &mut self.responses,
+            },
+        }
     }
 
     fn stitch(&mut self, out: &mut Vec<Record>, stats: &mut ParseStats) {
@@ -254,22 +250,21 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
         stop_when_full: bool,
         stats: &mut ParseStats,
     ) -> bool {
-        let side = match direction {
-            Direction::Egress => &mut self.egress,
-            Direction::Ingress => &mut self.ingress,
-        };
-        let queue = match kind {
-            MessageKind::Request => &mut self.requests,
-            MessageKind::Response => &mut self.responses,
-        };
+        let max_queued = self.limits.max_queued_frames.max(1);
+        let Parts {
+            framer,
+            framing,
+            side,
+            queue,
+        } = self.parts(direction, kind);
         run_framer(
-            &self.framer,
+            framer,
             kind,
             side,
-            &mut self.framing,
+            framing,
             queue,
             Bounds {
-                max_queued: self.limits.max_queued_frames.max(1),
+                max_queued,
                 stop_when_full,
             },
             at,
@@ -320,6 +315,14 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
     }
 }
 
+/// What framing one direction borrows from the pipeline.
+struct Parts<'a, F: Framer> {
+    framer: &'a F,
+    framing: &'a mut F::State,
+    side: &'a mut Side<F::Frame>,
+    queue: &'a mut VecDeque<Timed<F::Frame>>,
+}
+
 /// The stream positions a chunk reported (captured or not) and its time.
 #[derive(Clone, Copy, Debug)]
 struct ChunkSpan {
@@ -337,10 +340,11 @@ struct Bounds {
     stop_when_full: bool,
 }
 
+/// See [`Pipeline::settle_tail`]; `queue` is the queue of the side's `kind`.
 fn settle<Fr>(
     side: &mut Side<Fr>,
-    requests: &mut VecDeque<Timed<Fr>>,
-    responses: &mut VecDeque<Timed<Fr>>,
+    queue: &mut VecDeque<Timed<Fr>>,
+    kind: MessageKind,
     at: ChunkSpan,
     max: usize,
     stats: &mut ParseStats,
@@ -364,11 +368,7 @@ fn settle<Fr>(
         timed.end_ns = side.last_ts.max(timed.start_ns);
         timed.complete = false;
     }
-    let queue = match tail.kind {
-        MessageKind::Request => requests,
-        MessageKind::Response => responses,
-    };
-    push_bounded(queue, timed, tail.kind, max, stats);
+    push_bounded(queue, timed, kind, max, stats);
 }
 
 /// Cuts every complete frame off the stream of `side` into `queue`.
