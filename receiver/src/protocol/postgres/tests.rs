@@ -808,6 +808,38 @@ fn simple_query_errors_multi_statements_and_empty() {
 }
 
 #[test]
+fn gssenc_refused_then_ssl_refused_then_plaintext() {
+    let mut c = Conn::new();
+    c.client(&[8u32.to_be_bytes(), PG_GSSENC_REQUEST.to_be_bytes()].concat());
+    c.server(b"N");
+    c.client(&ssl_request());
+    c.server(b"N");
+    c.client(&startup(&[("user", "app"), ("database", "gssdb")]));
+    c.server(&login_ok());
+    c.client(&query("SELECT 1"));
+    c.server(&[rows(&["a"], &[&["1"]]), ready(b'I')].concat());
+    assert_eq!(
+        c.lines(),
+        vec![r#"SQL ns="gssdb" summary="SELECT" text="SELECT ?" ok rows=1"#]
+    );
+    assert_eq!(c.stats.invalid, 0);
+}
+
+#[test]
+fn an_error_response_of_class_00_or_01_is_no_error() {
+    let mut c = Conn::new();
+    c.login("shop");
+    for code in ["01000", "00000", "02000", "XX000"] {
+        c.client(&query("SELECT 1"));
+        c.server(&[error("ERROR", code, "x"), ready(b'I')].concat());
+    }
+    let outcomes: Vec<String> = c.out.iter().map(render).collect();
+    assert!(outcomes[0].ends_with(" ok") && outcomes[1].ends_with(" ok"));
+    assert!(outcomes[2].ends_with("error=02000"));
+    assert!(outcomes[3].ends_with("error=XX000"));
+}
+
+#[test]
 fn a_query_ends_at_its_ready_for_query() {
     let mut c = Conn::new();
     c.login("shop");
