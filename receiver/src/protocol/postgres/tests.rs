@@ -722,6 +722,83 @@ fn garbage_in_a_stream_resyncs_and_records_go_on() {
     assert!(c.stats.invalid >= 1);
 }
 
+/// Crash classes of peer parsers (reliability-security.md §3): a Bind cut short
+/// (grafana/beyla#2271), lengths and counts that lie, names without terminators.
+#[test]
+fn lying_lengths_and_cut_messages_are_values() {
+    let f = PgFramer::default();
+    let mut st = PgFramingState::default();
+    // A Bind claiming 1000 bytes, its names complete but its values cut by the capture.
+    let mut b = bind("", "s", &["x".repeat(900).as_str()]);
+    b.truncate(20);
+    assert_eq!(
+        f.parse_before_gap(MessageKind::Request, &b, &mut st),
+        Parse::Frame {
+            frame: PgFrame::Bind {
+                portal: name(""),
+                statement: name("s"),
+            },
+            len: bind("", "s", &["x".repeat(900).as_str()]).len(),
+        }
+    );
+    // Cut inside the statement name: the name is unknown, never a prefix of it.
+    let b = bind("", "stmt_long_name", &["1"]);
+    assert_eq!(
+        f.parse_before_gap(MessageKind::Request, &b[..9], &mut st),
+        Parse::Frame {
+            frame: PgFrame::Bind {
+                portal: name(""),
+                statement: None,
+            },
+            len: b.len(),
+        }
+    );
+    // Names without terminators inside the whole message: not a Bind.
+    let mut body = b"abc".to_vec();
+    body.extend_from_slice(&[1; 9]);
+    assert_eq!(
+        f.parse(MessageKind::Request, &typed(b'B', &body), &mut st),
+        Parse::Invalid
+    );
+    // A parameter count far beyond the message: counts are never read.
+    let mut body = [cstring(""), cstring("s")].concat();
+    body.extend_from_slice(&[0, 0, 0xff, 0xff, 0, 0, 0, 9]);
+    assert!(matches!(
+        f.parse(MessageKind::Request, &typed(b'B', &body), &mut st),
+        Parse::Frame { .. }
+    ));
+    // An ErrorResponse whose fields run off the end, a tag without a terminator.
+    let e = typed(b'E', b"SERROR\0VERROR\0C4");
+    assert_eq!(
+        f.parse(MessageKind::Response, &e, &mut st),
+        Parse::Frame {
+            frame: PgFrame::Error(PgError {
+                sqlstate: None,
+                fatal: false,
+            }),
+            len: e.len(),
+        }
+    );
+    let t = typed(b'C', b"SELECT 12345678901234567890123");
+    assert_eq!(
+        f.parse(MessageKind::Response, &t, &mut st),
+        Parse::Frame {
+            frame: PgFrame::CommandComplete(PgTag::Other),
+            len: t.len(),
+        }
+    );
+    // The same through a connection: nothing panics, the next query is recorded.
+    let mut c = Conn::new();
+    c.login("shop");
+    c.client_truncated(&bind("", "s", &["x".repeat(900).as_str()]), 20);
+    c.client(&[execute("", 0), sync()].concat());
+    c.server(&[empty(b'2'), complete("SELECT 1"), ready(b'I')].concat());
+    c.client(&typed(b'B', b"no terminators"));
+    c.client(&query("SELECT 1"));
+    c.server(&[rows(&["a"], &[&["1"]]), ready(b'I')].concat());
+    assert_eq!(c.out.len(), 2, "{:?}", c.lines());
+}
+
 // ---------- stitching through the pipeline ----------
 
 #[test]
