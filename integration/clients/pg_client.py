@@ -25,6 +25,10 @@ Errors are data: a failing step prints ok=false with the SQLSTATE and the connec
 
 The `connected` line carries `backend_pid` (from BackendKeyData: the server process that will
 produce this connection's SERVER spans, no query needed) and `local_port`.
+
+A plan may also hold "before": [step, ...], run right after connecting and before the hold
+(--ready-file/--go-file): what a connection did before the receiver started. Their records
+carry "before": true.
 """
 
 import argparse
@@ -131,6 +135,10 @@ def main():
     emit({"kind": "connected", "pid": os.getpid(), "backend_pid": conn.info.backend_pid,
           "local_port": sock_local_port(conn.pgconn.socket),
           "server_version": conn.info.server_version})
+    for i, step in enumerate(plan.get("before", [])):
+        for out in run_step(conn, i, step) or []:
+            out["before"] = True
+            emit(out)
     if not hold(args):
         return 3
     for i, step in enumerate(plan["steps"]):

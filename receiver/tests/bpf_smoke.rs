@@ -253,6 +253,51 @@ fn contains(chunks: &[(u64, u32, Vec<u8>)], needle: &[u8]) -> bool {
         .any(|(_, _, b)| b.windows(needle.len()).any(|w| w == needle))
 }
 
+/// A server that accepts in one process and serves in a forked child (as PostgreSQL's
+/// postmaster and backends do), and a client speaking the PostgreSQL startup to it (SSLRequest
+/// refused with `N`, then a StartupMessage). The child also starts a thread that does nothing
+/// with the socket. Returns the parent's pid, the child's pid and the startup bytes.
+fn forking_server() -> (u32, u32, Vec<u8>) {
+    const SCRIPT: &str = r#"
+import os, socket, struct, threading
+ls = socket.socket()
+ls.bind(("127.0.0.1", 0))
+ls.listen(1)
+client = socket.create_connection(ls.getsockname())
+conn, _ = ls.accept()
+pid = os.fork()
+if pid == 0:
+    ls.close()
+    threading.Thread(target=lambda: None).start()
+    conn.recv(64)
+    conn.sendall(b"N")
+    conn.recv(4096)
+    os._exit(0)
+conn.close()
+params = b"user\x00u\x00database\x00forked_probe\x00\x00"
+startup = struct.pack(">II", 8 + len(params), 196608) + params
+client.sendall(struct.pack(">II", 8, 80877103))
+assert client.recv(1) == b"N"
+client.sendall(startup)
+os.waitpid(pid, 0)
+print(os.getpid(), pid, startup.hex())
+"#;
+    let out = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "forking server failed: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut words = text.split_whitespace();
+    let parent = words.next().and_then(|w| w.parse().ok()).expect("parent");
+    let child = words.next().and_then(|w| w.parse().ok()).expect("child");
+    let hex = words.next().expect("startup");
+    let startup = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    (parent, child, startup)
+}
+
 #[test]
 fn mysql_over_tcp_and_unix_socket() {
     if !require_root() {
@@ -334,6 +379,7 @@ fn mysql_over_tcp_and_unix_socket() {
     let (ok, unix_pid) = db.client_unix("SELECT 2+2 AS unix_probe");
     assert!(ok, "unix query failed");
     let (vec_pid, sent) = db.client_vectored();
+    let (fork_parent, fork_child, startup) = forking_server();
 
     // Drain through the async wait, as the capture task does.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -477,6 +523,31 @@ fn mysql_over_tcp_and_unix_socket() {
         assert_stream(&format!("server {id:?} egress"), &c.egress);
         assert_stream(&format!("server {id:?} ingress"), &c.ingress);
     }
+
+    // A socket accepted by one process and served by the child it forked: the child's
+    // connection (the parent never used it, so it has none; the client has its own).
+    let child = of_pid(fork_child);
+    assert_eq!(child.len(), 1, "forked child: {child:?}");
+    let (_, c) = child[0];
+    assert_eq!(
+        c.open.map(|o| (o.0, o.3)),
+        Some((Role::Server, Protocol::Postgres)),
+        "forked child"
+    );
+    assert_stream("forked child ingress", &c.ingress);
+    assert_eq!(c.ingress.len(), 2, "SSLRequest and StartupMessage");
+    assert_eq!(
+        c.ingress[1].2, startup,
+        "forked child: startup not captured"
+    );
+    assert_eq!(c.egress.len(), 1, "forked child: the `N` answer");
+    let parent = of_pid(fork_parent);
+    assert!(
+        parent
+            .iter()
+            .all(|(_, c)| c.open.is_some_and(|o| o.0 == Role::Client)),
+        "forking parent: only its client connection: {parent:?}"
+    );
 
     let stats = probes.stats().expect("stats");
     println!("kernel stats: {stats:?}");

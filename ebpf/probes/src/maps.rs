@@ -67,6 +67,11 @@ pub fn max_capture_bytes() -> u32 {
 #[map]
 pub static CONNS: HashMap<ConnKey, ConnState> = HashMap::with_max_entries(65536, 0);
 
+/// tgid → the last socket it accepted, for `task_newtask`: servers such as PostgreSQL accept a
+/// connection, then fork a process that serves it (the parent never uses the socket).
+#[map]
+pub static ACCEPTED: LruHashMap<u32, u32> = LruHashMap::with_max_entries(4096, 0);
+
 /// Connections user space asked to stop capturing; value unused.
 #[map]
 pub static DISABLED: HashMap<DisabledKey, u8> = HashMap::with_max_entries(16384, 0);

@@ -17,8 +17,8 @@ use ebpf_common::{ConnKey, ConnState, ControlEvent, NO_FD, control, proto, role,
 
 use crate::{
     maps::{
-        self, CONNS, CONTROL, EXCLUDE_PORTS, SyscallArgs, current, kind, stash_args, take_args,
-        traced,
+        self, ACCEPTED, CONNS, CONTROL, EXCLUDE_PORTS, SyscallArgs, current, kind, stash_args,
+        take_args, traced,
     },
     stats::bump,
 };
@@ -198,6 +198,60 @@ fn exit_accept(ctx: &TracePointContext) {
     };
     // `args.fd` is the listening socket; accept only returns stream sockets.
     create_conn(tgid, r as u32, role::SERVER, &peer, args.fd, sock::STREAM);
+    // A child forked next may be the one that serves it (see `task_newtask`).
+    let _ = ACCEPTED.insert(&tgid, &(r as u32), 0);
+}
+
+// ---- fork ----
+
+/// `CLONE_THREAD`: the new task joins the caller's thread group (same tgid, same fd table),
+/// which `CONNS` already covers.
+const CLONE_THREAD: u64 = 0x0001_0000;
+
+/// A new process inherits its parent's fds, but `CONNS` is keyed by pid: a socket the parent
+/// accepted and never used (a PostgreSQL postmaster accepts, forks the backend that serves the
+/// connection, then closes its own copy) is watched in the child too, as a new connection of
+/// the child's. The tracepoint fires in the parent before the child can run, so the child's
+/// first read already finds the entry. A socket the parent has spoken on stays the parent's.
+#[tracepoint]
+pub fn task_newtask(ctx: TracePointContext) -> u32 {
+    // Record (`events/task/task_newtask/format`): the child's `pid_t pid` at 8, `comm` at 12,
+    // `u64 clone_flags` at 32.
+    // SAFETY: the record is at least 42 bytes; the verifier bounds-checks context reads.
+    let flags = unsafe { *(ctx.as_ptr().add(32) as *const u64) };
+    if flags & CLONE_THREAD != 0 {
+        return 0;
+    }
+    let (_, tgid) = current();
+    if !traced(tgid) {
+        return 0;
+    }
+    // SAFETY: a plain u32 copied out at once.
+    let Some(fd) = (unsafe { ACCEPTED.get(&tgid) }).copied() else {
+        return 0;
+    };
+    let Some(state) = CONNS.get_ptr(&ConnKey { pid: tgid, fd }) else {
+        return 0;
+    };
+    // SAFETY: copied out of the live map value.
+    let state = unsafe { *state };
+    if state.protocol != proto::UNKNOWN {
+        return 0;
+    }
+    // SAFETY: as above (offset 8 of the record).
+    let child = unsafe { *(ctx.as_ptr().add(8) as *const i32) };
+    if child <= 0 || !traced(child as u32) {
+        return 0;
+    }
+    let peer = Peer {
+        family: state.family,
+        port: state.peer_port,
+        has_addr: state.has_peer,
+        addr: state.peer_addr,
+    };
+    // The listening socket is the parent's business (PostgreSQL closes it in the child).
+    create_conn(child as u32, fd, state.role, &peer, NO_FD, state.sock_type);
+    0
 }
 
 // ---- close ----

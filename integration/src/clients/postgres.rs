@@ -284,6 +284,21 @@ pub fn psycopg_held(
     spawn_plan(dir, name, psycopg_cmd(&pg.dsn()), &plan(steps), true)
 }
 
+/// As [`psycopg_held`], running `before` right after connecting, before the hold: what the
+/// connection did before the receiver started (e.g. preparing a statement). Their records
+/// carry `"before": true`.
+pub fn psycopg_held_after(
+    dir: &Path,
+    name: &str,
+    pg: &Postgres,
+    before: &[PgStep],
+    steps: &[PgStep],
+) -> Result<RunningClient> {
+    let mut plan = plan(steps);
+    plan["before"] = json!(before.iter().map(PgStep::to_json).collect::<Vec<_>>());
+    spawn_plan(dir, name, psycopg_cmd(&pg.dsn()), &plan, true)
+}
+
 /// The `backend_pid` of a psycopg run's `connected` record.
 pub fn backend_pid(run: &PlanRun) -> Result<u32> {
     run.connected

@@ -2,7 +2,7 @@
 
 use std::{fs, path::Path};
 
-use super::load::{TRACEFS, ensure_tracefs, tracepoints};
+use super::load::{TRACEFS, ensure_tracefs, other_tracepoints, tracepoints};
 
 /// One checked capability of the host.
 #[derive(Clone, Debug)]
@@ -50,11 +50,13 @@ pub fn check() -> Vec<CheckItem> {
     };
     let tracefs_ok = tracefs.ok;
     items.push(tracefs);
-    let events = Path::new(TRACEFS).join("events").join("syscalls");
-    let missing: Vec<&str> = tracepoints()
+    let events = Path::new(TRACEFS).join("events");
+    let missing: Vec<String> = tracepoints()
         .iter()
-        .copied()
-        .filter(|tp| !events.join(tp).join("id").exists())
+        .map(|&tp| ("syscalls", tp))
+        .chain(other_tracepoints().iter().copied())
+        .filter(|(category, tp)| !events.join(category).join(tp).join("id").exists())
+        .map(|(category, tp)| format!("{category}/{tp}"))
         .collect();
     items.push(CheckItem {
         name: "syscall tracepoints",
@@ -62,9 +64,12 @@ pub fn check() -> Vec<CheckItem> {
         detail: if !tracefs_ok {
             "unknown: tracefs unavailable".into()
         } else if missing.is_empty() {
-            format!("all {} present", tracepoints().len())
+            format!(
+                "all {} present",
+                tracepoints().len() + other_tracepoints().len()
+            )
         } else {
-            format!("missing: syscalls/{}", missing.join(", syscalls/"))
+            format!("missing: {}", missing.join(", "))
         },
     });
     items.push(item(

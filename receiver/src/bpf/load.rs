@@ -55,6 +55,15 @@ const PROGRAMS: &[&str] = &[
     "sys_enter_close",
 ];
 
+/// Programs on other tracepoints, as (category, name): `task/task_newtask` hands a socket a
+/// parent accepted to the child it forks (PostgreSQL backends).
+const OTHER_PROGRAMS: &[(&str, &str)] = &[("task", "task_newtask")];
+
+/// The non-syscall tracepoints the programs need (for `check`), as (category, name).
+pub(super) fn other_tracepoints() -> &'static [(&'static str, &'static str)] {
+    OTHER_PROGRAMS
+}
+
 /// The syscall tracepoints the programs need (for `check`).
 pub(super) fn tracepoints() -> &'static [&'static str] {
     PROGRAMS
@@ -208,7 +217,11 @@ impl Probes {
     }
 
     fn attach_all(&mut self) -> Result<(), LoadError> {
-        for &name in PROGRAMS {
+        let all = PROGRAMS
+            .iter()
+            .map(|&name| ("syscalls", name))
+            .chain(OTHER_PROGRAMS.iter().copied());
+        for (category, name) in all {
             let program = self
                 .ebpf
                 .program_mut(name)
@@ -221,7 +234,7 @@ impl Probes {
             };
             let tp: &mut TracePoint = program.try_into().map_err(err)?;
             tp.load().map_err(err)?;
-            tp.attach("syscalls", name).map_err(err)?;
+            tp.attach(category, name).map_err(err)?;
         }
         Ok(())
     }
@@ -302,8 +315,12 @@ impl Probes {
 
     /// Verifier facts per program (for tests and `check`-style reports).
     pub fn program_stats(&self) -> Result<Vec<ProgramStats>, LoadError> {
-        let mut out = Vec::with_capacity(PROGRAMS.len());
-        for &name in PROGRAMS {
+        let mut out = Vec::with_capacity(PROGRAMS.len() + OTHER_PROGRAMS.len());
+        let names = PROGRAMS
+            .iter()
+            .copied()
+            .chain(OTHER_PROGRAMS.iter().map(|&(_, name)| name));
+        for name in names {
             let program = self
                 .ebpf
                 .program(name)

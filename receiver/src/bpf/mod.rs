@@ -8,8 +8,9 @@
 //! - [`check`] is `ebpf-receiver check`.
 //!
 //! Known limits of the kernel side (see `ebpf/probes`): sockets are tracked from connect/accept
-//! in the process that made them; an fd inherited across fork or passed over a unix socket is
-//! not tracked unless user space seeds it; UDP sockets are tracked from socket(2) (or connect),
+//! in the process that made them, and in a child forked after an accept whose socket the parent
+//! never used (accept-then-fork servers such as PostgreSQL); any other fd inherited across fork
+//! or passed over a unix socket is not tracked unless user space seeds it; UDP sockets are tracked from socket(2) (or connect),
 //! so UDP sockets created before the receiver started are seen only if seeded; process exit closes
 //! fds without a close syscall, so entries of exited processes stay in `CONNS` until
 //! [`ConnControl::purge_exited`] runs.
