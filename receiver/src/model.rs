@@ -20,6 +20,7 @@ macro_rules! for_each_protocol {
     ($consumer:ident) => {
         $consumer! {
             Mysql mysql MYSQL mysql::MysqlFramer, mysql::MysqlStitcher;
+            Dns dns DNS dns::DnsFramer, dns::DnsStitcher;
         }
     };
 }

@@ -48,6 +48,8 @@ struct System {
 fn system(protocol: Protocol) -> System {
     let (name, default_port, namespace_in_name) = match protocol {
         Protocol::Mysql => ("mysql", 3306, true),
+        // Not a database: its records are `Exchange::Dns`, never mapped here.
+        Protocol::Dns => ("dns", 0, false),
     };
     System {
         name,
