@@ -31,6 +31,16 @@ static MAX_CAPTURE_BYTES: u32 = 4096;
 /// Bit `1 << proto::X` set for every protocol inference may report (config `protocols.*`).
 #[unsafe(no_mangle)]
 static ENABLED_PROTOCOLS: u32 = u32::MAX;
+/// Offset of `child_pid` in the `sched_process_fork` record (from its format file: 20 on
+/// kernels that store the comms as `__data_loc` strings, 44 before).
+#[unsafe(no_mangle)]
+static FORK_CHILD_PID_OFFSET: u32 = 20;
+
+/// See [`FORK_CHILD_PID_OFFSET`]; masked to stay inside a record.
+#[inline(always)]
+pub fn fork_child_pid_offset() -> u32 {
+    read_global(&FORK_CHILD_PID_OFFSET) & 0xff
+}
 
 /// Whether inference may report `protocol`.
 #[inline(always)]
@@ -129,6 +139,8 @@ pub mod kind {
     /// splice(2) into a tracked socket (egress).
     pub const SPLICE_OUT: u8 = 15;
     pub const SOCKET: u8 = 16;
+    /// clone/clone3/fork of a process (not a thread, not a vfork), for `sched_process_fork`.
+    pub const FORK: u8 = 17;
 }
 
 /// What sys_enter saw, for sys_exit of the same thread.

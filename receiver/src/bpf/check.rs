@@ -50,10 +50,11 @@ pub fn check() -> Vec<CheckItem> {
     };
     let tracefs_ok = tracefs.ok;
     items.push(tracefs);
-    let events = Path::new(TRACEFS).join("events").join("syscalls");
-    let missing: Vec<&str> = tracepoints()
+    let events = Path::new(TRACEFS).join("events");
+    let needed = tracepoints();
+    let missing: Vec<&str> = needed
         .iter()
-        .copied()
+        .map(String::as_str)
         .filter(|tp| !events.join(tp).join("id").exists())
         .collect();
     items.push(CheckItem {
@@ -62,9 +63,9 @@ pub fn check() -> Vec<CheckItem> {
         detail: if !tracefs_ok {
             "unknown: tracefs unavailable".into()
         } else if missing.is_empty() {
-            format!("all {} present", tracepoints().len())
+            format!("all {} present", needed.len())
         } else {
-            format!("missing: syscalls/{}", missing.join(", syscalls/"))
+            format!("missing: {}", missing.join(", "))
         },
     });
     items.push(item(
