@@ -409,32 +409,26 @@ fn message(tgid: u32, args: &SyscallArgs, egress: bool, src: Src, total: u64) {
         } else {
             infer::glues(pending, pending_len, total)
         };
-        let glued_len = u64::from(pending_len);
-        let (head, seen, msg_total) = if glued.is_some() {
-            // The kept bytes in front of this message's first bytes (`glued_len` is 2 or 4).
-            let shift = 8 * glued_len as u32;
-            let lo = (u64::from(pending) & low_bytes(glued_len)) | head[0].wrapping_shl(shift);
-            let hi = head[0].wrapping_shr(64 - shift) | head[1].wrapping_shl(shift);
-            (
-                [lo, hi],
-                if (copied as usize) + (glued_len as usize) < INFER_BYTES {
-                    copied as usize + glued_len as usize
-                } else {
-                    INFER_BYTES
-                },
-                total + glued_len,
-            )
+        // The protocol that announced this message (0: none) and the kept bytes in front of
+        // its first bytes (2 or 4, 0 when nothing is glued), forgotten so that every outcome of
+        // the glue hooks reaches inference in one verifier state.
+        let (glued, glued_len) = forget_glue(
+            buf,
+            glued.unwrap_or(proto::UNKNOWN),
+            if glued.is_some() { pending_len } else { 0 },
+        );
+        let glued_len = u64::from(glued_len);
+        let shift = 8 * glued_len as u32;
+        let lo = (u64::from(pending) & low_bytes(glued_len)) | head[0].wrapping_shl(shift);
+        // `>> (63 - shift) >> 1` rather than `>> (64 - shift)`: 0 (not `head[0]`) when shift is 0.
+        let hi = (head[0].wrapping_shr(63 - shift) >> 1) | head[1].wrapping_shl(shift);
+        let head = [lo, hi];
+        let seen = if (copied as usize) + (glued_len as usize) < INFER_BYTES {
+            copied as usize + glued_len as usize
         } else {
-            (
-                head,
-                if (copied as usize) < INFER_BYTES {
-                    copied as usize
-                } else {
-                    INFER_BYTES
-                },
-                total,
-            )
+            INFER_BYTES
         };
+        let msg_total = total + glued_len;
         // SAFETY: [u64; 2] and [u8; INFER_BYTES] have the same size; bytes in memory order.
         let head: [u8; INFER_BYTES] = unsafe { core::mem::transmute(head) };
         let msg = Message {
@@ -452,7 +446,7 @@ fn message(tgid: u32, args: &SyscallArgs, egress: bool, src: Src, total: u64) {
         };
         let found = match infer::infer(&msg) {
             // A glued header only counts for the protocol that announced it.
-            Some(found) if glued.is_none_or(|g| g == found.protocol) => found,
+            Some(found) if glued == proto::UNKNOWN || glued == found.protocol => found,
             _ => {
                 if total < INFER_MIN_BYTES {
                     return;
@@ -480,7 +474,7 @@ fn message(tgid: u32, args: &SyscallArgs, egress: bool, src: Src, total: u64) {
         // SAFETY: as above; read-only borrow for the duration of the call.
         emit_control(ebpf_common::control::OPEN, &key, unsafe { &*conn });
         bump(stat::INFER_BASE + u32::from(found.protocol & 0x0f));
-        if glued.is_some() {
+        if glued_len != 0 {
             // The header read earlier is part of the stream: send it first, at position 0.
             let at = advance(conn, egress, glued_len);
             emit_header(
@@ -788,6 +782,23 @@ fn forget_paths(buf: *mut u8, copied: u32, ok: bool) -> (u32, bool) {
         let copied = core::ptr::read_volatile(slot);
         let ok = core::ptr::read_volatile(slot.add(1)) != 0;
         (copied & (2 * MAX_CAPTURE as u32 - 1), ok)
+    }
+}
+
+/// Round-trips the glue outcome (protocol, header length ≤ 4) through the scratch (header
+/// area, overwritten later), like [`forget_paths`]: the three outcomes (none, MySQL, DNS) then
+/// reach inference as one verifier state instead of three.
+#[inline(always)]
+fn forget_glue(buf: *mut u8, protocol: u8, len: u8) -> (u8, u8) {
+    // SAFETY: bytes 8 and 9 of the scratch slot (header area).
+    unsafe {
+        let slot = buf.add(8);
+        core::ptr::write_volatile(slot, protocol);
+        core::ptr::write_volatile(slot.add(1), len);
+        (
+            core::ptr::read_volatile(slot),
+            core::ptr::read_volatile(slot.add(1)) & 7,
+        )
     }
 }
 

@@ -238,6 +238,25 @@ pub fn next_generation() -> u32 {
     if generation == 0 { 1 } else { generation }
 }
 
+/// Reserves `n` consecutive kernel-assigned generations; returns the counter value before
+/// them (see [`generation_in_block`]).
+#[inline(always)]
+pub fn next_generations(n: u32) -> u64 {
+    let Some(slot) = GENERATION.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: as in `next_generation`.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(slot, u64::from(n)) }
+}
+
+/// The `i`-th generation of a block reserved by [`next_generations`] (never 0, never with the
+/// seeded bit), the same value [`next_generation`] would have returned for it.
+#[inline(always)]
+pub fn generation_in_block(before: u64, i: u32) -> u32 {
+    let generation = ((before + 1 + u64::from(i)) as u32) & !ebpf_common::SEEDED_GENERATION_BIT;
+    if generation == 0 { 1 } else { generation }
+}
+
 /// Adds `n` to a stream position and returns the position before.
 #[inline(always)]
 pub fn advance(pos: *mut u64, n: u64) -> u64 {

@@ -296,6 +296,9 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn inherit(parent: u32, child: u32) {
+    // One block of generations for the whole copy: fd `i` gets `first + i` (one atomic
+    // operation per fork instead of one per socket, and a simpler loop for the verifier).
+    let first = maps::next_generations(MAX_INHERITED_FDS);
     for fd in 0..MAX_INHERITED_FDS {
         let Some(entry) = CONNS.get_ptr(&ConnKey { pid: parent, fd }) else {
             continue;
@@ -305,7 +308,7 @@ fn inherit(parent: u32, child: u32) {
         if state.protocol == proto::GAVE_UP {
             continue;
         }
-        state.generation = maps::next_generation();
+        state.generation = maps::generation_in_block(first, fd);
         state.send_pos = core::hint::black_box(0);
         state.recv_pos = core::hint::black_box(0);
         // BPF_NOEXIST: never overwrite what the child already has (it cannot have run yet).
