@@ -42,6 +42,25 @@ fn world(name: &str) -> Result<World<Dnsmasq>> {
     })
 }
 
+/// [`World::check_no_loss`] plus the kernel's other loss counters: mmsg overflow (glibc's
+/// sendmmsg), unreadable buffers, a full connection or argument map.
+fn check_no_dns_loss(w: &World<Dnsmasq>, checks: &mut Checks) {
+    w.check_no_loss(checks);
+    let m = match w.receiver().metrics() {
+        Ok(m) => m,
+        Err(e) => return checks.fail(format!("cannot scrape the receiver's metrics: {e:#}")),
+    };
+    for reason in [
+        "mmsg_overflow",
+        "read_failed",
+        "conn_map_full",
+        "args_map_full",
+    ] {
+        let key = format!("ebpf_receiver_kernel_drops_total{{reason=\"{reason}\"}}");
+        check!(checks, m.get(&key) == 0.0, "{key} = {}", m.get(&key));
+    }
+}
+
 // ---------- span helpers ----------
 
 /// `dns.answers` as strings (empty when absent).
@@ -440,7 +459,7 @@ fn a_dig_udp_and_tcp_both_sides() -> Result<()> {
     for s in &all {
         checks.add(assert_no_secrets_anywhere(s, &[dnsmasq::TXT_VALUE]));
     }
-    w.check_no_loss(&mut checks);
+    check_no_dns_loss(&w, &mut checks);
     w.done(checks)
 }
 
@@ -603,7 +622,7 @@ fn b_getaddrinfo_with_tcp_fallback() -> Result<()> {
             if *pid == dns_pid { "UDP" } else { "TCP child" }
         );
     }
-    w.check_no_loss(&mut checks);
+    check_no_dns_loss(&w, &mut checks);
     w.done(checks)
 }
 
@@ -703,21 +722,7 @@ fn c_twenty_thousand_udp_queries_lose_nothing() -> Result<()> {
         wrong.len(),
         describe(&wrong.iter().take(5).copied().collect::<Vec<_>>())
     );
-    w.check_no_loss(&mut checks);
-    for reason in [
-        "mmsg_overflow",
-        "read_failed",
-        "conn_map_full",
-        "args_map_full",
-    ] {
-        let key = format!("ebpf_receiver_kernel_drops_total{{reason=\"{reason}\"}}");
-        check!(
-            checks,
-            after.get(&key) == 0.0,
-            "{key} = {}",
-            after.get(&key)
-        );
-    }
+    check_no_dns_loss(&w, &mut checks);
     let invalid = after.get(invalid_key) - before.get(invalid_key);
     check!(checks, invalid == 0.0, "{invalid} invalid DNS frames");
     let kernel_bytes = after.get(bytes_key) - before.get(bytes_key);
