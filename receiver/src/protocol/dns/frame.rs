@@ -129,8 +129,8 @@ fn with_len(p: Parse<DnsFrame>, len: usize) -> Parse<DnsFrame> {
 }
 
 /// Whether `msg` can still be the start of a message of `kind`: the header fields a query or
-/// response of opcode QUERY with one question always has (the ones the kernel also checks),
-/// judged only as far as `msg` goes.
+/// response of opcode QUERY with at most one question always has (the ones the kernel also
+/// checks), judged only as far as `msg` goes.
 fn plausible(kind: MessageKind, msg: &[u8]) -> bool {
     let mut c = Cursor::new(msg);
     let (Some(_id), Some(flags), Some(qd), Some(an), Some(ns)) =
@@ -140,16 +140,15 @@ fn plausible(kind: MessageKind, msg: &[u8]) -> bool {
     };
     let response = flags & FLAG_QR != 0;
     let opcode = (flags >> 11) & 0xf;
-    if response != (kind == MessageKind::Response) || opcode != 0 || flags & 0x0040 != 0 || qd != 1
-    {
+    if response != (kind == MessageKind::Response) || opcode != 0 || flags & 0x0040 != 0 || qd > 1 {
         return false;
     }
     if !response && (an != 0 || ns != 0) {
         return false;
     }
     match msg.get(DNS_HEADER_BYTES) {
-        Some(&first) => usize::from(first) <= DNS_MAX_LABEL,
-        None => true,
+        Some(&first) if qd == 1 => usize::from(first) <= DNS_MAX_LABEL,
+        _ => true,
     }
 }
 
@@ -177,8 +176,12 @@ fn message(kind: MessageKind, msg: &[u8], complete: bool, transport: Transport) 
         return Parse::Invalid;
     }
     // Only one question can be paired with its answer; no server accepts more (RFC 9619).
-    if qd != 1 {
-        return Parse::Invalid;
+    // None is valid but unpairable (a FORMERR or NOTIMP answer may omit it, RFC 6891 §7; a
+    // query may carry only a cookie, RFC 7873 §5.4): stepped over whole, no resync needed.
+    match qd {
+        0 => return Parse::Skip { len: msg.len() },
+        1 => {}
+        _ => return Parse::Invalid,
     }
     // NOTIFY, UPDATE, DSO and the obsolete IQUERY/STATUS are valid DNS but not lookups: stepped
     // over without a span (their one "question" is a zone, not a name looked up).

@@ -21,10 +21,12 @@
 //! compression pointers; EDNS(0) OPT records; truncated (TC) answers; both sides (CLIENT spans
 //! for a resolver's clients, SERVER spans for a traced DNS server).
 //!
-//! Not supported (stepped over without a span): NOTIFY, UPDATE, DSO and the obsolete opcodes;
-//! messages with zero or several questions (a FORMERR answer without its question leaves its
-//! query unmatched); zone transfers are recorded as one exchange per message pair, not per
-//! transfer; DNS over TLS/HTTPS/QUIC (encrypted).
+//! Not supported: NOTIFY, UPDATE, DSO and the obsolete opcodes, and messages without a
+//! question, are stepped over without a span (a FORMERR answer that omits the question leaves
+//! its query unmatched); messages with several questions are invalid (no server answers them);
+//! a zone transfer (many response messages to one AXFR/IXFR query) is one span ending at its
+//! first message, the others counted as unmatched responses; DNS over TLS/HTTPS/QUIC is
+//! encrypted.
 //!
 //! Secrets: nothing but the question, the response code and A/AAAA addresses is kept. TXT
 //! strings, TSIG/SIG(0) signatures, DNSSEC keys and EDNS options (cookies, padding, client
