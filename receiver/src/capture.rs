@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bpf::{ConnControl, KernelStats, Probes, RingReader};
 use crate::config::Config;
 use crate::emit::Emitter;
-use crate::model::Protocol;
+use crate::model::{Protocol, Transport};
 use crate::record::ConnRecord;
 use crate::telemetry::{self, KernelDrop};
 use crate::tracker::{self, Tracker};
@@ -102,7 +102,9 @@ impl Capture {
     }
 }
 
-/// Registers established sockets that predate the receiver so their later traffic is seen.
+/// Registers sockets that predate the receiver (established TCP, connected Unix stream, bound
+/// UDP) so their later traffic is seen. UDP sockets are registered as datagram sockets: the
+/// kernel then infers only datagram protocols on them (a DNS server started before us).
 pub fn seed_existing_connections(cfg: &Config, control: &mut ConnControl, tracker: &mut Tracker) {
     let me = std::process::id();
     let only: Vec<u32> = cfg.targets.pids.clone();
@@ -110,11 +112,11 @@ pub fn seed_existing_connections(cfg: &Config, control: &mut ConnControl, tracke
     let keep =
         |pid: u32| pid != me && !never.contains(&pid) && (only.is_empty() || only.contains(&pid));
     let limit = cfg.ebpf.max_connections as usize / 2;
-    let sockets =
-        tracker::socket::existing_stream_sockets(std::path::Path::new("/proc"), keep, limit);
+    let sockets = tracker::socket::existing_sockets(std::path::Path::new("/proc"), keep, limit);
     let mut seeded = 0usize;
     for (pid, fd, tuple) in sockets {
-        match control.seed(pid, fd) {
+        let datagram = tuple.transport == Some(Transport::Udp);
+        match control.seed(pid, fd, datagram) {
             Ok(Some(_)) => {
                 tracker.preload(pid, fd, tuple);
                 seeded += 1;

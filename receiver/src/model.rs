@@ -21,6 +21,7 @@ macro_rules! for_each_protocol {
         $consumer! {
             Mysql mysql MYSQL mysql::MysqlFramer, mysql::MysqlStitcher;
             Postgres postgresql POSTGRES postgres::PgFramer, postgres::PgStitcher;
+            Dns dns DNS dns::DnsFramer, dns::DnsStitcher;
         }
     };
 }

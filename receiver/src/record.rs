@@ -7,9 +7,10 @@
 //! attaches the connection's [`ConnMeta`] and converts kernel time to wall clock before a record
 //! leaves it.
 
-use std::net::SocketAddr;
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
 
-use crate::model::{ConnMeta, Protocol};
+use crate::model::{ConnMeta, Protocol, Transport};
 
 /// One exchange: the request's first byte to the response's last byte.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +51,7 @@ impl Incomplete {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Exchange {
     Db(DbExchange),
+    Dns(DnsExchange),
 }
 
 /// A database call (`docs/db/database-spans.md`): SQL databases and key-value stores.
@@ -92,6 +94,25 @@ pub enum DbOutcome {
         code: String,
         detail: Option<String>,
     },
+}
+
+/// A DNS lookup: one query and its response (registry attributes `dns.*`; no span
+/// convention exists, see `span/dns.rs`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DnsExchange {
+    /// `dns.question.name` as it appears in the query (presentation form, escaped, capped).
+    pub question_name: String,
+    /// Mnemonic of the query type (`A`, `AAAA`, `TYPE65280`); the span is named `DNS {type}`.
+    pub question_type: Cow<'static, str>,
+    /// `None` for NOERROR; otherwise the RCODE name (`NXDOMAIN`, `SERVFAIL`, … or `_OTHER`),
+    /// the `error.type`.
+    pub error: Option<&'static str>,
+    /// Addresses of the A/AAAA answers (`dns.answers`), bounded.
+    pub answers: Vec<IpAddr>,
+    /// The response had TC set (too long for UDP; the client is expected to retry over TCP).
+    pub truncated: bool,
+    /// UDP or TCP, from how the messages were framed.
+    pub transport: Transport,
 }
 
 /// A record together with the connection it came from, in wall-clock time.

@@ -349,11 +349,11 @@ fn mysql_over_tcp_and_unix_socket() {
 
     // Seed both pre-existing sockets; disable capture of the second one.
     let gen_a = control
-        .seed(pre_pid, pre_fds[0])
+        .seed(pre_pid, pre_fds[0], false)
         .expect("seed")
         .expect("new entry");
     let gen_b = control
-        .seed(pre_pid, pre_fds[1])
+        .seed(pre_pid, pre_fds[1], false)
         .expect("seed")
         .expect("new entry");
     assert!(
@@ -361,7 +361,7 @@ fn mysql_over_tcp_and_unix_socket() {
         "seeded generations"
     );
     assert_eq!(
-        control.seed(pre_pid, pre_fds[0]).expect("seed"),
+        control.seed(pre_pid, pre_fds[0], false).expect("seed"),
         None,
         "seed overwrote"
     );

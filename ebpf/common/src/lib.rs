@@ -162,16 +162,24 @@ pub struct ConnState {
     pub listen_fd: u32,
     /// Peer IPv4 (first 4 bytes) or IPv6 address.
     pub peer_addr: [u8; 16],
-    /// The 4 bytes of a lone header read before the protocol was inferred (0 when none):
-    /// servers such as MariaDB read a packet's header and payload with separate syscalls, so a
-    /// connection that predates the receiver is inferred from the pair (the protocol's
-    /// header-glue hook decides whether the pair belongs together).
+    /// The bytes of a lone header read before the protocol was inferred, in memory order
+    /// (`pending_len` of them): servers such as MariaDB read a packet's 4-byte header and its
+    /// payload with separate syscalls, dnsmasq reads DNS's 2-byte length a byte at a time, so
+    /// a connection is inferred from header + payload (the protocol's header-glue hook decides
+    /// whether the pair belongs together).
     pub pending_header: u32,
     /// `sock::*`.
     pub sock_type: u8,
-    pub _pad1: [u8; 3],
+    /// Valid bytes in `pending_header` (0..=4).
+    pub pending_len: u8,
+    pub _pad1: [u8; 2],
+    /// The process holding `listen_fd`: the accepting process, also for the copy a forked
+    /// child inherits (dnsmasq and PostgreSQL accept, fork, and serve in the child, which may
+    /// be gone before user space resolves anything). 0 when `listen_fd` is `NO_FD`.
+    pub listen_pid: u32,
+    pub _pad2: u32,
 }
-const _: () = assert!(size_of::<ConnState>() == 56);
+const _: () = assert!(size_of::<ConnState>() == 64);
 
 /// `listen_fd` value of sockets that were not accepted.
 pub const NO_FD: u32 = u32::MAX;
@@ -212,8 +220,13 @@ pub struct ControlEvent {
     /// `bpf_get_current_comm()` of the process at the event: names short-lived processes that
     /// exit before user space reads `/proc`.
     pub comm: [u8; 16],
+    /// See [`ConnState::listen_pid`].
+    pub listen_pid: u32,
+    /// `sock::*` when the event was written: `DGRAM` once a datagram was inferred.
+    pub sock_type: u8,
+    pub _pad0: [u8; 3],
 }
-const _: () = assert!(size_of::<ControlEvent>() == 64);
+const _: () = assert!(size_of::<ControlEvent>() == 72);
 
 /// Header of a data-ring record; `cap_len` payload bytes follow it directly.
 #[repr(C)]

@@ -380,43 +380,55 @@ fn message(tgid: u32, args: &SyscallArgs, egress: bool, src: Src, total: u64) {
     if protocol == proto::UNKNOWN {
         // SAFETY: the scratch holds at least HDR + INFER_BYTES bytes; unaligned read.
         let head = unsafe { core::ptr::read_unaligned(buf.add(HDR) as *const [u64; 2]) };
-        // A lone header of at most 4 bytes is kept for the next message (header-glue hooks).
+        // A lone header of at most 4 bytes is kept for the next message (header-glue hooks),
+        // also when it is read in pieces (dnsmasq reads DNS's 2-byte length a byte at a time).
         // SAFETY (all `*conn` accesses here): as above.
-        let pending = unsafe { (*conn).pending_header };
-        unsafe { (*conn).pending_header = 0 };
-        if total == 4 && copied >= 4 && !datagram {
-            unsafe { (*conn).pending_header = head[0] as u32 };
+        let (pending, pending_len) = unsafe { ((*conn).pending_header, (*conn).pending_len) };
+        unsafe {
+            (*conn).pending_header = 0;
+            (*conn).pending_len = 0;
+        }
+        if total <= 4 && u64::from(copied) >= total && !datagram {
+            // Appended to what is kept if it fits, else it starts a new header.
+            let have = if u64::from(pending_len) + total <= 4 {
+                u64::from(pending_len)
+            } else {
+                0
+            };
+            let kept = u64::from(pending) & low_bytes(have);
+            let new = (head[0] & low_bytes(total)).wrapping_shl(8 * have as u32);
+            unsafe {
+                (*conn).pending_header = (kept | new) as u32;
+                (*conn).pending_len = (have + total) as u8;
+            }
             return;
         }
         // The payload that a kept header announced: infer on header + payload.
         let glued = if datagram {
             None
         } else {
-            infer::glues(pending, total)
+            infer::glues(pending, pending_len, total)
         };
-        let (head, seen, msg_total) = if glued.is_some() {
-            let lo = u64::from(pending) | (head[0] << 32);
-            let hi = (head[0] >> 32) | (head[1] << 32);
-            (
-                [lo, hi],
-                if (copied as usize) + 4 < INFER_BYTES {
-                    copied as usize + 4
-                } else {
-                    INFER_BYTES
-                },
-                total + 4,
-            )
+        // The protocol that announced this message (0: none) and the kept bytes in front of
+        // its first bytes (2 or 4, 0 when nothing is glued), forgotten so that every outcome of
+        // the glue hooks reaches inference in one verifier state.
+        let (glued, glued_len) = forget_glue(
+            buf,
+            glued.unwrap_or(proto::UNKNOWN),
+            if glued.is_some() { pending_len } else { 0 },
+        );
+        let glued_len = u64::from(glued_len);
+        let shift = 8 * glued_len as u32;
+        let lo = (u64::from(pending) & low_bytes(glued_len)) | head[0].wrapping_shl(shift);
+        // `>> (63 - shift) >> 1` rather than `>> (64 - shift)`: 0 (not `head[0]`) when shift is 0.
+        let hi = (head[0].wrapping_shr(63 - shift) >> 1) | head[1].wrapping_shl(shift);
+        let head = [lo, hi];
+        let seen = if (copied as usize) + (glued_len as usize) < INFER_BYTES {
+            copied as usize + glued_len as usize
         } else {
-            (
-                head,
-                if (copied as usize) < INFER_BYTES {
-                    copied as usize
-                } else {
-                    INFER_BYTES
-                },
-                total,
-            )
+            INFER_BYTES
         };
+        let msg_total = total + glued_len;
         // SAFETY: [u64; 2] and [u8; INFER_BYTES] have the same size; bytes in memory order.
         let head: [u8; INFER_BYTES] = unsafe { core::mem::transmute(head) };
         let msg = Message {
@@ -434,7 +446,7 @@ fn message(tgid: u32, args: &SyscallArgs, egress: bool, src: Src, total: u64) {
         };
         let found = match infer::infer(&msg) {
             // A glued header only counts for the protocol that announced it.
-            Some(found) if glued.is_none_or(|g| g == found.protocol) => found,
+            Some(found) if glued == proto::UNKNOWN || glued == found.protocol => found,
             _ => {
                 if total < INFER_MIN_BYTES {
                     return;
@@ -462,10 +474,17 @@ fn message(tgid: u32, args: &SyscallArgs, egress: bool, src: Src, total: u64) {
         // SAFETY: as above; read-only borrow for the duration of the call.
         emit_control(ebpf_common::control::OPEN, &key, unsafe { &*conn });
         bump(stat::INFER_BASE + u32::from(found.protocol & 0x0f));
-        if glued.is_some() {
+        if glued_len != 0 {
             // The header read earlier is part of the stream: send it first, at position 0.
-            let at = advance(conn, egress, 4);
-            emit_header(&key, generation, egress, at, args.ts_ns, pending, &found);
+            let at = advance(conn, egress, glued_len);
+            emit_header(
+                &key,
+                generation,
+                egress,
+                (at, args.ts_ns),
+                (pending, glued_len as u32),
+                &found,
+            );
         }
         pos = advance(conn, egress, total);
         // User space may have disabled a seeded connection before it was ever inferred.
@@ -682,20 +701,24 @@ fn exit_uncaptured(ctx: &TracePointContext) {
 #[repr(C)]
 struct HeaderEvent {
     header: DataEventHeader,
+    /// The header's bytes in memory order; the first `cap_len` are valid.
     bytes: u32,
     _pad0: u32,
 }
 
+/// `at`: (stream position, syscall entry time); `header`: (bytes in memory order, count).
 #[inline(always)]
 fn emit_header(
     key: &ConnKey,
     generation: u32,
     egress: bool,
-    pos: u64,
-    enter_ts: u64,
-    bytes: u32,
+    at: (u64, u64),
+    header: (u32, u32),
     found: &infer::Inferred,
 ) {
+    let (pos, enter_ts) = at;
+    let (bytes, len) = header;
+    let len = if len > 4 { 4 } else { len };
     let event = HeaderEvent {
         header: DataEventHeader {
             ts_ns: if egress { enter_ts } else { now_ns() },
@@ -703,8 +726,8 @@ fn emit_header(
             pid: key.pid,
             fd: key.fd,
             generation,
-            len: 4,
-            cap_len: 4,
+            len,
+            cap_len: len,
             direction: if egress {
                 direction::EGRESS
             } else {
@@ -721,10 +744,16 @@ fn emit_header(
     match DATA.output::<HeaderEvent>(&event, flags) {
         Ok(()) => {
             bump(stat::DATA_EVENTS);
-            add(stat::DATA_BYTES, 4);
+            add(stat::DATA_BYTES, u64::from(len));
         }
         Err(_) => bump(stat::DROP_DATA_RING_FULL),
     }
+}
+
+/// A mask of the `n` (0..=4) low bytes of a u64.
+#[inline(always)]
+fn low_bytes(n: u64) -> u64 {
+    1u64.wrapping_shl(8 * n as u32).wrapping_sub(1) & 0xffff_ffff
 }
 
 /// Whether user space disabled capture for this connection.
@@ -753,6 +782,23 @@ fn forget_paths(buf: *mut u8, copied: u32, ok: bool) -> (u32, bool) {
         let copied = core::ptr::read_volatile(slot);
         let ok = core::ptr::read_volatile(slot.add(1)) != 0;
         (copied & (2 * MAX_CAPTURE as u32 - 1), ok)
+    }
+}
+
+/// Round-trips the glue outcome (protocol, header length ≤ 4) through the scratch (header
+/// area, overwritten later), like [`forget_paths`]: the three outcomes (none, MySQL, DNS) then
+/// reach inference as one verifier state instead of three.
+#[inline(always)]
+fn forget_glue(buf: *mut u8, protocol: u8, len: u8) -> (u8, u8) {
+    // SAFETY: bytes 8 and 9 of the scratch slot (header area).
+    unsafe {
+        let slot = buf.add(8);
+        core::ptr::write_volatile(slot, protocol);
+        core::ptr::write_volatile(slot.add(1), len);
+        (
+            core::ptr::read_volatile(slot),
+            core::ptr::read_volatile(slot.add(1)) & 7,
+        )
     }
 }
 

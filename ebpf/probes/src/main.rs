@@ -4,8 +4,8 @@
 //! Every program reads like a procedure: filter first (self pid, pid filter, tracked fd), do the
 //! one thing, count every early return that loses data in `STATS`.
 //!
-//! - `syscalls`: connection lifecycle (connect, accept, accept4, close, and `task_newtask` for a
-//!   socket accepted by a parent and served by the child it forks) → `CONNS`.
+//! - `syscalls`: connection lifecycle (socket, connect, accept, accept4, close, and
+//!   `sched_process_fork`: a forked child inherits its parent's sockets) → `CONNS`.
 //! - `data`: the read/write family on fds present in `CONNS` → `DATA` ring.
 //! - `infer`: one function per protocol behind the closed `proto` set.
 //! - `maps`: every map and runtime knob (globals set by the loader).

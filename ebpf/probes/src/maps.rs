@@ -31,6 +31,16 @@ static MAX_CAPTURE_BYTES: u32 = 4096;
 /// Bit `1 << proto::X` set for every protocol inference may report (config `protocols.*`).
 #[unsafe(no_mangle)]
 static ENABLED_PROTOCOLS: u32 = u32::MAX;
+/// Offset of `child_pid` in the `sched_process_fork` record (from its format file: 20 on
+/// kernels that store the comms as `__data_loc` strings, 44 before).
+#[unsafe(no_mangle)]
+static FORK_CHILD_PID_OFFSET: u32 = 20;
+
+/// See [`FORK_CHILD_PID_OFFSET`]; masked to stay inside a record.
+#[inline(always)]
+pub fn fork_child_pid_offset() -> u32 {
+    read_global(&FORK_CHILD_PID_OFFSET) & 0xff
+}
 
 /// Whether inference may report `protocol`.
 #[inline(always)]
@@ -66,11 +76,6 @@ pub fn max_capture_bytes() -> u32 {
 /// Sockets being watched: created at connect/accept (or seeded by user space), removed at close.
 #[map]
 pub static CONNS: HashMap<ConnKey, ConnState> = HashMap::with_max_entries(65536, 0);
-
-/// tgid → the last socket it accepted, for `task_newtask`: servers such as PostgreSQL accept a
-/// connection, then fork a process that serves it (the parent never uses the socket).
-#[map]
-pub static ACCEPTED: LruHashMap<u32, u32> = LruHashMap::with_max_entries(4096, 0);
 
 /// Connections user space asked to stop capturing; value unused.
 #[map]
@@ -134,6 +139,8 @@ pub mod kind {
     /// splice(2) into a tracked socket (egress).
     pub const SPLICE_OUT: u8 = 15;
     pub const SOCKET: u8 = 16;
+    /// clone/clone3/fork of a process (not a thread, not a vfork), for `sched_process_fork`.
+    pub const FORK: u8 = 17;
 }
 
 /// What sys_enter saw, for sys_exit of the same thread.
@@ -228,6 +235,25 @@ pub fn next_generation() -> u32 {
     // compiles this to an atomic fetch-add, so concurrent CPUs never get the same value.
     let prev = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(slot, 1) };
     let generation = ((prev + 1) as u32) & !ebpf_common::SEEDED_GENERATION_BIT;
+    if generation == 0 { 1 } else { generation }
+}
+
+/// Reserves `n` consecutive kernel-assigned generations; returns the counter value before
+/// them (see [`generation_in_block`]).
+#[inline(always)]
+pub fn next_generations(n: u32) -> u64 {
+    let Some(slot) = GENERATION.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: as in `next_generation`.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(slot, u64::from(n)) }
+}
+
+/// The `i`-th generation of a block reserved by [`next_generations`] (never 0, never with the
+/// seeded bit), the same value [`next_generation`] would have returned for it.
+#[inline(always)]
+pub fn generation_in_block(before: u64, i: u32) -> u32 {
+    let generation = ((before + 1 + u64::from(i)) as u32) & !ebpf_common::SEEDED_GENERATION_BIT;
     if generation == 0 { 1 } else { generation }
 }
 

@@ -1,4 +1,5 @@
-//! Connection lifecycle: connect, accept, accept4 create `CONNS` entries; close removes them.
+//! Connection lifecycle: socket (UDP), connect, accept, accept4 create `CONNS` entries; a
+//! forked child gets a copy of its parent's; close removes them.
 //!
 //! Syscall tracepoint records (see `/sys/kernel/tracing/events/syscalls/*/format`): 8 bytes of
 //! common fields, `__syscall_nr` at 8, then the arguments at 16 + 8·i (sys_enter) or the return
@@ -7,7 +8,7 @@
 use aya_ebpf::{
     EbpfContext,
     helpers::{
-        bpf_probe_read_user,
+        bpf_probe_read_kernel, bpf_probe_read_user,
         generated::{bpf_get_current_comm, bpf_ktime_get_boot_ns},
     },
     macros::tracepoint,
@@ -17,7 +18,7 @@ use ebpf_common::{ConnKey, ConnState, ControlEvent, NO_FD, control, proto, role,
 
 use crate::{
     maps::{
-        self, ACCEPTED, CONNS, CONTROL, EXCLUDE_PORTS, SyscallArgs, current, kind, stash_args,
+        self, CONNS, CONTROL, EXCLUDE_PORTS, SyscallArgs, current, kind, stash_args,
         take_args, traced,
     },
     stats::bump,
@@ -198,61 +199,130 @@ fn exit_accept(ctx: &TracePointContext) {
     };
     // `args.fd` is the listening socket; accept only returns stream sockets.
     create_conn(tgid, r as u32, role::SERVER, &peer, args.fd, sock::STREAM);
-    // A child forked next may be the one that serves it (see `task_newtask`).
-    let _ = ACCEPTED.insert(&tgid, &(r as u32), 0);
 }
 
 // ---- fork ----
 
-/// `CLONE_THREAD`: the new task joins the caller's thread group (same tgid, same fd table),
-/// which `CONNS` already covers.
+/// clone(2) flags of children that need no copy of the parent's entries: a thread shares the
+/// parent's tgid (so its entries), a vfork-style or memory-sharing child execs at once.
+const CLONE_VM: u64 = 0x0000_0100;
+const CLONE_VFORK: u64 = 0x0000_4000;
 const CLONE_THREAD: u64 = 0x0001_0000;
+const NO_INHERIT: u64 = CLONE_VM | CLONE_VFORK | CLONE_THREAD;
+/// A forked child inherits the parent's entries for fds below this. Servers that accept and
+/// then fork (dnsmasq for TCP, PostgreSQL) hold the accepted socket at a low fd; the bound
+/// keeps a fork at one loop of map lookups.
+const MAX_INHERITED_FDS: u32 = 128;
 
-/// A new process inherits its parent's fds, but `CONNS` is keyed by pid: a socket the parent
-/// accepted and never used (a PostgreSQL postmaster accepts, forks the backend that serves the
-/// connection, then closes its own copy) is watched in the child too, as a new connection of
-/// the child's. The tracepoint fires in the parent before the child can run, so the child's
-/// first read already finds the entry. A socket the parent has spoken on stays the parent's.
 #[tracepoint]
-pub fn task_newtask(ctx: TracePointContext) -> u32 {
-    // Record (`events/task/task_newtask/format`): the child's `pid_t pid` at 8, `comm` at 12,
-    // `u64 clone_flags` at 32.
-    // SAFETY: the record is at least 42 bytes; the verifier bounds-checks context reads.
-    let flags = unsafe { *(ctx.as_ptr().add(32) as *const u64) };
-    if flags & CLONE_THREAD != 0 {
-        return 0;
+pub fn sys_enter_clone(ctx: TracePointContext) -> u32 {
+    // clone(flags, stack, parent_tid, child_tid, tls) on x86_64 and arm64.
+    stash_fork(arg(&ctx, 0));
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_clone3(ctx: TracePointContext) -> u32 {
+    // clone3(struct clone_args *args, size): `flags` is the first u64 of the struct.
+    // SAFETY: user pointer read through the checked helper.
+    if let Ok(flags) = unsafe { bpf_probe_read_user(arg(&ctx, 0) as *const u64) } {
+        stash_fork(flags);
     }
-    let (_, tgid) = current();
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_fork(_ctx: TracePointContext) -> u32 {
+    stash_fork(0);
+    0
+}
+
+/// Marks the current thread as forking a process (not a thread, not a vfork): the
+/// `sched_process_fork` event inside the same syscall then copies the parent's entries.
+#[inline(always)]
+fn stash_fork(flags: u64) {
+    if flags & NO_INHERIT != 0 {
+        return;
+    }
+    let (pid_tgid, tgid) = current();
     if !traced(tgid) {
-        return 0;
+        return;
     }
-    // SAFETY: a plain u32 copied out at once.
-    let Some(fd) = (unsafe { ACCEPTED.get(&tgid) }).copied() else {
+    stash_args(
+        pid_tgid,
+        &SyscallArgs {
+            ptr: 0,
+            addr: 0,
+            ts_ns: 0,
+            fd: 0,
+            iovcnt: 0,
+            kind: kind::FORK,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        },
+    );
+}
+
+/// `sched/sched_process_fork`, in the parent, after the child is created and before it first
+/// runs: the child inherits a copy of each of the parent's entries (fresh generation, stream
+/// positions from 0), so a socket the parent accepted and handed to the child is watched in
+/// the child even though the parent closes its copy right after the fork. Without this a
+/// child's reads race the copy (a `sys_exit_clone` in the parent runs after the child may
+/// already have read).
+#[tracepoint]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    let (pid_tgid, tgid) = current();
+    let Some(args) = take_args(pid_tgid) else {
         return 0;
     };
-    let Some(state) = CONNS.get_ptr(&ConnKey { pid: tgid, fd }) else {
-        return 0;
-    };
-    // SAFETY: copied out of the live map value.
-    let state = unsafe { *state };
-    if state.protocol != proto::UNKNOWN {
+    if args.kind != kind::FORK {
         return 0;
     }
-    // SAFETY: as above (offset 8 of the record).
-    let child = unsafe { *(ctx.as_ptr().add(8) as *const i32) };
+    // `child_pid` sits at an offset that depends on the kernel's record layout; the loader
+    // reads it from the tracepoint's format file.
+    let at = (ctx.as_ptr() as u64).wrapping_add(u64::from(maps::fork_child_pid_offset()));
+    // SAFETY: a kernel read through the checked helper, inside the tracepoint record.
+    let Ok(child) = (unsafe { bpf_probe_read_kernel(at as *const i32) }) else {
+        bump(stat::DROP_READ_FAILED);
+        return 0;
+    };
     if child <= 0 || !traced(child as u32) {
         return 0;
     }
-    let peer = Peer {
-        family: state.family,
-        port: state.peer_port,
-        has_addr: state.has_peer,
-        addr: state.peer_addr,
-    };
-    // The listening socket is the parent's business (PostgreSQL closes it in the child).
-    create_conn(child as u32, fd, state.role, &peer, NO_FD, state.sock_type);
+    inherit(tgid, child as u32);
     0
 }
+
+#[inline(always)]
+fn inherit(parent: u32, child: u32) {
+    // One block of generations for the whole copy: fd `i` gets `first + i` (one atomic
+    // operation per fork instead of one per socket, and a simpler loop for the verifier).
+    let first = maps::next_generations(MAX_INHERITED_FDS);
+    for fd in 0..MAX_INHERITED_FDS {
+        let Some(entry) = CONNS.get_ptr(&ConnKey { pid: parent, fd }) else {
+            continue;
+        };
+        // SAFETY: copied out of the live map value.
+        let mut state = unsafe { *entry };
+        if state.protocol == proto::GAVE_UP {
+            continue;
+        }
+        state.generation = maps::generation_in_block(first, fd);
+        state.send_pos = core::hint::black_box(0);
+        state.recv_pos = core::hint::black_box(0);
+        // BPF_NOEXIST: never overwrite what the child already has (it cannot have run yet).
+        if CONNS
+            .insert(&ConnKey { pid: child, fd }, &state, BPF_NOEXIST)
+            .is_err()
+        {
+            bump(stat::DROP_CONN_MAP_FULL);
+        }
+    }
+}
+
+/// `BPF_NOEXIST`: insert only if the key is absent.
+const BPF_NOEXIST: u64 = 1;
 
 // ---- close ----
 
@@ -385,7 +455,10 @@ fn create_conn(tgid: u32, fd: u32, role_hint: u8, peer: &Peer, listen_fd: u32, s
         peer_addr: peer.addr,
         pending_header: 0,
         sock_type,
-        _pad1: [0; 3],
+        pending_len: 0,
+        _pad1: [0; 2],
+        listen_pid: if listen_fd == NO_FD { 0 } else { tgid },
+        _pad2: 0,
     };
     if CONNS.insert(&key, &state, 0).is_err() {
         bump(stat::DROP_CONN_MAP_FULL);
@@ -417,6 +490,9 @@ pub fn emit_control(k: u8, key: &ConnKey, state: &ConnState) {
         (*e).family = state.family;
         (*e).peer_port = state.peer_port;
         (*e).listen_fd = state.listen_fd;
+        (*e).listen_pid = state.listen_pid;
+        (*e).sock_type = state.sock_type;
+        (*e)._pad0 = [0; 3];
         // Two 8-byte stores: a 16-byte array copy would become a memmove call.
         let src = state.peer_addr.as_ptr().cast::<u64>();
         let dst = (&raw mut (*e).peer_addr).cast::<u64>();

@@ -190,6 +190,32 @@ pub fn getaddrinfo(
     Ok(run)
 }
 
+/// Runs `clients/dns_load.py`: `count` distinct A questions `q<i>.<domain>` over one
+/// unconnected UDP socket (sendto/recvfrom) to `dns`, at most `window` in flight. Its `load`
+/// record carries `answered` and `errors`; the pid is the one socket's owner.
+pub fn udp_load(
+    dir: &Path,
+    name: &str,
+    dns: &Dnsmasq,
+    domain: &str,
+    count: u64,
+    window: u32,
+) -> Result<PlanRun> {
+    let plan = json!({
+        "server": dns.addr.to_string(),
+        "port": dns.port,
+        "domain": domain,
+        "count": count,
+        "window": window,
+        "timeout_s": 5,
+    });
+    let run = run_plan(dir, name, python("dns_load.py"), &plan)?;
+    if run.of_kind("load").len() != 1 {
+        bail!("dns_load.py printed no `load` record: {}", run.run.stderr);
+    }
+    Ok(run)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

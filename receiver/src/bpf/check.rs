@@ -2,7 +2,7 @@
 
 use std::{fs, path::Path};
 
-use super::load::{TRACEFS, ensure_tracefs, other_tracepoints, tracepoints};
+use super::load::{TRACEFS, ensure_tracefs, tracepoints};
 
 /// One checked capability of the host.
 #[derive(Clone, Debug)]
@@ -51,12 +51,11 @@ pub fn check() -> Vec<CheckItem> {
     let tracefs_ok = tracefs.ok;
     items.push(tracefs);
     let events = Path::new(TRACEFS).join("events");
-    let missing: Vec<String> = tracepoints()
+    let needed = tracepoints();
+    let missing: Vec<&str> = needed
         .iter()
-        .map(|&tp| ("syscalls", tp))
-        .chain(other_tracepoints().iter().copied())
-        .filter(|(category, tp)| !events.join(category).join(tp).join("id").exists())
-        .map(|(category, tp)| format!("{category}/{tp}"))
+        .map(String::as_str)
+        .filter(|tp| !events.join(tp).join("id").exists())
         .collect();
     items.push(CheckItem {
         name: "syscall tracepoints",
@@ -64,10 +63,7 @@ pub fn check() -> Vec<CheckItem> {
         detail: if !tracefs_ok {
             "unknown: tracefs unavailable".into()
         } else if missing.is_empty() {
-            format!(
-                "all {} present",
-                tracepoints().len() + other_tracepoints().len()
-            )
+            format!("all {} present", needed.len())
         } else {
             format!("missing: {}", missing.join(", "))
         },

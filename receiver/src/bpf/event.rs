@@ -54,8 +54,11 @@ pub struct OpenEvent {
     pub family: Option<SocketFamily>,
     /// Peer address from connect's or accept's own arguments, when present (TCP).
     pub peer: Option<SocketAddr>,
-    /// For accepted sockets, the listening socket's fd in the same process.
-    pub listen_fd: Option<u32>,
+    /// For accepted sockets, the listening socket as (pid, fd): the process that accepted,
+    /// which is the parent when a forked child inherited the socket.
+    pub listen_fd: Option<(u32, u32)>,
+    /// The kernel inferred the protocol from a datagram (a UDP socket).
+    pub datagram: bool,
     /// The kernel's task name (`comm`, NUL-padded) of the process at the event.
     pub comm: [u8; 16],
 }

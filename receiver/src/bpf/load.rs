@@ -16,9 +16,9 @@ use crate::model::{PROTOCOL_COUNT, Protocol};
 /// The object `build.rs` built from `ebpf/probes`.
 static PROBES_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ebpf-probes"));
 
-/// Every program, named after the syscall tracepoint it attaches to (`syscalls/<name>`). Exits
-/// first, so an enter never stashes arguments that no exit would take (they would just age out
-/// of the LRU stash, but this keeps the start clean).
+/// Every program, named after the tracepoint it attaches to (`syscalls/<name>` unless listed in
+/// [`SCHED_PROGRAMS`]). Exits first, so an enter never stashes arguments that no exit would
+/// take (they would just age out of the LRU stash, but this keeps the start clean).
 const PROGRAMS: &[&str] = &[
     "sys_exit_socket",
     "sys_exit_connect",
@@ -36,6 +36,7 @@ const PROGRAMS: &[&str] = &[
     "sys_exit_recvmmsg",
     "sys_exit_sendfile64",
     "sys_exit_splice",
+    "sched_process_fork",
     "sys_enter_socket",
     "sys_enter_connect",
     "sys_enter_accept",
@@ -52,21 +53,56 @@ const PROGRAMS: &[&str] = &[
     "sys_enter_recvmmsg",
     "sys_enter_sendfile64",
     "sys_enter_splice",
+    "sys_enter_clone",
+    "sys_enter_clone3",
+    "sys_enter_fork",
     "sys_enter_close",
 ];
 
-/// Programs on other tracepoints, as (category, name): `task/task_newtask` hands a socket a
-/// parent accepted to the child it forks (PostgreSQL backends).
-const OTHER_PROGRAMS: &[(&str, &str)] = &[("task", "task_newtask")];
+/// Programs on `sched/` tracepoints (a forked child inherits its parent's sockets).
+const SCHED_PROGRAMS: &[&str] = &["sched_process_fork"];
 
-/// The non-syscall tracepoints the programs need (for `check`), as (category, name).
-pub(super) fn other_tracepoints() -> &'static [(&'static str, &'static str)] {
-    OTHER_PROGRAMS
+/// The tracepoint category of a program.
+fn category(program: &str) -> &'static str {
+    if SCHED_PROGRAMS.contains(&program) {
+        "sched"
+    } else {
+        "syscalls"
+    }
 }
 
-/// The syscall tracepoints the programs need (for `check`).
-pub(super) fn tracepoints() -> &'static [&'static str] {
+/// The tracepoints the programs need, as `category/name` (for `check`).
+pub(super) fn tracepoints() -> Vec<String> {
     PROGRAMS
+        .iter()
+        .map(|p| format!("{}/{p}", category(p)))
+        .collect()
+}
+
+/// Offset of `child_pid` in a `sched_process_fork` record, from the tracepoint's format file
+/// (`field:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;`): the record layout changed when
+/// the comm fields became `__data_loc` strings.
+fn fork_child_pid_offset(tracefs: &Path) -> Option<u32> {
+    let format =
+        std::fs::read_to_string(tracefs.join("events/sched/sched_process_fork/format")).ok()?;
+    parse_field_offset(&format, "child_pid")
+}
+
+/// The offset of `field` in a tracepoint format file; only a 4-byte field is accepted.
+fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
+    let line = format.lines().find(|l| {
+        l.trim_start()
+            .strip_prefix("field:")
+            .and_then(|d| d.split(';').next())
+            .is_some_and(|decl| decl.split_whitespace().last() == Some(field))
+    })?;
+    let value = |key: &str| {
+        line.split(';')
+            .find_map(|part| part.trim().strip_prefix(key))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+    };
+    (value("size:")? == 4).then_some(())?;
+    value("offset:").filter(|o| *o < 256)
 }
 
 pub(super) const TRACEFS: &str = "/sys/kernel/tracing";
@@ -160,7 +196,12 @@ impl Probes {
             .enabled_protocols
             .iter()
             .fold(0u32, |m, p| m | 1u32 << kernel_id(*p));
+        let fork_offset = fork_child_pid_offset(Path::new(TRACEFS));
+        if fork_offset.is_none() {
+            tracing::info!("no sched_process_fork format: forked children inherit no sockets");
+        }
         let ebpf = EbpfLoader::new()
+            .override_global("FORK_CHILD_PID_OFFSET", &fork_offset.unwrap_or(20), true)
             .override_global("SELF_PID", &settings.self_pid, true)
             .override_global("PID_FILTER_ACTIVE", &filter_active, true)
             .override_global("FILTER_INCLUDE_ONLY", &include_only, true)
@@ -174,7 +215,7 @@ impl Probes {
             .map_err(|source| LoadError::Load { source })?;
         let mut probes = Probes { ebpf };
         probes.fill_filters(settings)?;
-        probes.attach_all()?;
+        probes.attach_all(fork_offset.is_some())?;
         Ok(probes)
     }
 
@@ -216,12 +257,19 @@ impl Probes {
         HashMap::try_from(map).map_err(|source| LoadError::Map { map: name, source })
     }
 
-    fn attach_all(&mut self) -> Result<(), LoadError> {
-        let all = PROGRAMS
-            .iter()
-            .map(|&name| ("syscalls", name))
-            .chain(OTHER_PROGRAMS.iter().copied());
-        for (category, name) in all {
+    /// Attaches every program; without `fork` (the record layout of `sched_process_fork` is
+    /// unknown) the fork-inheritance programs are left out.
+    fn attach_all(&mut self, fork: bool) -> Result<(), LoadError> {
+        const FORK_PROGRAMS: &[&str] = &[
+            "sched_process_fork",
+            "sys_enter_clone",
+            "sys_enter_clone3",
+            "sys_enter_fork",
+        ];
+        for &name in PROGRAMS {
+            if !fork && FORK_PROGRAMS.contains(&name) {
+                continue;
+            }
             let program = self
                 .ebpf
                 .program_mut(name)
@@ -234,7 +282,7 @@ impl Probes {
             };
             let tp: &mut TracePoint = program.try_into().map_err(err)?;
             tp.load().map_err(err)?;
-            tp.attach(category, name).map_err(err)?;
+            tp.attach(category(name), name).map_err(err)?;
         }
         Ok(())
     }
@@ -315,12 +363,8 @@ impl Probes {
 
     /// Verifier facts per program (for tests and `check`-style reports).
     pub fn program_stats(&self) -> Result<Vec<ProgramStats>, LoadError> {
-        let mut out = Vec::with_capacity(PROGRAMS.len() + OTHER_PROGRAMS.len());
-        let names = PROGRAMS
-            .iter()
-            .copied()
-            .chain(OTHER_PROGRAMS.iter().map(|&(_, name)| name));
-        for name in names {
+        let mut out = Vec::with_capacity(PROGRAMS.len());
+        for &name in PROGRAMS {
             let program = self
                 .ebpf
                 .program(name)
@@ -380,4 +424,51 @@ pub(super) fn ensure_tracefs() -> Result<bool, LoadError> {
         return Err(err(std::io::Error::last_os_error()));
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_pid_offset_from_both_record_layouts() {
+        // 6.x with `__data_loc` comms, and the older fixed `char[16]` layout.
+        let new = "name: sched_process_fork\nID: 366\nformat:\n\
+            \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+            \tfield:__data_loc char[] parent_comm;\toffset:8;\tsize:4;\tsigned:0;\n\
+            \tfield:pid_t parent_pid;\toffset:12;\tsize:4;\tsigned:1;\n\
+            \tfield:__data_loc char[] child_comm;\toffset:16;\tsize:4;\tsigned:0;\n\
+            \tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;\n";
+        let old = "format:\n\
+            \tfield:char parent_comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\
+            \tfield:pid_t parent_pid;\toffset:24;\tsize:4;\tsigned:1;\n\
+            \tfield:char child_comm[16];\toffset:28;\tsize:16;\tsigned:0;\n\
+            \tfield:pid_t child_pid;\toffset:44;\tsize:4;\tsigned:1;\n";
+        assert_eq!(parse_field_offset(new, "child_pid"), Some(20));
+        assert_eq!(parse_field_offset(old, "child_pid"), Some(44));
+        assert_eq!(parse_field_offset(old, "parent_pid"), Some(24));
+        assert_eq!(
+            parse_field_offset(old, "child_comm"),
+            None,
+            "not a 4-byte field"
+        );
+        assert_eq!(parse_field_offset(new, "missing"), None);
+    }
+
+    #[test]
+    fn this_kernel_has_a_fork_record_layout() {
+        // Where tracefs is readable (root), the live format parses.
+        let path = Path::new(TRACEFS).join("events/sched/sched_process_fork/format");
+        if std::fs::read_to_string(&path).is_ok() {
+            assert!(fork_child_pid_offset(Path::new(TRACEFS)).is_some());
+        }
+    }
+
+    #[test]
+    fn every_program_has_a_category() {
+        let tps = tracepoints();
+        assert!(tps.contains(&"sched/sched_process_fork".to_string()));
+        assert!(tps.contains(&"syscalls/sys_enter_clone3".to_string()));
+        assert_eq!(tps.len(), PROGRAMS.len());
+    }
 }

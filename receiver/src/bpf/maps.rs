@@ -57,10 +57,12 @@ impl ConnControl {
     }
 
     /// Registers a socket that existed before the receiver started, so the kernel starts
-    /// inspecting its traffic (role unknown until inference). Returns the generation assigned
+    /// inspecting its traffic (role unknown until inference). `datagram`: a UDP socket, whose
+    /// every syscall is a whole message (the kernel then infers only datagram protocols on it,
+    /// without stream framing such as DNS's TCP length prefix). Returns the generation assigned
     /// (seeded bit set, so it never collides with kernel-assigned ones), or `None` if the kernel
     /// already tracks this (pid, fd). Never overwrites an entry.
-    pub fn seed(&mut self, pid: u32, fd: u32) -> Result<Option<u32>, LoadError> {
+    pub fn seed(&mut self, pid: u32, fd: u32, datagram: bool) -> Result<Option<u32>, LoadError> {
         let key = ConnKey { pid, fd };
         self.seeded = (self.seeded.wrapping_add(1)) & !SEEDED_GENERATION_BIT;
         if self.seeded == 0 {
@@ -80,8 +82,11 @@ impl ConnControl {
             listen_fd: ebpf_common::NO_FD,
             peer_addr: [0; 16],
             pending_header: 0,
-            sock_type: sock::UNKNOWN,
-            _pad1: [0; 3],
+            sock_type: if datagram { sock::DGRAM } else { sock::UNKNOWN },
+            pending_len: 0,
+            _pad1: [0; 2],
+            listen_pid: 0,
+            _pad2: 0,
         };
         match self.conns.insert(key, state, BPF_NOEXIST) {
             Ok(()) => Ok(Some(generation)),

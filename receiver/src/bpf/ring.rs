@@ -207,7 +207,9 @@ pub(super) fn decode_control(bytes: &[u8]) -> Option<KernelEvent<'static>> {
                 role: conn_role(ev.role),
                 family,
                 peer,
-                listen_fd: (ev.listen_fd != ebpf_common::NO_FD).then_some(ev.listen_fd),
+                listen_fd: (ev.listen_fd != ebpf_common::NO_FD)
+                    .then_some((ev.listen_pid, ev.listen_fd)),
+                datagram: ev.sock_type == ebpf_common::sock::DGRAM,
                 comm: ev.comm,
             }))
         }

@@ -49,6 +49,8 @@ fn system(protocol: Protocol) -> System {
     let (name, default_port, namespace_in_name) = match protocol {
         Protocol::Mysql => ("mysql", 3306, true),
         Protocol::Postgres => ("postgresql", 5432, true),
+        // Not a database: its records never reach this mapping.
+        _ => (protocol.as_str(), 0, true),
     };
     System {
         name,

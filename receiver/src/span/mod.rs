@@ -3,8 +3,8 @@
 //!
 //! One [`ConnRecord`] becomes one root span with fresh random ids: a passive tracer sees no
 //! propagated context, so every exchange starts its own trace. Family mappings live in one file
-//! each ([`db`] for `docs/db/database-spans.md`); [`resource`] builds one `Resource` per traced
-//! process.
+//! each ([`db`] for `docs/db/database-spans.md`, [`dns`] for DNS lookups); [`resource`] builds
+//! one `Resource` per traced process.
 //!
 //! Choices the conventions leave to us:
 //! - **Kind.** `Role::Client` → `CLIENT`, `Role::Server` → `SERVER`. An unknown role (`None`) is
@@ -19,13 +19,14 @@
 //!   before it starts even if the tracker's clock mapping stepped between the two.
 
 pub mod db;
+pub mod dns;
 pub mod resource;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 
@@ -67,6 +68,7 @@ pub fn build_span(rec: &ConnRecord) -> Span {
     };
     match &rec.exchange {
         Exchange::Db(db) => db::fill(&mut span, &rec.conn, rec.protocol, db),
+        Exchange::Dns(dns) => dns::fill(&mut span, &rec.conn, dns),
     }
     // A response whose end was never seen: an error saying so, unless the protocol already
     // reported one of its own.
@@ -167,6 +169,22 @@ pub(crate) fn kv_str(key: &str, v: impl Into<String>) -> KeyValue {
         key: key.to_string(),
         value: Some(AnyValue {
             value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn kv_str_array(key: &str, values: impl IntoIterator<Item = String>) -> KeyValue {
+    let values = values
+        .into_iter()
+        .map(|v| AnyValue {
+            value: Some(any_value::Value::StringValue(v)),
+        })
+        .collect();
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue { values })),
         }),
         ..Default::default()
     }

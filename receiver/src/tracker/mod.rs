@@ -118,17 +118,28 @@ impl Tracker {
         if !self.ensure_conn(open.conn, open.protocol, open.role, open.ts_ns) {
             return;
         }
+        let kernel_transport = match open.family {
+            Some(SocketFamily::Unix) => Some(Transport::Unix),
+            Some(SocketFamily::Inet | SocketFamily::Inet6) if open.datagram => Some(Transport::Udp),
+            Some(SocketFamily::Inet | SocketFamily::Inet6) => Some(Transport::Tcp),
+            None => None,
+        };
+        if let Some(c) = self.conns.get_mut(&open.conn) {
+            forget_if_contradicted(&mut c.meta, kernel_transport, open.peer);
+        }
         // A short-lived process may be gone before we read /proc: name it from the kernel.
         if let Some(comm) = open.comm() {
             self.name_process(open.conn.pid, comm);
         }
         // Accepted sockets of short connections may be closed before we resolve them; the
         // listening socket they came from is long-lived and carries the same local address.
+        // It belongs to the process that accepted: the parent of a forked child serving the
+        // connection (dnsmasq over TCP), which outlives the child.
         let listener = match (self.settings.resolve, open.listen_fd) {
-            (true, Some(fd)) => self.conns.get(&open.conn).and_then(|c| {
+            (true, Some((pid, fd))) => self.conns.get(&open.conn).and_then(|c| {
                 let unresolved = c.meta.local.is_none() && c.meta.unix_path.is_none();
                 unresolved
-                    .then(|| socket::resolve(&self.settings.proc_root, open.conn.pid, fd))
+                    .then(|| socket::resolve(&self.settings.proc_root, pid, fd))
                     .flatten()
             }),
             _ => None,
@@ -145,12 +156,7 @@ impl Tracker {
             c.meta.peer = open.peer;
         }
         if c.meta.transport.is_none() {
-            c.meta.transport = match open.family {
-                Some(SocketFamily::Unix) => Some(Transport::Unix),
-                // TCP unless resolving the socket said UDP (or the kernel saw datagrams).
-                Some(SocketFamily::Inet | SocketFamily::Inet6) => Some(Transport::Tcp),
-                None => None,
-            };
+            c.meta.transport = kernel_transport;
         }
         if c.meta.process.executable_name.is_empty()
             && let Some(p) = self.processes.get(&open.conn.pid)
@@ -179,6 +185,14 @@ impl Tracker {
             return;
         };
         conn.last_ns = conn.last_ns.max(data.ts_ns);
+        if conn.meta.transport != Some(Transport::Unix) {
+            let t = if data.datagram {
+                Transport::Udp
+            } else {
+                Transport::Tcp
+            };
+            forget_if_contradicted(&mut conn.meta, Some(t), None);
+        }
         let Some(parser) = conn.parser.as_mut() else {
             return;
         };
@@ -191,7 +205,9 @@ impl Tracker {
                 ts_ns: data.ts_ns,
                 bytes: data.bytes,
                 len: data.len,
-                datagram: data.datagram || conn.meta.transport == Some(Transport::Udp),
+                // The kernel's flag, not the resolved tuple: a tuple read after the fd was
+                // reused can describe another socket.
+                datagram: data.datagram,
                 peer: data.peer,
             },
             &mut self.records,
@@ -383,6 +399,31 @@ impl Tracker {
     /// Disabled connections that are gone, so their kernel entries can be cleared.
     pub fn take_enable_requests(&mut self) -> Vec<ConnId> {
         std::mem::take(&mut self.to_enable)
+    }
+}
+
+/// A tuple is resolved from `(pid, fd)` after the kernel's events, by which time the fd may
+/// have been closed and reused (glibc closes its UDP socket and opens a TCP one at the same fd
+/// within microseconds). When it contradicts what the kernel saw for this very connection
+/// (the transport of its messages, the peer named by connect/accept) it describes another
+/// socket: forget it, so the fields are absent rather than wrong.
+fn forget_if_contradicted(
+    meta: &mut ConnMeta,
+    transport: Option<Transport>,
+    peer: Option<std::net::SocketAddr>,
+) {
+    let other_transport = matches!((meta.transport, transport), (Some(a), Some(b)) if a != b);
+    let other_peer = match (meta.peer, peer) {
+        (Some(a), Some(b)) => {
+            a.ip().to_canonical() != b.ip().to_canonical() || a.port() != b.port()
+        }
+        _ => false,
+    };
+    if other_transport || other_peer {
+        meta.transport = transport;
+        meta.local = None;
+        meta.peer = peer;
+        meta.unix_path = None;
     }
 }
 

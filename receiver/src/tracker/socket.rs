@@ -3,8 +3,9 @@
 //! Primary: `pidfd_open` + `pidfd_getfd(2)` duplicates the socket into this process (needs
 //! CAP_SYS_PTRACE), then `getsockname`/`getpeername` on the duplicate, which is closed at once;
 //! about 3 µs, once per connection, never per event. Fallback: `/proc/<pid>/fd/<fd>` gives the
-//! socket inode, looked up in `/proc/<pid>/net/{tcp,tcp6,unix}`. The same `/proc` tables list
-//! the established stream sockets that existed before the receiver started.
+//! socket inode, looked up in `/proc/<pid>/net/{tcp,tcp6,udp,udp6,unix}`. The same `/proc`
+//! tables list the sockets that existed before the receiver started: established TCP, connected
+//! Unix stream, and bound UDP sockets (a DNS server's, connected or not).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -190,7 +191,8 @@ fn resolve_procfs(proc_root: &Path, pid: u32, fd: u32) -> Option<SocketTuple> {
     tables.by_inode.get(&inode).cloned()
 }
 
-/// One process's view of `/proc/<pid>/net/{tcp,tcp6,unix}`: established stream sockets by inode.
+/// One process's view of `/proc/<pid>/net/{tcp,tcp6,udp,udp6,unix}`: established TCP, bound
+/// UDP and connected Unix stream sockets by inode.
 #[derive(Default)]
 pub struct NetTables {
     pub by_inode: HashMap<u64, SocketTuple>,
@@ -203,6 +205,11 @@ impl NetTables {
         for (file, v6) in [("tcp", false), ("tcp6", true)] {
             if let Ok(text) = std::fs::read_to_string(net.join(file)) {
                 t.parse_tcp(&text, v6);
+            }
+        }
+        for (file, v6) in [("udp", false), ("udp6", true)] {
+            if let Ok(text) = std::fs::read_to_string(net.join(file)) {
+                t.parse_udp(&text, v6);
             }
         }
         if let Ok(text) = std::fs::read_to_string(net.join("unix")) {
@@ -236,6 +243,39 @@ impl NetTables {
                     transport: Some(Transport::Tcp),
                     local: Some(l),
                     peer: Some(r),
+                    unix_path: None,
+                },
+            );
+        }
+    }
+
+    /// `/proc/net/udp{,6}`: same columns as TCP; state 07 (unconnected) or 01 (connected),
+    /// the remote address all zeros when unconnected (the peer is then per datagram).
+    fn parse_udp(&mut self, text: &str, v6: bool) {
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(rem), Some(st), Some(inode)) =
+                (f.get(1), f.get(2), f.get(3), f.get(9))
+            else {
+                continue;
+            };
+            if *st != "07" && *st != "01" {
+                continue;
+            }
+            let (Some(l), Some(r), Ok(inode)) = (
+                parse_hex_addr(local, v6),
+                parse_hex_addr(rem, v6),
+                inode.parse::<u64>(),
+            ) else {
+                continue;
+            };
+            let connected = !r.ip().is_unspecified() || r.port() != 0;
+            self.by_inode.insert(
+                inode,
+                SocketTuple {
+                    transport: Some(Transport::Udp),
+                    local: Some(l),
+                    peer: connected.then_some(r),
                     unix_path: None,
                 },
             );
@@ -300,9 +340,10 @@ fn parse_hex_addr(s: &str, v6: bool) -> Option<SocketAddr> {
     ))))
 }
 
-/// Established TCP and connected Unix stream sockets of every process under `proc_root`, as
-/// (pid, fd, tuple), for connections that predate the receiver. `keep(pid)` filters processes.
-pub fn existing_stream_sockets(
+/// Established TCP, bound UDP and connected Unix stream sockets of every process under
+/// `proc_root`, as (pid, fd, tuple), for sockets that predate the receiver. `keep(pid)` filters
+/// processes.
+pub fn existing_sockets(
     proc_root: &Path,
     keep: impl Fn(u32) -> bool,
     limit: usize,
@@ -401,7 +442,7 @@ mod tests {
         // pidfd_getfd on our own pid works without extra privileges.
         let via_pidfd = resolve(Path::new("/proc"), me, fd).expect("tuple");
         assert_eq!(via_pidfd, via_proc);
-        let seen = existing_stream_sockets(Path::new("/proc"), |p| p == me, 100);
+        let seen = existing_sockets(Path::new("/proc"), |p| p == me, 100);
         let found = |fd: u32| {
             seen.iter()
                 .find(|(p, f, _)| *p == me && *f == fd)
@@ -413,6 +454,71 @@ mod tests {
             found(listener.as_raw_fd() as u32).is_none(),
             "listeners are not connections"
         );
+    }
+
+    #[test]
+    fn udp_sockets_connected_or_not_from_proc_and_pidfd() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.connect(server.local_addr().unwrap()).unwrap();
+        let v6 = std::net::UdpSocket::bind("[::1]:0").ok();
+        let me = std::process::id();
+        let root = Path::new("/proc");
+        let fd = |s: &std::net::UdpSocket| s.as_raw_fd() as u32;
+        let unconnected = SocketTuple {
+            transport: Some(Transport::Udp),
+            local: Some(server.local_addr().unwrap()),
+            peer: None,
+            unix_path: None,
+        };
+        let connected = SocketTuple {
+            transport: Some(Transport::Udp),
+            local: Some(client.local_addr().unwrap()),
+            peer: Some(server.local_addr().unwrap()),
+            unix_path: None,
+        };
+        // The /proc fallback and pidfd agree.
+        assert_eq!(
+            resolve_procfs(root, me, fd(&server)),
+            Some(unconnected.clone())
+        );
+        assert_eq!(
+            resolve_procfs(root, me, fd(&client)),
+            Some(connected.clone())
+        );
+        assert_eq!(resolve(root, me, fd(&server)), Some(unconnected.clone()));
+        assert_eq!(resolve(root, me, fd(&client)), Some(connected.clone()));
+        // Both are listed as sockets that predate a start.
+        let seen = existing_sockets(root, |p| p == me, 1000);
+        let found = |fd: u32| {
+            seen.iter()
+                .find(|(p, f, _)| *p == me && *f == fd)
+                .map(|s| s.2.clone())
+        };
+        assert_eq!(found(fd(&server)), Some(unconnected));
+        assert_eq!(found(fd(&client)), Some(connected));
+        if let Some(v6) = v6 {
+            let t = found(fd(&v6)).expect("udp6 socket");
+            assert_eq!(t.local, Some(v6.local_addr().unwrap()));
+            assert_eq!(t.transport, Some(Transport::Udp));
+        }
+    }
+
+    #[test]
+    fn udp_table_lines() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+            \x20 1: 01004D7F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 0\n\
+            \x20 2: 0100007F:A0C9 01004D7F:0035 01 00000000:00000000 00:00000000 00000000     0        0 4243 2 0000000000000000 0\n\
+            \x20 3: 0100007F:A0CA 01004D7F:0035 0A 00000000:00000000 00:00000000 00000000     0        0 4244 2 0000000000000000 0\n";
+        let mut t = NetTables::default();
+        t.parse_udp(text, false);
+        let server = t.by_inode.get(&4242).expect("unconnected");
+        assert_eq!(server.local, Some("127.77.0.1:53".parse().unwrap()));
+        assert_eq!(server.peer, None);
+        assert_eq!(server.transport, Some(Transport::Udp));
+        let client = t.by_inode.get(&4243).expect("connected");
+        assert_eq!(client.peer, Some("127.77.0.1:53".parse().unwrap()));
+        assert!(!t.by_inode.contains_key(&4244), "unknown state");
     }
 
     #[test]

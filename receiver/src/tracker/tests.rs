@@ -93,7 +93,9 @@ fn one_exchange_becomes_one_record_with_wall_clock_times() {
     assert_eq!((r.start_unix_ns, r.end_unix_ns), (1_100, 1_900));
     assert_eq!(r.conn.role, Some(Role::Client));
     assert_eq!(r.conn.process.pid, 4242);
-    let Exchange::Db(db) = &r.exchange;
+    let Exchange::Db(db) = &r.exchange else {
+        panic!("not a database record");
+    };
     assert_eq!(db.outcome, DbOutcome::Success);
     let text = db.query_text.as_deref().unwrap_or("");
     assert!(
@@ -118,7 +120,9 @@ fn server_side_sees_requests_on_ingress() {
     );
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].conn.role, Some(Role::Server));
-    let Exchange::Db(db) = &out[0].exchange;
+    let Exchange::Db(db) = &out[0].exchange else {
+        panic!("not a database record");
+    };
     assert_eq!(
         db.outcome,
         DbOutcome::Error {
@@ -284,6 +288,7 @@ fn a_process_gone_before_proc_is_read_is_named_from_the_kernel() {
         family: Some(SocketFamily::Unix),
         peer: None,
         listen_fd: None,
+        datagram: false,
         comm,
     };
     t.on_event(&KernelEvent::Open(open), &mut out);
@@ -300,4 +305,168 @@ fn a_process_gone_before_proc_is_read_is_named_from_the_kernel() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].conn.process.executable_name, "mysql");
     assert_eq!(out[0].conn.transport, Some(Transport::Unix));
+}
+
+/// A DNS query or response for `web.e2e.test` A, id 7, with its TCP length prefix when `tcp`.
+fn dns_message(response: bool, tcp: bool) -> Vec<u8> {
+    let mut m = vec![
+        0,
+        7,
+        if response { 0x81 } else { 0x01 },
+        0x80,
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    m.extend_from_slice(b"\x03web\x03e2e\x04test\x00\x00\x01\x00\x01");
+    if tcp {
+        let mut framed = (m.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&m);
+        return framed;
+    }
+    m
+}
+
+fn dns_open(conn: ConnId, datagram: bool, peer: Option<&str>) -> KernelEvent<'static> {
+    KernelEvent::Open(OpenEvent {
+        conn,
+        ts_ns: 1,
+        protocol: Protocol::Dns,
+        role: Some(Role::Client),
+        family: Some(SocketFamily::Inet),
+        peer: peer.map(|p| p.parse().unwrap()),
+        listen_fd: None,
+        datagram,
+        comm: [0; 16],
+    })
+}
+
+fn dns_data(
+    conn: ConnId,
+    direction: Direction,
+    ts: u64,
+    bytes: &[u8],
+    datagram: bool,
+) -> KernelEvent<'_> {
+    KernelEvent::Data(DataEvent {
+        conn,
+        ts_ns: ts,
+        protocol: Protocol::Dns,
+        role: Some(Role::Client),
+        direction,
+        pos: 0,
+        len: bytes.len() as u32,
+        bytes,
+        datagram,
+        peer: None,
+    })
+}
+
+fn udp_tuple(local: &str, peer: Option<&str>) -> socket::SocketTuple {
+    socket::SocketTuple {
+        transport: Some(Transport::Udp),
+        local: Some(local.parse().unwrap()),
+        peer: peer.map(|p| p.parse().unwrap()),
+        unix_path: None,
+    }
+}
+
+#[test]
+fn a_tuple_of_the_socket_that_reused_the_fd_is_forgotten() {
+    // glibc: the TCP socket at fd 3 is closed and a UDP socket to the same server takes fd 3
+    // before user space resolves it; the kernel saw stream messages.
+    let mut t = tracker(16);
+    let mut out = Vec::new();
+    let conn = id(3);
+    t.preload(
+        conn.pid,
+        conn.fd,
+        udp_tuple("127.0.0.1:40000", Some("127.77.0.1:53")),
+    );
+    t.on_event(&dns_open(conn, false, Some("127.77.0.1:53")), &mut out);
+    let q = dns_message(false, true);
+    let r = dns_message(true, true);
+    t.on_event(&dns_data(conn, Direction::Egress, 10, &q, false), &mut out);
+    t.on_event(&dns_data(conn, Direction::Ingress, 20, &r, false), &mut out);
+    assert_eq!(out.len(), 1, "the TCP exchange is framed as a stream");
+    let meta = &out[0].conn;
+    assert_eq!(meta.transport, Some(Transport::Tcp));
+    assert_eq!(meta.local, None, "absent, never the other socket's");
+    assert_eq!(meta.peer, Some("127.77.0.1:53".parse().unwrap()));
+}
+
+#[test]
+fn a_tuple_that_names_another_peer_is_forgotten() {
+    let mut t = tracker(16);
+    let mut out = Vec::new();
+    let conn = id(4);
+    t.preload(
+        conn.pid,
+        conn.fd,
+        udp_tuple("127.0.0.1:40000", Some("10.0.0.9:53")),
+    );
+    t.on_event(&dns_open(conn, true, Some("127.77.0.1:53")), &mut out);
+    t.on_event(
+        &dns_data(
+            conn,
+            Direction::Egress,
+            10,
+            &dns_message(false, false),
+            true,
+        ),
+        &mut out,
+    );
+    t.on_event(
+        &dns_data(
+            conn,
+            Direction::Ingress,
+            20,
+            &dns_message(true, false),
+            true,
+        ),
+        &mut out,
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].conn.local, None);
+    assert_eq!(out[0].conn.peer, Some("127.77.0.1:53".parse().unwrap()));
+    assert_eq!(out[0].conn.transport, Some(Transport::Udp));
+}
+
+#[test]
+fn a_consistent_tuple_is_kept_and_datagrams_stay_datagrams() {
+    let mut t = tracker(16);
+    let mut out = Vec::new();
+    let conn = id(5);
+    t.preload(conn.pid, conn.fd, udp_tuple("127.77.0.1:53", None));
+    // A server socket registered at start: no OPEN before its first data event.
+    let mut q = dns_data(conn, Direction::Ingress, 10, &[], true);
+    let query = dns_message(false, false);
+    let resp = dns_message(true, false);
+    if let KernelEvent::Data(d) = &mut q {
+        d.role = Some(Role::Server);
+        d.bytes = &query;
+        d.len = query.len() as u32;
+        d.peer = Some("127.0.0.1:41000".parse().unwrap());
+    }
+    t.on_event(&q, &mut out);
+    let mut r = dns_data(conn, Direction::Egress, 20, &resp, true);
+    if let KernelEvent::Data(d) = &mut r {
+        d.role = Some(Role::Server);
+        d.peer = Some("127.0.0.1:41000".parse().unwrap());
+    }
+    t.on_event(&r, &mut out);
+    assert_eq!(out.len(), 1);
+    let meta = &out[0].conn;
+    assert_eq!(meta.local, Some("127.77.0.1:53".parse().unwrap()));
+    assert_eq!(
+        meta.peer,
+        Some("127.0.0.1:41000".parse().unwrap()),
+        "the datagram's own peer"
+    );
+    assert_eq!(meta.transport, Some(Transport::Udp));
 }

@@ -1,5 +1,6 @@
 //! DNS (RFC 1035 §4): a 12-byte header (id, flags, four counts) and a question. Over UDP one
-//! datagram is one message; over TCP each message has a 2-byte length prefix (RFC 1035 §4.2.2).
+//! datagram is one message; over TCP each message has a 2-byte length prefix (RFC 1035 §4.2.2),
+//! which a reader may take on its own before the message (see [`glues`]).
 //! A query (QR = 0) has one question and no answers; a response (QR = 1) has one question. The
 //! opcode must be QUERY (0) and the Z bit clear.
 
@@ -33,6 +34,15 @@ fn header(h: &[u8; 16], at: usize) -> Option<bool> {
     }
 }
 
+/// Over TCP the 2-byte length may be read on its own (dnsmasq reads it a byte at a time, then
+/// the message): a kept 2-byte header announcing exactly this read belongs with it.
+#[inline(always)]
+pub fn glues(pending: u32, len: u8, total: u64) -> bool {
+    // The two bytes in memory order: the first is the length's high byte.
+    let announced = (u64::from(pending & 0xff) << 8) | u64::from((pending >> 8) & 0xff);
+    len == 2 && announced == total && total >= 17
+}
+
 #[inline(always)]
 pub fn infer(msg: &Message<'_>) -> Option<Inferred> {
     if msg.seen < 15 || msg.total > MAX_MESSAGE + 2 {
@@ -46,9 +56,11 @@ pub fn infer(msg: &Message<'_>) -> Option<Inferred> {
         }
         header(h, 0)?
     } else {
-        // TCP: the length prefix covers the rest of this write.
+        // TCP: the length prefix covers the rest of this write, or the first of the messages
+        // in it (glibc writes its A and AAAA queries with one writev after a truncated UDP
+        // answer; servers answer pipelined queries with one write).
         let len = u64::from(u16::from_be_bytes([h[0], h[1]]));
-        if len + 2 != msg.total || len < 17 {
+        if len + 2 > msg.total || len < 17 {
             return None;
         }
         header(h, 2)?

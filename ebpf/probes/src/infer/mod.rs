@@ -55,12 +55,16 @@ pub fn infer(msg: &Message<'_>) -> Option<Inferred> {
     found.filter(|f| crate::maps::protocol_enabled(f.protocol))
 }
 
-/// Header-glue hooks: the protocol whose lone `pending` header (read by an earlier syscall of
-/// at most 4 bytes) announces exactly the `total` bytes of this read, if any.
+/// Header-glue hooks: the protocol whose lone header (`len` bytes in memory order, read by
+/// earlier syscalls of at most 4 bytes) announces exactly the `total` bytes of this read, if
+/// any.
 #[inline(always)]
-pub fn glues(pending: u32, total: u64) -> Option<u8> {
-    if mysql::glues(pending, total) {
+pub fn glues(pending: u32, len: u8, total: u64) -> Option<u8> {
+    if mysql::glues(pending, len, total) {
         return Some(proto::MYSQL);
+    }
+    if dns::glues(pending, len, total) {
+        return Some(proto::DNS);
     }
     None
 }

@@ -71,6 +71,6 @@ pub fn infer(msg: &Message<'_>) -> Option<Inferred> {
 /// MariaDB reads a packet's 4-byte header and its payload with separate syscalls: a lone header
 /// with sequence id 0 whose length is exactly the next read's size belongs with it.
 #[inline(always)]
-pub fn glues(pending: u32, total: u64) -> bool {
-    pending != 0 && pending >> 24 == 0 && u64::from(pending & 0x00ff_ffff) == total
+pub fn glues(pending: u32, len: u8, total: u64) -> bool {
+    len == 4 && pending != 0 && pending >> 24 == 0 && u64::from(pending & 0x00ff_ffff) == total
 }

@@ -186,7 +186,9 @@ impl Run {
         self.out
             .iter()
             .map(|r| {
-                let Exchange::Db(db) = &r.exchange;
+                let Exchange::Db(db) = &r.exchange else {
+                    panic!("not a database record");
+                };
                 (
                     db.query_text.clone().unwrap_or_default(),
                     r.start_ns,

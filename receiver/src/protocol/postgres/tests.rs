@@ -278,7 +278,9 @@ impl Conn {
 
 /// One record as a golden line.
 pub(super) fn render(r: &Record) -> String {
-    let Exchange::Db(d) = &r.exchange;
+    let Exchange::Db(d) = &r.exchange else {
+        panic!("not a database record: {r:?}");
+    };
     let op = d
         .operation
         .as_deref()
