@@ -14,6 +14,7 @@
 
 pub mod chaos;
 pub mod cursor;
+pub mod http1;
 pub mod mysql;
 pub mod pipeline;
 pub mod sql;

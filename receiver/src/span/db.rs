@@ -48,6 +48,8 @@ struct System {
 fn system(protocol: Protocol) -> System {
     let (name, default_port, namespace_in_name) = match protocol {
         Protocol::Mysql => ("mysql", 3306, true),
+        // Not a database: its records are `Exchange::Http`, never mapped here.
+        Protocol::Http1 => ("other_sql", 0, false),
     };
     System {
         name,

@@ -93,7 +93,9 @@ fn one_exchange_becomes_one_record_with_wall_clock_times() {
     assert_eq!((r.start_unix_ns, r.end_unix_ns), (1_100, 1_900));
     assert_eq!(r.conn.role, Some(Role::Client));
     assert_eq!(r.conn.process.pid, 4242);
-    let Exchange::Db(db) = &r.exchange;
+    let Exchange::Db(db) = &r.exchange else {
+        panic!("not a database record");
+    };
     assert_eq!(db.outcome, DbOutcome::Success);
     let text = db.query_text.as_deref().unwrap_or("");
     assert!(
@@ -118,7 +120,9 @@ fn server_side_sees_requests_on_ingress() {
     );
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].conn.role, Some(Role::Server));
-    let Exchange::Db(db) = &out[0].exchange;
+    let Exchange::Db(db) = &out[0].exchange else {
+        panic!("not a database record");
+    };
     assert_eq!(
         db.outcome,
         DbOutcome::Error {

@@ -250,7 +250,9 @@ impl Conn {
 
 /// One record as a golden line.
 pub(super) fn render(r: &Record) -> String {
-    let Exchange::Db(d) = &r.exchange;
+    let Exchange::Db(d) = &r.exchange else {
+        panic!("not a database record: {r:?}");
+    };
     // The operation: a protocol command (`PING`), a prepare, or SQL named by its text.
     let op = d
         .operation
@@ -620,7 +622,9 @@ fn error_response() {
         c.lines(),
         vec![r#"SQL ns="-" text="SELEC ?" error=1064/42000"#]
     );
-    let Exchange::Db(d) = &c.out[0].exchange;
+    let Exchange::Db(d) = &c.out[0].exchange else {
+        panic!("not a database record");
+    };
     assert_eq!(
         d.outcome,
         DbOutcome::Error {
@@ -1072,7 +1076,9 @@ fn queue_bounds_count_drops() {
         c.client(&query(&format!("SELECT {i}")));
     }
     assert!(c.parser.buffered_bytes() == 0);
-    let ConnParser::Mysql(p) = &c.parser;
+    let ConnParser::Mysql(p) = &c.parser else {
+        panic!("not a MySQL parser");
+    };
     assert!(p.queued_frames().0 <= 4);
     assert!(c.stats.unmatched_requests >= 5);
 }

@@ -1,0 +1,662 @@
+//! `Http1Framer`: cuts HTTP/1.x messages off a byte stream (RFC 9112).
+//!
+//! A message is a head (start line, header fields, an empty line; §2.1) and a body delimited
+//! by the rules of §6.3, in this order:
+//! 1. a response to HEAD, a 1xx, 204 or 304 has no body;
+//! 2. a 2xx to CONNECT has no body and the connection becomes a tunnel (so does a 101);
+//! 3. Transfer-Encoding whose final coding is `chunked`: chunks up to the last chunk and the
+//!    trailer section (§7.1); a request with another final coding is rejected by servers (400),
+//!    a response with one is read until the close;
+//! 4. Content-Length (a list of equal values is one value; different values are invalid);
+//! 5. otherwise a request has no body and a response runs until the connection closes.
+//!
+//! The framer never needs body bytes: a Content-Length message is ONE frame whose `len` covers
+//! head and body (the pipeline discards the body as it arrives, whether captured, truncated or
+//! moved by sendfile, and stamps the frame with the time of its true last byte). A chunked body
+//! is followed by its chunk-size lines, each chunk's data skipped with `Parse::Skip` (which may
+//! run past the buffered bytes), and ends in a [`Http1Frame::BodyEnd`] frame cut at the last
+//! chunk and trailers, whose time is the message's end. A response that ends at the close is
+//! one frame of length [`UNTIL_CLOSE`].
+//!
+//! Response framing depends on the request method, so the framing state (shared by both
+//! directions) keeps a bounded FIFO of the methods of requests not answered yet.
+
+use crate::protocol::http1::types::*;
+use crate::protocol::{Framer, MessageKind, Parse, ParserLimits, UNTIL_CLOSE};
+
+/// Frames HTTP/1.x messages. Holds only the head cap derived from [`ParserLimits`].
+#[derive(Debug)]
+pub struct Http1Framer {
+    head_cap: usize,
+}
+
+impl Default for Http1Framer {
+    fn default() -> Self {
+        <Http1Framer as Framer>::new(ParserLimits::default())
+    }
+}
+
+/// Whether a message plausibly starts at the head of some bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Start {
+    /// A whole, well-formed start line.
+    Yes,
+    /// A valid prefix of a start line; more bytes will tell.
+    Maybe,
+    No,
+}
+
+impl Framer for Http1Framer {
+    type Frame = Http1Frame;
+    type State = Http1FramingState;
+
+    fn new(limits: ParserLimits) -> Http1Framer {
+        // Never wait for more than the stream can buffer.
+        let room = limits.max_buffer_bytes.saturating_sub(8).max(64);
+        Http1Framer {
+            head_cap: HTTP_MAX_HEAD_BYTES.min(room),
+        }
+    }
+
+    fn parse(
+        &self,
+        kind: MessageKind,
+        buf: &[u8],
+        state: &mut Http1FramingState,
+    ) -> Parse<Http1Frame> {
+        if state.tunnel {
+            // After 101 or CONNECT's 2xx the bytes belong to another protocol.
+            return Parse::Skip { len: UNTIL_CLOSE };
+        }
+        let dir = state.of(kind);
+        if dir.resyncing.replace(false) {
+            // Bytes were lost: a chunked body in progress cannot be followed any further.
+            dir.body = BodyState::Head;
+            dir.after_gap = true;
+        }
+        match dir.body {
+            BodyState::Chunked { total } => self.parse_chunk(kind, buf, state, total),
+            BodyState::Head => {
+                // RFC 9112 §2.2: empty lines before a start line are ignored.
+                match buf {
+                    [b'\n', ..] => return Parse::Skip { len: 1 },
+                    [b'\r', b'\n', ..] => return Parse::Skip { len: 2 },
+                    [b'\r'] => return Parse::Incomplete,
+                    _ => {}
+                }
+                match kind {
+                    MessageKind::Request => self.parse_request(buf, state),
+                    MessageKind::Response => self.parse_response(buf, state),
+                }
+            }
+        }
+    }
+
+    fn find_boundary(
+        &self,
+        kind: MessageKind,
+        buf: &[u8],
+        from: usize,
+        state: &Http1FramingState,
+    ) -> Option<usize> {
+        // Called only when bytes were lost or rejected: the next parse starts afresh.
+        state.get(kind).resyncing.set(true);
+        let at = |i: usize| buf.get(i..).unwrap_or_default();
+        match kind {
+            MessageKind::Request => (from..buf.len()).find(|&i| known_request_start(at(i))),
+            MessageKind::Response => (from..buf.len()).find(|&i| status_line(at(i)).0 != Start::No),
+        }
+    }
+}
+
+impl Http1Framer {
+    fn parse_request(&self, buf: &[u8], state: &mut Http1FramingState) -> Parse<Http1Frame> {
+        let (start, line) = request_line(buf);
+        match start {
+            Start::No => return Parse::Invalid,
+            Start::Maybe => return Parse::Incomplete,
+            Start::Yes => {}
+        }
+        let Some(line) = line else {
+            return Parse::Invalid;
+        };
+        let Some(head_len) = self.head_len(buf) else {
+            return self.incomplete_head(buf);
+        };
+        let head = buf.get(..head_len).unwrap_or_default();
+        let Some(fields) = Fields::parse(head) else {
+            return Parse::Invalid;
+        };
+        // §6.3 rules 3–5 for requests: a Transfer-Encoding that does not end in chunked is
+        // answered 400 and the connection closed; no length means no body.
+        let body = match (fields.te, fields.content_length) {
+            (Some(true), _) => Http1Body::Chunked,
+            (Some(false), _) => return Parse::Invalid,
+            (None, Some(n)) => Http1Body::Length(n),
+            (None, None) => Http1Body::None,
+        };
+        let Some(len) = frame_len(head_len, body) else {
+            return Parse::Invalid;
+        };
+        let method = Http1Method::from_token(line.method);
+        let target = Target::parse(line.target, &method);
+        let (host, port) = match target.authority {
+            Some(a) => parse_authority(a),
+            None => fields.host.map_or((None, None), parse_authority),
+        };
+        state.methods.push(method.kind());
+        let dir = &mut state.request;
+        if body == Http1Body::Chunked {
+            dir.body = BodyState::Chunked { total: 0 };
+        }
+        let after_gap = std::mem::take(&mut dir.after_gap);
+        Parse::Frame {
+            frame: Http1Frame::Request(Http1Request {
+                method,
+                path: target.path.map(|p| cap_text(p, HTTP_MAX_PATH_BYTES)),
+                query: target.query.map(|q| redact_query(q, HTTP_MAX_QUERY_BYTES)),
+                host,
+                port,
+                user_agent: fields
+                    .user_agent
+                    .filter(|ua| !ua.is_empty())
+                    .map(|ua| cap_text(ua, HTTP_MAX_USER_AGENT_BYTES)),
+                minor: line.minor,
+                body,
+                after_gap,
+            }),
+            len,
+        }
+    }
+
+    fn parse_response(&self, buf: &[u8], state: &mut Http1FramingState) -> Parse<Http1Frame> {
+        let (start, status) = status_line(buf);
+        match start {
+            Start::No => return Parse::Invalid,
+            Start::Maybe => return Parse::Incomplete,
+            Start::Yes => {}
+        }
+        let Some((minor, status)) = status else {
+            return Parse::Invalid;
+        };
+        let Some(head_len) = self.head_len(buf) else {
+            return self.incomplete_head(buf);
+        };
+        let head = buf.get(..head_len).unwrap_or_default();
+        let Some(fields) = Fields::parse(head) else {
+            return Parse::Invalid;
+        };
+        let interim = (100..200).contains(&status) && status != 101;
+        let body = if interim {
+            // An interim response answers no request by itself: the method stays queued.
+            Http1Body::None
+        } else {
+            let method = state.methods.pop().unwrap_or(MethodKind::Other);
+            let success = (200..300).contains(&status);
+            if status == 101 || (method == MethodKind::Connect && success) {
+                state.tunnel = true;
+                Http1Body::None
+            } else if method == MethodKind::Head || status == 204 || status == 304 {
+                Http1Body::None
+            } else {
+                match (fields.te, fields.content_length) {
+                    (Some(true), _) => Http1Body::Chunked,
+                    (Some(false), _) => Http1Body::UntilClose,
+                    (None, Some(n)) => Http1Body::Length(n),
+                    (None, None) => Http1Body::UntilClose,
+                }
+            }
+        };
+        let Some(len) = frame_len(head_len, body) else {
+            return Parse::Invalid;
+        };
+        let dir = &mut state.response;
+        if body == Http1Body::Chunked {
+            dir.body = BodyState::Chunked { total: 0 };
+        }
+        let after_gap = std::mem::take(&mut dir.after_gap);
+        Parse::Frame {
+            frame: Http1Frame::Response(Http1Response {
+                status,
+                minor,
+                body,
+                after_gap,
+            }),
+            len,
+        }
+    }
+
+    /// One step inside a chunked body (RFC 9112 §7.1): a chunk is skipped whole (size line,
+    /// data, CRLF) without its data being buffered; the last chunk and trailers are a frame.
+    fn parse_chunk(
+        &self,
+        kind: MessageKind,
+        buf: &[u8],
+        state: &mut Http1FramingState,
+        total: u64,
+    ) -> Parse<Http1Frame> {
+        let Some(nl) = buf
+            .iter()
+            .take(HTTP_MAX_CHUNK_LINE_BYTES)
+            .position(|&b| b == b'\n')
+        else {
+            let plausible = buf.first().is_some_and(u8::is_ascii_hexdigit)
+                && buf.len() < HTTP_MAX_CHUNK_LINE_BYTES;
+            return if plausible {
+                Parse::Incomplete
+            } else {
+                Parse::Invalid
+            };
+        };
+        let line = buf.get(..nl).unwrap_or_default();
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(size) = chunk_size(line) else {
+            return Parse::Invalid;
+        };
+        let line_len = nl + 1;
+        if size > 0 {
+            let Some(total) = total
+                .checked_add(size)
+                .filter(|&t| t <= HTTP_MAX_BODY_BYTES)
+            else {
+                return Parse::Invalid;
+            };
+            state.of(kind).body = BodyState::Chunked { total };
+            // The chunk's data and the CRLF after it.
+            let skip = usize::try_from(size)
+                .ok()
+                .and_then(|s| s.checked_add(line_len + 2));
+            return match skip {
+                Some(len) => Parse::Skip { len },
+                None => Parse::Invalid,
+            };
+        }
+        // The last chunk: the trailer section ends at an empty line.
+        let rest = buf.get(line_len..).unwrap_or_default();
+        let trailers = match rest {
+            [b'\n', ..] => Some(1),
+            [b'\r', b'\n', ..] => Some(2),
+            [] | [b'\r'] => None,
+            _ => self.head_len(rest),
+        };
+        let Some(trailers) = trailers else {
+            return self.incomplete_head(rest);
+        };
+        // Trailer fields are validated, never kept.
+        if trailers > 2 && Fields::parse_lines(rest.get(..trailers).unwrap_or_default()).is_none() {
+            return Parse::Invalid;
+        }
+        state.of(kind).body = BodyState::Head;
+        Parse::Frame {
+            frame: Http1Frame::BodyEnd { size: total },
+            len: line_len + trailers,
+        }
+    }
+
+    /// Length of the head at the start of `buf` (through its empty line), if it is buffered
+    /// and not over the cap.
+    fn head_len(&self, buf: &[u8]) -> Option<usize> {
+        let mut at = 0;
+        loop {
+            let nl = at + buf.get(at..)?.iter().position(|&b| b == b'\n')?;
+            let next = nl + 1;
+            if next > self.head_cap {
+                return None;
+            }
+            match (buf.get(next), buf.get(next + 1)) {
+                (Some(b'\n'), _) => return Some(next + 1),
+                (Some(b'\r'), Some(b'\n')) => return Some(next + 2),
+                _ => at = next,
+            }
+        }
+    }
+
+    /// A head whose end is not buffered: wait, unless it is already over the cap or a
+    /// complete line in it is not a header field.
+    fn incomplete_head(&self, buf: &[u8]) -> Parse<Http1Frame> {
+        if buf.len() >= self.head_cap {
+            return Parse::Invalid;
+        }
+        // Complete lines after the first one must be header fields.
+        let complete = match buf.iter().rposition(|&b| b == b'\n') {
+            Some(n) => buf.get(..=n).unwrap_or_default(),
+            None => return Parse::Incomplete,
+        };
+        let mut lines = complete.split(|&b| b == b'\n');
+        lines.next();
+        for line in lines {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if !line.is_empty() && field_line(line).is_none() && !is_fold(line) {
+                return Parse::Invalid;
+            }
+        }
+        Parse::Incomplete
+    }
+}
+
+/// `head_len` plus a Content-Length body, or the close; `None` when it does not fit.
+fn frame_len(head_len: usize, body: Http1Body) -> Option<usize> {
+    match body {
+        Http1Body::Length(n) => usize::try_from(n).ok()?.checked_add(head_len),
+        Http1Body::UntilClose => Some(UNTIL_CLOSE),
+        Http1Body::None | Http1Body::Chunked => Some(head_len),
+    }
+}
+
+/// The pieces of a request line.
+struct RequestLine<'a> {
+    method: &'a [u8],
+    target: &'a [u8],
+    minor: u8,
+}
+
+/// Checks `method SP request-target SP HTTP/1.x CRLF` (RFC 9112 §3) at the head of `buf`,
+/// as far as `buf` goes. A bare LF ends a line too (§2.2).
+fn request_line(buf: &[u8]) -> (Start, Option<RequestLine<'_>>) {
+    let method_len = buf.iter().take_while(|&&b| is_tchar(b)).count();
+    if method_len == buf.len() {
+        return (prefix_ok(method_len > 0 || buf.is_empty()), None);
+    }
+    if method_len == 0 || method_len > HTTP_MAX_METHOD_BYTES || buf.get(method_len) != Some(&b' ') {
+        return (Start::No, None);
+    }
+    let t0 = method_len + 1;
+    let rest = buf.get(t0..).unwrap_or_default();
+    let target_len = rest.iter().take_while(|&&b| b > b' ' && b != 0x7f).count();
+    if t0 + target_len > HTTP_MAX_REQUEST_LINE_BYTES {
+        return (Start::No, None);
+    }
+    if target_len == rest.len() {
+        return (Start::Maybe, None);
+    }
+    if target_len == 0 || rest.get(target_len) != Some(&b' ') {
+        return (Start::No, None);
+    }
+    let v0 = t0 + target_len + 1;
+    let (start, minor) = version_then_eol(buf.get(v0..).unwrap_or_default());
+    let line = minor.map(|minor| RequestLine {
+        method: buf.get(..method_len).unwrap_or_default(),
+        target: rest.get(..target_len).unwrap_or_default(),
+        minor,
+    });
+    (start, line)
+}
+
+/// `HTTP/1.0` or `HTTP/1.1` then the end of the line.
+fn version_then_eol(v: &[u8]) -> (Start, Option<u8>) {
+    const VERSION: &[u8] = b"HTTP/1.";
+    let n = v.len().min(VERSION.len());
+    if v.get(..n) != VERSION.get(..n) {
+        return (Start::No, None);
+    }
+    let minor = match v.get(VERSION.len()) {
+        None => return (Start::Maybe, None),
+        Some(b'0') => 0,
+        Some(b'1') => 1,
+        Some(_) => return (Start::No, None),
+    };
+    match v.get(VERSION.len() + 1..) {
+        Some([b'\n', ..]) | Some([b'\r', b'\n', ..]) => (Start::Yes, Some(minor)),
+        Some([]) | Some([b'\r']) | None => (Start::Maybe, None),
+        Some(_) => (Start::No, None),
+    }
+}
+
+fn prefix_ok(ok: bool) -> Start {
+    if ok { Start::Maybe } else { Start::No }
+}
+
+/// A request of a method the conventions know starts at the head of `rest` (or may: `rest`
+/// is a prefix of one). Resync only lands on known methods: bodies rarely contain them.
+fn known_request_start(rest: &[u8]) -> bool {
+    HTTP_KNOWN_METHODS.iter().any(|m| {
+        let m = m.as_bytes();
+        if rest.len() <= m.len() {
+            return m.starts_with(rest);
+        }
+        rest.starts_with(m) && rest.get(m.len()) == Some(&b' ') && request_line(rest).0 != Start::No
+    })
+}
+
+/// Checks `HTTP/1.x SP 3DIGIT SP reason-phrase CRLF` (RFC 9112 §4; the SP before an empty
+/// reason is often left out) at the head of `buf`: (verdict, (minor, status)).
+fn status_line(buf: &[u8]) -> (Start, Option<(u8, u16)>) {
+    const VERSION: &[u8] = b"HTTP/1.";
+    let n = buf.len().min(VERSION.len());
+    if buf.get(..n) != VERSION.get(..n) {
+        return (Start::No, None);
+    }
+    let mut at = VERSION.len();
+    let minor = match buf.get(at) {
+        None => return (Start::Maybe, None),
+        Some(b'0') => 0,
+        Some(b'1') => 1,
+        Some(_) => return (Start::No, None),
+    };
+    at += 1;
+    match buf.get(at) {
+        None => return (Start::Maybe, None),
+        Some(b' ') => at += 1,
+        Some(_) => return (Start::No, None),
+    }
+    let mut status: u16 = 0;
+    for _ in 0..3 {
+        match buf.get(at) {
+            None => return (Start::Maybe, None),
+            Some(d) if d.is_ascii_digit() => status = status * 10 + u16::from(d - b'0'),
+            Some(_) => return (Start::No, None),
+        }
+        at += 1;
+    }
+    if status < 100 {
+        return (Start::No, None);
+    }
+    match buf.get(at) {
+        None => return (Start::Maybe, None),
+        Some(b' ') | Some(b'\r') | Some(b'\n') => {}
+        Some(_) => return (Start::No, None),
+    }
+    // The reason phrase: any text up to the end of the line.
+    let rest = buf.get(at..).unwrap_or_default();
+    match rest
+        .iter()
+        .take(HTTP_MAX_REQUEST_LINE_BYTES)
+        .position(|&b| b == b'\n')
+    {
+        Some(nl) => {
+            let reason = rest.get(..nl).unwrap_or_default();
+            let reason = reason.strip_suffix(b"\r").unwrap_or(reason);
+            if reason
+                .iter()
+                .any(|&b| b == b'\r' || (b < b' ' && b != b'\t'))
+            {
+                return (Start::No, None);
+            }
+            (Start::Yes, Some((minor, status)))
+        }
+        None if rest.len() < HTTP_MAX_REQUEST_LINE_BYTES => (Start::Maybe, None),
+        None => (Start::No, None),
+    }
+}
+
+/// A chunk-size line: hex size, then nothing, or chunk extensions after optional whitespace.
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let hex = line.get(..digits)?;
+    let significant = hex.iter().skip_while(|&&b| b == b'0').count();
+    if digits == 0 || significant > 15 {
+        return None;
+    }
+    let rest = line.get(digits..)?;
+    let rest_ok = rest
+        .iter()
+        .find(|&&b| b != b' ' && b != b'\t')
+        .is_none_or(|&b| b == b';');
+    if !rest_ok {
+        return None;
+    }
+    let size = hex.iter().try_fold(0u64, |acc, &b| {
+        let d = u64::from((b as char).to_digit(16)?);
+        acc.checked_mul(16)?.checked_add(d)
+    })?;
+    (size <= HTTP_MAX_BODY_BYTES).then_some(size)
+}
+
+/// An obsolete line folding (RFC 9112 §5.2): a continuation of the previous field's value.
+fn is_fold(line: &[u8]) -> bool {
+    matches!(line.first(), Some(b' ') | Some(b'\t'))
+}
+
+/// `name: value` with a token name and no whitespace before the colon (RFC 9112 §5.1): the
+/// name and the value without surrounding whitespace.
+fn field_line(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let name = line.get(..colon)?;
+    if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+        return None;
+    }
+    let value = line.get(colon + 1..)?;
+    let ws = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = value.iter().position(|b| !ws(b)).unwrap_or(value.len());
+    let end = value.iter().rposition(|b| !ws(b)).map_or(start, |e| e + 1);
+    Some((name, value.get(start..end.max(start))?))
+}
+
+/// The header fields of a head that framing and spans need; every other value is stepped over.
+#[derive(Debug, Default)]
+struct Fields<'a> {
+    content_length: Option<u64>,
+    /// Transfer-Encoding present: whether its final coding is `chunked`.
+    te: Option<bool>,
+    host: Option<&'a [u8]>,
+    user_agent: Option<&'a [u8]>,
+}
+
+impl<'a> Fields<'a> {
+    /// Parses the field lines of a whole head (its first line is the start line); `None` when
+    /// a line is not a field or the framing headers contradict each other.
+    fn parse(head: &'a [u8]) -> Option<Fields<'a>> {
+        let nl = head.iter().position(|&b| b == b'\n')?;
+        Fields::parse_lines(head.get(nl + 1..)?)
+    }
+
+    /// Parses field lines up to the empty line.
+    fn parse_lines(lines: &'a [u8]) -> Option<Fields<'a>> {
+        let mut f = Fields::default();
+        let mut first = true;
+        for line in lines.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                break;
+            }
+            if is_fold(line) {
+                if first {
+                    return None;
+                }
+                continue;
+            }
+            first = false;
+            let (name, value) = field_line(line)?;
+            if name.eq_ignore_ascii_case(b"content-length") {
+                // `5, 5` is one length (RFC 9110 §8.6); different lengths are an attack or a
+                // broken peer: not framed.
+                for item in value.split(|&b| b == b',') {
+                    let n = parse_decimal(trim(item))?;
+                    if f.content_length.is_some_and(|m| m != n) {
+                        return None;
+                    }
+                    f.content_length = Some(n);
+                }
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                let last = value
+                    .split(|&b| b == b',')
+                    .map(trim)
+                    .rfind(|c| !c.is_empty());
+                if let Some(last) = last {
+                    f.te = Some(last.eq_ignore_ascii_case(b"chunked"));
+                }
+            } else if name.eq_ignore_ascii_case(b"host") {
+                f.host.get_or_insert(value);
+            } else if name.eq_ignore_ascii_case(b"user-agent") {
+                f.user_agent.get_or_insert(value);
+            }
+        }
+        Some(f)
+    }
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let ws = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = s.iter().position(|b| !ws(b)).unwrap_or(s.len());
+    let end = s.iter().rposition(|b| !ws(b)).map_or(start, |e| e + 1);
+    s.get(start..end.max(start)).unwrap_or_default()
+}
+
+/// 1DIGIT… as a body length (at most [`HTTP_MAX_BODY_BYTES`]).
+fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = s.iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })?;
+    (n <= HTTP_MAX_BODY_BYTES).then_some(n)
+}
+
+/// A request target split into what spans use (RFC 9112 §3.2).
+struct Target<'a> {
+    path: Option<&'a [u8]>,
+    query: Option<&'a [u8]>,
+    /// From the absolute form (`http://host:port/p`) or CONNECT's authority form.
+    authority: Option<&'a [u8]>,
+}
+
+impl<'a> Target<'a> {
+    fn parse(t: &'a [u8], method: &Http1Method) -> Target<'a> {
+        if *method == Http1Method::Known("CONNECT") {
+            return Target {
+                path: None,
+                query: None,
+                authority: Some(t),
+            };
+        }
+        let mut authority = None;
+        let mut rest = t;
+        for scheme in [&b"http://"[..], b"https://"] {
+            if t.len() >= scheme.len()
+                && t.get(..scheme.len())
+                    .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+            {
+                let after = t.get(scheme.len()..).unwrap_or_default();
+                let end = after
+                    .iter()
+                    .position(|&b| b == b'/' || b == b'?' || b == b'#')
+                    .unwrap_or(after.len());
+                authority = after.get(..end);
+                rest = after.get(end..).unwrap_or_default();
+            }
+        }
+        // A fragment never reaches a server, but drop it if a client sends one.
+        let rest = match rest.iter().position(|&b| b == b'#') {
+            Some(h) => rest.get(..h).unwrap_or_default(),
+            None => rest,
+        };
+        let (path, query) = match rest.iter().position(|&b| b == b'?') {
+            Some(q) => (
+                rest.get(..q).unwrap_or_default(),
+                rest.get(q + 1..).map(|q| q as &[u8]),
+            ),
+            None => (rest, None),
+        };
+        let path = if path.is_empty() && authority.is_some() {
+            Some(&b"/"[..])
+        } else {
+            Some(path).filter(|p| !p.is_empty())
+        };
+        Target {
+            path,
+            query,
+            authority,
+        }
+    }
+}
