@@ -8,7 +8,7 @@
 //! | `url.scheme` | `http` (TLS is never seen in clear) |
 //! | `url.path`, `url.query` | the request target; query values of sensitive keys are `REDACTED` |
 //! | `url.full` | CLIENT only: `http://{server.address}[:{server.port}]{path}[?{query}]` from the same redacted parts |
-//! | `server.address`, `server.port` | `Host` (or the absolute-form target); the socket's server side when there is none |
+//! | `server.address`, `server.port` | `Host` (or the absolute-form target); the socket's server side when there is none (and its port when `Host` names none) |
 //! | `network.peer.address`, `network.peer.port`, `network.transport` | the socket |
 //! | `network.protocol.version` | `1.0` / `1.1` from the request line |
 //! | `user_agent.original` | SERVER only (Opt-In on clients) |
@@ -63,8 +63,12 @@ pub(super) fn fill(span: &mut Span, conn: &ConnMeta, h: &HttpExchange) {
     match host {
         Some(address) => {
             attrs.push(kv_str("server.address", address));
-            let port = h.server_port.unwrap_or(HTTP_DEFAULT_PORT);
-            attrs.push(kv_int("server.port", i64::from(port)));
+            // A `Host` without a port is the default port only when the client followed the
+            // rules; proxies often send a bare host to any port (nginx `Host $host`). The
+            // socket's server port is a fact; 80 would be a guess.
+            if let Some(port) = h.server_port.or_else(|| socket_server_port(conn)) {
+                attrs.push(kv_int("server.port", i64::from(port)));
+            }
         }
         None => server_from_socket(attrs, conn, None),
     }
@@ -99,6 +103,16 @@ pub(super) fn fill(span: &mut Span, conn: &ConnMeta, h: &HttpExchange) {
             message: String::new(),
         });
     }
+}
+
+/// The port of the socket's server side: the peer for a client, the local port for a server.
+fn socket_server_port(conn: &ConnMeta) -> Option<u16> {
+    let addr = if conn.role == Some(Role::Server) {
+        conn.local
+    } else {
+        conn.peer
+    };
+    addr.map(|a| a.port())
 }
 
 /// `url.full` of a client request, from attributes already set (so it never carries more than
@@ -284,7 +298,7 @@ mod tests {
             attr(a, "url.full").as_deref(),
             Some("http://[2001:db8::1]:8080/static/a.txt?page=2&token=REDACTED")
         );
-        // Host without a port: 80, left out of url.full.
+        // Host without a port: the socket's port (a proxy's bare `Host` to port 51000).
         let h = HttpExchange {
             server_port: None,
             query: None,
@@ -293,8 +307,19 @@ mod tests {
         let s = build_span(&rec(Role::Client, h, None));
         assert_eq!(
             attr(&s.attributes, "server.port").as_deref(),
-            Some("int:80")
+            Some("int:51000")
         );
+        assert_eq!(
+            attr(&s.attributes, "url.full").as_deref(),
+            Some("http://example.test:51000/static/a.txt")
+        );
+        // Port 80 is left out of url.full.
+        let h = HttpExchange {
+            server_port: Some(80),
+            query: None,
+            ..get(200)
+        };
+        let s = build_span(&rec(Role::Client, h, None));
         assert_eq!(
             attr(&s.attributes, "url.full").as_deref(),
             Some("http://example.test/static/a.txt")

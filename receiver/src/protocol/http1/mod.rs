@@ -55,7 +55,7 @@
 //! - A chunked response cut by the close ends at its head's last byte (the times of skipped
 //!   chunks are not kept) and is marked incomplete.
 //! - `http.response.body.size` is absent for bodies that end at the close; `server.port` is the
-//!   port named in `Host` (80 when it names none).
+//!   port named in `Host`, else the socket's (a bare `Host` is often sent to any port).
 
 mod frame;
 mod stitch;
