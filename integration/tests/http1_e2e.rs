@@ -270,8 +270,11 @@ fn sides(
     let n = expected.len();
     let api = expected.iter().filter(|e| e.is_api()).count();
     let ports: Vec<i64> = client_ports.iter().map(|&p| i64::from(p)).collect();
+    // A span of this client starts after the client was spawned (no slack: the previous
+    // group's last spans end within a few ms of it).
     let in_window = move |s: &SpanView| {
-        i128::from(s.start_ns) >= i128::from(window.0) - CLOCK_SLACK_NS
+        s.str_attr("url.query") != Some("e2e-warmup")
+            && s.start_ns >= window.0
             && i128::from(s.end_ns) <= i128::from(window.1) + CLOCK_SLACK_NS
     };
     let client = wait_n(w, &format!("{label}: CLIENT spans"), n, |s| {
@@ -748,7 +751,7 @@ fn a_scripted_workload_gives_one_exact_span_per_request_and_side() -> Result<()>
     w.done(checks)
 }
 
-/// (1b) The sendfile path: an 8 MiB static file sent at 8 MB/s. nginx sends the body with
+/// (1b) The sendfile path: an 8 MiB static file sent at 6 MiB/s. nginx sends the body with
 /// `sendfile` (length-only events, one per call as the rate allows), so only the pipeline's
 /// last-byte logic can end its SERVER span; both spans must match curl's own time. The rate
 /// limit is nginx's (`limit_rate`): curl 7.88's `--limit-rate` let this transfer finish in
@@ -759,7 +762,7 @@ fn b_a_rate_limited_sendfile_download_ends_at_its_last_byte() -> Result<()> {
     let root = nginx::static_root()?;
     let opts = NginxOptions {
         server_directives: format!(
-            "        location /slow/ {{\n            alias {}/static/;\n            limit_rate 8m;\n        }}\n",
+            "        location /slow/ {{\n            alias {}/static/;\n            limit_rate 6m;\n        }}\n",
             root.display()
         ),
         ..NginxOptions::default()
@@ -777,7 +780,7 @@ fn b_a_rate_limited_sendfile_download_ends_at_its_last_byte() -> Result<()> {
     let own = t.time_total.as_nanos() as i128;
     check!(
         checks,
-        own >= 800_000_000,
+        own >= 700_000_000,
         "the transfer should take about a second: {own} ns"
     );
     let ex = vec![Ex::get(&path, 200).body(nginx::LARGE.size as i64)];
