@@ -120,12 +120,10 @@ impl Http1Framer {
         let Some(line) = line else {
             return Parse::Invalid;
         };
-        let Some(head_len) = self.head_len(buf) else {
-            return self.incomplete_head(buf);
-        };
-        let head = buf.get(..head_len).unwrap_or_default();
-        let Some(fields) = Fields::parse(head) else {
-            return Parse::Invalid;
+        let (head_len, fields) = match self.read_head(buf, after_first_line(buf)) {
+            Head::Complete { len, fields } => (len, fields),
+            Head::Incomplete => return Parse::Incomplete,
+            Head::Invalid => return Parse::Invalid,
         };
         // §6.3 rules 3–5 for requests: a Transfer-Encoding that does not end in chunked is
         // answered 400 and the connection closed; no length means no body.
@@ -179,12 +177,10 @@ impl Http1Framer {
         let Some((minor, status)) = status else {
             return Parse::Invalid;
         };
-        let Some(head_len) = self.head_len(buf) else {
-            return self.incomplete_head(buf);
-        };
-        let head = buf.get(..head_len).unwrap_or_default();
-        let Some(fields) = Fields::parse(head) else {
-            return Parse::Invalid;
+        let (head_len, fields) = match self.read_head(buf, after_first_line(buf)) {
+            Head::Complete { len, fields } => (len, fields),
+            Head::Incomplete => return Parse::Incomplete,
+            Head::Invalid => return Parse::Invalid,
         };
         let interim = (100..200).contains(&status) && status != 101;
         let body = if interim {
@@ -271,21 +267,14 @@ impl Http1Framer {
                 None => Parse::Invalid,
             };
         }
-        // The last chunk: the trailer section ends at an empty line.
+        // The last chunk: the trailer section (fields, validated and never kept) ends at an
+        // empty line.
         let rest = buf.get(line_len..).unwrap_or_default();
-        let trailers = match rest {
-            [b'\n', ..] => Some(1),
-            [b'\r', b'\n', ..] => Some(2),
-            [] | [b'\r'] => None,
-            _ => self.head_len(rest),
+        let trailers = match self.read_head(rest, 0) {
+            Head::Complete { len, .. } => len,
+            Head::Incomplete => return Parse::Incomplete,
+            Head::Invalid => return Parse::Invalid,
         };
-        let Some(trailers) = trailers else {
-            return self.incomplete_head(rest);
-        };
-        // Trailer fields are validated, never kept.
-        if trailers > 2 && Fields::parse_lines(rest.get(..trailers).unwrap_or_default()).is_none() {
-            return Parse::Invalid;
-        }
         state.of(kind).body = BodyState::Head;
         Parse::Frame {
             frame: Http1Frame::BodyEnd { size: total },
@@ -293,45 +282,78 @@ impl Http1Framer {
         }
     }
 
-    /// Length of the head at the start of `buf` (through its empty line), if it is buffered
-    /// and not over the cap.
-    fn head_len(&self, buf: &[u8]) -> Option<usize> {
-        let mut at = 0;
+    /// Reads the field lines of a head from `from` (just after its start line) to its empty
+    /// line, in one pass: the head's length and the fields framing needs. A complete line that
+    /// is not a field is invalid at once; a head over the cap is invalid, not buffered on.
+    fn read_head<'a>(&self, buf: &'a [u8], from: usize) -> Head<'a> {
+        let mut fields = Fields::default();
+        let mut at = from;
+        let mut first = true;
         loop {
-            let nl = at + buf.get(at..)?.iter().position(|&b| b == b'\n')?;
-            let next = nl + 1;
-            if next > self.head_cap {
-                return None;
+            let rest = buf.get(at..).unwrap_or_default();
+            let Some(nl) = find_byte(rest, b'\n') else {
+                return if buf.len() >= self.head_cap {
+                    Head::Invalid
+                } else {
+                    Head::Incomplete
+                };
+            };
+            let end = at + nl + 1;
+            if end > self.head_cap {
+                return Head::Invalid;
             }
-            match (buf.get(next), buf.get(next + 1)) {
-                (Some(b'\n'), _) => return Some(next + 1),
-                (Some(b'\r'), Some(b'\n')) => return Some(next + 2),
-                _ => at = next,
-            }
-        }
-    }
-
-    /// A head whose end is not buffered: wait, unless it is already over the cap or a
-    /// complete line in it is not a header field.
-    fn incomplete_head(&self, buf: &[u8]) -> Parse<Http1Frame> {
-        if buf.len() >= self.head_cap {
-            return Parse::Invalid;
-        }
-        // Complete lines after the first one must be header fields.
-        let complete = match buf.iter().rposition(|&b| b == b'\n') {
-            Some(n) => buf.get(..=n).unwrap_or_default(),
-            None => return Parse::Incomplete,
-        };
-        let mut lines = complete.split(|&b| b == b'\n');
-        lines.next();
-        for line in lines {
+            let line = rest.get(..nl).unwrap_or_default();
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if !line.is_empty() && field_line(line).is_none() && !is_fold(line) {
-                return Parse::Invalid;
+            if line.is_empty() {
+                return Head::Complete { len: end, fields };
             }
+            if fields.add(line, first).is_none() {
+                return Head::Invalid;
+            }
+            first = false;
+            at = end;
         }
-        Parse::Incomplete
     }
+}
+
+/// What reading a head's field lines gave.
+enum Head<'a> {
+    Complete { len: usize, fields: Fields<'a> },
+    Incomplete,
+    Invalid,
+}
+
+/// Offset just past the first line of `buf` (its start line, known to be complete).
+fn after_first_line(buf: &[u8]) -> usize {
+    find_byte(buf, b'\n').map_or(buf.len(), |n| n + 1)
+}
+
+/// Offset of the first `needle` in `hay`, eight bytes at a time (heads are scanned for line
+/// ends on every message, so this is the framer's inner loop).
+fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO.wrapping_mul(u64::from(needle));
+    let mut chunks = hay.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let x = u64::from_le_bytes(word) ^ pattern;
+        // The lowest flagged byte is the first zero byte of `x` (borrows only flag bytes
+        // above a real zero).
+        let zero = x.wrapping_sub(LO) & !x & HI;
+        if zero != 0 {
+            return Some(base + (zero.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == needle)
+        .map(|p| base + p)
 }
 
 /// `head_len` plus a Content-Length body, or the close; `None` when it does not fit.
@@ -533,55 +555,41 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// Parses the field lines of a whole head (its first line is the start line); `None` when
-    /// a line is not a field or the framing headers contradict each other.
-    fn parse(head: &'a [u8]) -> Option<Fields<'a>> {
-        let nl = head.iter().position(|&b| b == b'\n')?;
-        Fields::parse_lines(head.get(nl + 1..)?)
-    }
-
-    /// Parses field lines up to the empty line.
-    fn parse_lines(lines: &'a [u8]) -> Option<Fields<'a>> {
-        let mut f = Fields::default();
-        let mut first = true;
-        for line in lines.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.is_empty() {
-                break;
-            }
-            if is_fold(line) {
-                if first {
+    /// Takes one field line (not empty); `None` when it is not a field or the framing fields
+    /// contradict each other. `first`: the head's first field line (it cannot be a folding).
+    fn add(&mut self, line: &'a [u8], first: bool) -> Option<()> {
+        if is_fold(line) {
+            return (!first).then_some(());
+        }
+        let (name, value) = field_line(line)?;
+        // Most fields are none of the four: their length says so without a comparison.
+        if !matches!(name.len(), 4 | 10 | 14 | 17) {
+            return Some(());
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            // `5, 5` is one length (RFC 9110 §8.6); different lengths are an attack or a
+            // broken peer: not framed.
+            for item in value.split(|&b| b == b',') {
+                let n = parse_decimal(trim(item))?;
+                if self.content_length.is_some_and(|m| m != n) {
                     return None;
                 }
-                continue;
+                self.content_length = Some(n);
             }
-            first = false;
-            let (name, value) = field_line(line)?;
-            if name.eq_ignore_ascii_case(b"content-length") {
-                // `5, 5` is one length (RFC 9110 §8.6); different lengths are an attack or a
-                // broken peer: not framed.
-                for item in value.split(|&b| b == b',') {
-                    let n = parse_decimal(trim(item))?;
-                    if f.content_length.is_some_and(|m| m != n) {
-                        return None;
-                    }
-                    f.content_length = Some(n);
-                }
-            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                let last = value
-                    .split(|&b| b == b',')
-                    .map(trim)
-                    .rfind(|c| !c.is_empty());
-                if let Some(last) = last {
-                    f.te = Some(last.eq_ignore_ascii_case(b"chunked"));
-                }
-            } else if name.eq_ignore_ascii_case(b"host") {
-                f.host.get_or_insert(value);
-            } else if name.eq_ignore_ascii_case(b"user-agent") {
-                f.user_agent.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            let last = value
+                .split(|&b| b == b',')
+                .map(trim)
+                .rfind(|c| !c.is_empty());
+            if let Some(last) = last {
+                self.te = Some(last.eq_ignore_ascii_case(b"chunked"));
             }
+        } else if name.eq_ignore_ascii_case(b"host") {
+            self.host.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case(b"user-agent") {
+            self.user_agent.get_or_insert(value);
         }
-        Some(f)
+        Some(())
     }
 }
 

@@ -627,6 +627,32 @@ fn query_values_of_sensitive_keys_are_redacted_before_they_are_stored() {
 }
 
 #[test]
+fn heads_frame_whatever_the_alignment_of_their_line_ends() {
+    // Line ends at every offset modulo the 8-byte words the framer scans.
+    for pad in 0..24 {
+        let name = "a".repeat(pad);
+        let bytes = req(
+            "GET",
+            &format!("/{name}"),
+            &format!("X-{name}: {name}\r\n"),
+            "",
+        );
+        let mut st = Http1FramingState::default();
+        match framer().parse(Request, &bytes, &mut st) {
+            Parse::Frame { len, .. } => assert_eq!(len, bytes.len(), "pad {pad}"),
+            other => panic!("pad {pad}: {other:?}"),
+        }
+        for n in 0..bytes.len() {
+            assert_eq!(
+                framer().parse(Request, &bytes[..n], &mut Http1FramingState::default()),
+                Parse::Incomplete,
+                "pad {pad}, prefix {n}"
+            );
+        }
+    }
+}
+
+#[test]
 fn strings_are_capped() {
     let path = format!("/{}", "p".repeat(5000));
     let bytes = req(
@@ -1563,5 +1589,42 @@ proptest::proptest! {
         for canary in CANARIES {
             proptest::prop_assert!(!dump.contains(canary));
         }
+    }
+}
+
+/// The framer and stitcher's own cost, both roles, an nginx-like static response (run with
+/// `cargo test --release -p ebpf-receiver --lib http1::tests::bench -- --ignored --nocapture`).
+#[test]
+#[ignore = "benchmark: prints figures"]
+fn bench_parse_cost() {
+    let request =
+        b"GET /static/small.txt HTTP/1.1\r\nHost: 127.0.0.1:41234\r\nUser-Agent: wrk\r\n\r\n";
+    let head = resp(
+        200,
+        "Server: nginx/1.22.1\r\nDate: Sat, 28 Nov 2026 04:57:51 GMT\r\nContent-Type: text/plain\r\n\
+         Content-Length: 1024\r\nLast-Modified: Sun, 13 Sep 2020 12:26:40 GMT\r\n\
+         Connection: keep-alive\r\nETag: \"5f5e1000-400\"\r\nAccept-Ranges: bytes\r\n",
+        "",
+    );
+    let with_body = [head.clone(), vec![b'x'; 1024]].concat();
+    let n: u32 = 200_000;
+    for role in [Role::Client, Role::Server] {
+        let mut c = Conn::with(role, ParserLimits::default());
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            c.client(request);
+            match role {
+                // The client reads head and body; the server writes the head, then sendfile.
+                Role::Client => c.server(&with_body),
+                Role::Server => {
+                    c.server(&head);
+                    c.server_uncaptured(1024);
+                }
+            }
+            c.out.clear();
+        }
+        let ns = t.elapsed().as_nanos() as f64 / f64::from(n);
+        assert_eq!(c.stats.records, u64::from(n));
+        println!("[bench] http1 {role:?}: {ns:.0} ns per exchange");
     }
 }
