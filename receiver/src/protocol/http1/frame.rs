@@ -187,7 +187,16 @@ impl Http1Framer {
             // An interim response answers no request by itself: the method stays queued.
             Http1Body::None
         } else {
-            let method = state.methods.pop().unwrap_or(MethodKind::Other);
+            // No request seen for it (attached mid-connection, or lost): a response to HEAD
+            // cannot be told apart, except when the next response follows it at once.
+            let method = state.methods.pop().unwrap_or_else(|| {
+                let next = buf.get(head_len..).unwrap_or_default();
+                if status_line(next).0 == Start::No || next.is_empty() {
+                    MethodKind::Other
+                } else {
+                    MethodKind::Head
+                }
+            });
             let success = (200..300).contains(&status);
             if status == 101 || (method == MethodKind::Connect && success) {
                 state.tunnel = true;

@@ -41,7 +41,14 @@
 //! - Mid-stream attach: the kernel starts capturing at the first message head it recognises, so
 //!   a connection opened before the receiver is followed from its next request (or response,
 //!   which is then unmatched and dropped). A response whose request was never seen is dropped;
-//!   a response to a HEAD sent before attach may be misframed until the next resync.
+//!   its framing cannot know the method, so a response to a HEAD sent before attach is taken
+//!   for one with a body unless the next response follows it in the same read (the skipped
+//!   bytes then cost a resync, and the exchanges they held are dropped, never mispaired).
+//! - A read that was already blocked in the kernel when the probes attached is never seen (its
+//!   syscall entry predates the tracepoint): on an idle kept-alive connection the first request
+//!   after attach is missing on the side that was waiting, and its response is dropped.
+//! - Requests lost in a gap leave the method FIFO short: a later response to HEAD or CONNECT
+//!   may then be framed with the method of the request before it.
 //! - Lost bytes: after a gap the framer resyncs on the next request line of a known method or
 //!   the next status line. A response framed after a gap is paired only when exactly one request
 //!   could be its own; with pipelined requests in flight they are dropped instead (counted in

@@ -520,6 +520,25 @@ fn interim_responses_keep_the_method_queued() {
 }
 
 #[test]
+fn a_response_without_a_seen_request_followed_by_another_has_no_body() {
+    // Attached after a HEAD was sent: its response says Content-Length but the next response
+    // follows at once.
+    let mut st = Http1FramingState::default();
+    let head = resp(200, "Content-Length: 5000\r\n", "");
+    let bytes = [head.clone(), ok("x")].concat();
+    assert!(matches!(
+        framer().parse(Response, &bytes, &mut st),
+        Parse::Frame { len, .. } if len == head.len()
+    ));
+    // Alone, the length is believed (the body arrives in later reads).
+    let mut st = Http1FramingState::default();
+    assert!(matches!(
+        framer().parse(Response, &head, &mut st),
+        Parse::Frame { len, .. } if len == head.len() + 5000
+    ));
+}
+
+#[test]
 fn pipelined_methods_frame_their_responses_in_order() {
     let mut st = Http1FramingState::default();
     let reqs = [get("/a"), req("HEAD", "/b", "", ""), get("/c"), get("/d")].concat();
