@@ -73,6 +73,7 @@ impl Framer for Http1Framer {
             // Bytes were lost: a chunked body in progress cannot be followed any further.
             dir.body = BodyState::Head;
             dir.after_gap = true;
+            dir.scanned = 0;
         }
         match dir.body {
             BodyState::Chunked { total } => self.parse_chunk(kind, buf, state, total),
@@ -111,19 +112,22 @@ impl Framer for Http1Framer {
 
 impl Http1Framer {
     fn parse_request(&self, buf: &[u8], state: &mut Http1FramingState) -> Parse<Http1Frame> {
-        let (start, line) = request_line(buf);
-        match start {
-            Start::No => return Parse::Invalid,
-            Start::Maybe => return Parse::Incomplete,
-            Start::Yes => {}
+        // The start line is checked as it arrives, until a later call knows it is whole.
+        if state.request.scanned == 0 {
+            match request_line(buf).0 {
+                Start::No => return Parse::Invalid,
+                Start::Maybe => return Parse::Incomplete,
+                Start::Yes => {}
+            }
         }
-        let Some(line) = line else {
+        let (head_len, fields) =
+            match self.head(buf, after_first_line(buf), &mut state.request.scanned) {
+                Head::Complete { len, fields } => (len, fields),
+                Head::Incomplete { .. } => return Parse::Incomplete,
+                Head::Invalid => return Parse::Invalid,
+            };
+        let (Start::Yes, Some(line)) = request_line(buf) else {
             return Parse::Invalid;
-        };
-        let (head_len, fields) = match self.read_head(buf, after_first_line(buf)) {
-            Head::Complete { len, fields } => (len, fields),
-            Head::Incomplete => return Parse::Incomplete,
-            Head::Invalid => return Parse::Invalid,
         };
         // §6.3 rules 3–5 for requests: a Transfer-Encoding that does not end in chunked is
         // answered 400 and the connection closed; no length means no body.
@@ -177,11 +181,12 @@ impl Http1Framer {
         let Some((minor, status)) = status else {
             return Parse::Invalid;
         };
-        let (head_len, fields) = match self.read_head(buf, after_first_line(buf)) {
-            Head::Complete { len, fields } => (len, fields),
-            Head::Incomplete => return Parse::Incomplete,
-            Head::Invalid => return Parse::Invalid,
-        };
+        let (head_len, fields) =
+            match self.head(buf, after_first_line(buf), &mut state.response.scanned) {
+                Head::Complete { len, fields } => (len, fields),
+                Head::Incomplete { .. } => return Parse::Incomplete,
+                Head::Invalid => return Parse::Invalid,
+            };
         let interim = (100..200).contains(&status) && status != 101;
         let body = if interim {
             // An interim response answers no request by itself: the method stays queued.
@@ -279,9 +284,9 @@ impl Http1Framer {
         // The last chunk: the trailer section (fields, validated and never kept) ends at an
         // empty line.
         let rest = buf.get(line_len..).unwrap_or_default();
-        let trailers = match self.read_head(rest, 0) {
+        let trailers = match self.head(rest, 0, &mut state.of(kind).scanned) {
             Head::Complete { len, .. } => len,
-            Head::Incomplete => return Parse::Incomplete,
+            Head::Incomplete { .. } => return Parse::Incomplete,
             Head::Invalid => return Parse::Invalid,
         };
         state.of(kind).body = BodyState::Head;
@@ -291,20 +296,50 @@ impl Http1Framer {
         }
     }
 
+    /// [`read_head`](Self::read_head) resumed where an earlier call on the same head stopped
+    /// (`scanned`: the first line not known whole, 0 when nothing is known), so a head that
+    /// arrives a byte at a time is scanned once, not once per byte. The fields of a whole head
+    /// are then read in one more pass.
+    fn head<'a>(&self, buf: &'a [u8], first_field: usize, scanned: &mut usize) -> Head<'a> {
+        if *scanned > buf.len() {
+            *scanned = 0;
+        }
+        if *scanned > first_field {
+            match self.read_head(buf, *scanned, false) {
+                Head::Incomplete { resume } => {
+                    *scanned = resume;
+                    return Head::Incomplete { resume };
+                }
+                Head::Invalid => {
+                    *scanned = 0;
+                    return Head::Invalid;
+                }
+                Head::Complete { .. } => {}
+            }
+        }
+        let head = self.read_head(buf, first_field, true);
+        *scanned = match head {
+            // A head's resume point is past its whole start line (never 0), which the next
+            // call then does not check again.
+            Head::Incomplete { resume } => resume,
+            Head::Complete { .. } | Head::Invalid => 0,
+        };
+        head
+    }
+
     /// Reads the field lines of a head from `from` (just after its start line) to its empty
     /// line, in one pass: the head's length and the fields framing needs. A complete line that
     /// is not a field is invalid at once; a head over the cap is invalid, not buffered on.
-    fn read_head<'a>(&self, buf: &'a [u8], from: usize) -> Head<'a> {
+    fn read_head<'a>(&self, buf: &'a [u8], from: usize, mut first: bool) -> Head<'a> {
         let mut fields = Fields::default();
         let mut at = from;
-        let mut first = true;
         loop {
             let rest = buf.get(at..).unwrap_or_default();
             let Some(nl) = find_byte(rest, b'\n') else {
                 return if buf.len() >= self.head_cap {
                     Head::Invalid
                 } else {
-                    Head::Incomplete
+                    Head::Incomplete { resume: at }
                 };
             };
             let end = at + nl + 1;
@@ -327,8 +362,14 @@ impl Http1Framer {
 
 /// What reading a head's field lines gave.
 enum Head<'a> {
-    Complete { len: usize, fields: Fields<'a> },
-    Incomplete,
+    Complete {
+        len: usize,
+        fields: Fields<'a>,
+    },
+    /// Lines before `resume` are valid fields; the line there is not whole yet.
+    Incomplete {
+        resume: usize,
+    },
     Invalid,
 }
 

@@ -257,6 +257,9 @@ pub struct DirectionState {
     pub resyncing: Cell<bool>,
     /// The next head follows lost or skipped bytes.
     pub after_gap: bool,
+    /// Offset of the first line of the head being received that is not known whole (0: none
+    /// seen yet): a head arriving in many reads is scanned once.
+    pub scanned: usize,
 }
 
 // ---- text helpers ---------------------------------------------------------------------------
