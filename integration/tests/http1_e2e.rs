@@ -741,6 +741,16 @@ fn a_scripted_workload_gives_one_exact_span_per_request_and_side() -> Result<()>
         "page=2 missing from the Collector's output"
     );
     let m = w.receiver().metrics()?;
+    // Nor in the receiver's log or self-metrics.
+    let log = std::fs::read_to_string(w.dir.join("receiver.log")).unwrap_or_default();
+    let metrics_text = m.family("");
+    for secret in SECRETS {
+        check!(
+            checks,
+            !log.contains(secret) && !metrics_text.contains(secret),
+            "{secret} in the receiver's log or metrics"
+        );
+    }
     check!(
         checks,
         m.get("ebpf_receiver_frames_invalid_total{protocol=\"http1\"}") == 0.0,
