@@ -35,7 +35,9 @@
 //! never read; the query string keeps its keys and the values of non-sensitive keys only (any
 //! key containing `token`, `password`, `key`, `secret`, `sig`, `auth`, `session`, … after
 //! percent-decoding and lower-casing has its value replaced by `REDACTED` before it is stored);
-//! userinfo of absolute-form targets is dropped. Every kept string is capped.
+//! userinfo of absolute-form targets is dropped. Every kept string is capped. The path is kept
+//! as sent (`url.path` is Required on server spans): a secret placed in a path segment is not
+//! recognised, and the path never names a span.
 //!
 //! Known limits:
 //! - Mid-stream attach: the kernel starts capturing at the first message head it recognises, so
