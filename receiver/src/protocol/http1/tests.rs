@@ -1430,15 +1430,17 @@ fn capture_records(path: &std::path::Path) -> Vec<(u8, u64, Vec<u8>)> {
     recs
 }
 
-/// Replays a capture as a traced client, each record cut into pieces of at most `piece` bytes
-/// of which at most `captured` are copied (the rest reported as not captured).
+/// Replays a capture as a traced client from record `skip` on (a later attach), each record cut
+/// into pieces of at most `piece` bytes of which at most `captured` are copied (the rest
+/// reported as not captured).
 fn replay(
     recs: &[(u8, u64, Vec<u8>)],
+    skip: usize,
     piece: usize,
     captured: usize,
 ) -> (Vec<String>, Vec<(u64, u64)>, ParseStats) {
     let mut c = Conn::new();
-    for (dir, ts, bytes) in recs {
+    for (dir, ts, bytes) in recs.iter().skip(skip) {
         let d = if *dir == b'C' {
             Direction::Egress
         } else {
@@ -1483,6 +1485,18 @@ fn golden_text(lines: &[String], stats: &ParseStats) -> String {
     text
 }
 
+fn check_golden(golden: &std::path::Path, text: &str) {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(golden, text).unwrap();
+    }
+    let want = std::fs::read_to_string(golden)
+        .unwrap_or_else(|_| panic!("{} missing; run with UPDATE_GOLDEN=1", golden.display()));
+    assert_eq!(text, want, "{}", golden.display());
+    for canary in CANARIES {
+        assert!(!text.contains(canary), "{canary} in {}", golden.display());
+    }
+}
+
 #[test]
 fn golden_captures() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/protocol/http1/testdata");
@@ -1499,18 +1513,17 @@ fn golden_captures() {
         }
         seen += 1;
         let recs = capture_records(&path);
-        let (lines, times, stats) = replay(&recs, usize::MAX, usize::MAX);
-        let text = golden_text(&lines, &stats);
-        let golden = path.with_extension("golden");
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(&golden, &text).unwrap();
-        }
-        let want = std::fs::read_to_string(&golden)
-            .unwrap_or_else(|_| panic!("{} missing; run with UPDATE_GOLDEN=1", golden.display()));
-        assert_eq!(text, want, "{}", golden.display());
-        for canary in CANARIES {
-            assert!(!text.contains(canary), "{canary} in {}", golden.display());
-        }
+        let (lines, times, stats) = replay(&recs, 0, usize::MAX, usize::MAX);
+        check_golden(&path.with_extension("golden"), &golden_text(&lines, &stats));
+        // Attached after the first request was sent: its response is dropped (no request to
+        // pair with), every later exchange is exact.
+        let (attach, _, attach_stats) = replay(&recs, 1, usize::MAX, usize::MAX);
+        check_golden(
+            &path.with_extension("attach.golden"),
+            &golden_text(&attach, &attach_stats),
+        );
+        assert!(attach_stats.unmatched_responses >= 1);
+        assert!(attach.iter().all(|l| lines.contains(l)), "{attach:?}");
         assert!(times.iter().all(|(s, e)| e >= s));
         // Any chunking gives the same records and times, and so does a capture cap that
         // truncates every read to 4 KiB (bodies are followed by length, never read).
@@ -1521,7 +1534,7 @@ fn golden_captures() {
             (1000, usize::MAX),
             (usize::MAX, 4096),
         ] {
-            let (again, again_times, again_stats) = replay(&recs, piece, captured);
+            let (again, again_times, again_stats) = replay(&recs, 0, piece, captured);
             let how = format!(
                 "{} in pieces of {piece}, {captured} captured",
                 path.display()
