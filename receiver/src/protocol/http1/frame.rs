@@ -141,6 +141,12 @@ impl Http1Framer {
             return Parse::Invalid;
         };
         let method = Http1Method::from_token(line.method);
+        if state.request.after_gap && !matches!(method, Http1Method::Known(_)) {
+            // Resync lands only on known methods; a candidate cut by the end of a read ("C…")
+            // must not turn into one that is not (body bytes run into the next request line
+            // would become `http.request.method_original`).
+            return Parse::Invalid;
+        }
         let target = Target::parse(line.target, &method);
         let (host, port) = match target.authority {
             Some(a) => parse_authority(a),
@@ -608,6 +614,11 @@ impl<'a> Fields<'a> {
     /// Takes one field line (not empty); `None` when it is not a field or the framing fields
     /// contradict each other. `first`: the head's first field line (it cannot be a folding).
     fn add(&mut self, line: &'a [u8], first: bool) -> Option<()> {
+        // RFC 9110 §5.5: CR and NUL in a field are invalid and dangerous; servers reject the
+        // message (a bare CR would also join two lines into one value).
+        if line.iter().any(|&b| b == b'\r' || b == 0) {
+            return None;
+        }
         if is_fold(line) {
             return (!first).then_some(());
         }
@@ -634,13 +645,21 @@ impl<'a> Fields<'a> {
             if let Some(last) = last {
                 self.te = Some(last.eq_ignore_ascii_case(b"chunked"));
             }
-        } else if name.eq_ignore_ascii_case(b"host") {
+        } else if name.eq_ignore_ascii_case(b"host") && is_clean(value) {
             self.host.get_or_insert(value);
-        } else if name.eq_ignore_ascii_case(b"user-agent") {
+        } else if name.eq_ignore_ascii_case(b"user-agent") && is_clean(value) {
             self.user_agent.get_or_insert(value);
         }
         Some(())
     }
+}
+
+/// A field value without control characters (RFC 9110 §5.5: CR, LF and NUL are never valid,
+/// and a bare CR would mean two lines ran together): only such a value is kept.
+fn is_clean(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b >= b' ' && b != 0x7f))
 }
 
 fn trim(s: &[u8]) -> &[u8] {

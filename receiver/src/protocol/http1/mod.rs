@@ -35,7 +35,11 @@
 //! never read; the query string keeps its keys and the values of non-sensitive keys only (any
 //! key containing `token`, `password`, `key`, `secret`, `sig`, `auth`, `session`, … after
 //! percent-decoding and lower-casing has its value replaced by `REDACTED` before it is stored);
-//! userinfo of absolute-form targets is dropped. Every kept string is capped. The path is kept
+//! userinfo of absolute-form targets is dropped; a method outside the conventions' list is kept
+//! as `http.request.method_original` only when it looks like one (registered, or up to 16
+//! uppercase letters), because the body of a request sent without a length runs into the next
+//! request line; `Host`/`User-Agent` values with control characters are not kept, and a field
+//! line with CR or NUL makes the message invalid (RFC 9110 §5.5). Every kept string is capped. The path is kept
 //! as sent (`url.path` is Required on server spans): a secret placed in a path segment is not
 //! recognised, and the path never names a span.
 //!

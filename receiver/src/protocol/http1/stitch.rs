@@ -126,7 +126,7 @@ fn drop_request(reqs: &mut VecDeque<Timed<Http1Frame>>) {
 fn exchange(req: Http1Request, resp: &Http1Response, request_body: Option<u64>) -> HttpExchange {
     let (method, method_original) = match req.method {
         Http1Method::Known(m) => (m, None),
-        Http1Method::Other(o) => ("_OTHER", Some(o)),
+        Http1Method::Other(o) => ("_OTHER", o),
     };
     HttpExchange {
         method,

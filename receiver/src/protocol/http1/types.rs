@@ -88,23 +88,33 @@ impl Http1Body {
     }
 }
 
-/// The method of a request: one the conventions know, or another token (capped).
+/// Registered methods (IANA HTTP Method Registry) that the uppercase-letters rule of
+/// [`Http1Method::from_token`] would not keep.
+const HTTP_REGISTERED_ODD_METHODS: &[&str] =
+    &["BASELINE-CONTROL", "VERSION-CONTROL", "UPDATEREDIRECTREF"];
+
+/// The method of a request: one the conventions know, or another token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Http1Method {
     Known(&'static str),
-    Other(String),
+    /// Not one the conventions know; the token is kept (for `http.request.method_original`)
+    /// only when it looks like a method: a registered one, or at most 16 uppercase letters
+    /// (`PURGE`, `PROPFIND`, `BAN`). Anything else may be body bytes of a request sent without
+    /// a length, which run into the next request line: those never leave.
+    Other(Option<String>),
 }
 
 impl Http1Method {
     pub fn from_token(token: &[u8]) -> Http1Method {
-        match HTTP_KNOWN_METHODS
-            .iter()
-            .find(|m| m.as_bytes() == token)
-            .copied()
-        {
-            Some(m) => Http1Method::Known(m),
-            None => Http1Method::Other(cap_text(token, HTTP_MAX_METHOD_BYTES)),
+        if let Some(m) = HTTP_KNOWN_METHODS.iter().find(|m| m.as_bytes() == token) {
+            return Http1Method::Known(m);
         }
+        let method_like = (1..=16).contains(&token.len())
+            && token.iter().all(u8::is_ascii_uppercase)
+            || HTTP_REGISTERED_ODD_METHODS
+                .iter()
+                .any(|m| m.as_bytes() == token);
+        Http1Method::Other(method_like.then(|| cap_text(token, HTTP_MAX_METHOD_BYTES)))
     }
 
     /// What response framing needs to know of the method.
