@@ -1,5 +1,22 @@
 -- wrk script used by the harness (`clients::http::wrk`): prints one machine-readable summary
 -- line at the end. Requests are wrk's default GET of the URL given on the command line.
+-- WRK_MAX_REQUESTS=N: each thread stops after N responses and prints `WRK_CAP` (a request count
+-- instead of a duration; requests in flight on the thread's other connections when it stops are
+-- abandoned). The harness then sends SIGINT, which ends wrk's wait for the duration.
+local max_requests = tonumber(os.getenv("WRK_MAX_REQUESTS") or "")
+if max_requests then
+  local seen = 0
+  response = function(status, headers, body)
+    seen = seen + 1
+    if seen == max_requests then
+      io.write("WRK_CAP\n")
+      io.stdout:flush()
+    end
+    if seen >= max_requests then
+      wrk.thread:stop()
+    end
+  end
+end
 done = function(summary, latency, requests)
   io.write(string.format(
     'WRK_JSON {"requests": %d, "duration_us": %d, "bytes": %d, "connect_errors": %d, ' ..

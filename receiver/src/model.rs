@@ -20,6 +20,7 @@ macro_rules! for_each_protocol {
     ($consumer:ident) => {
         $consumer! {
             Mysql mysql MYSQL mysql::MysqlFramer, mysql::MysqlStitcher;
+            Http1 http1 HTTP1 http1::Http1Framer, http1::Http1Stitcher;
             Postgres postgresql POSTGRES postgres::PgFramer, postgres::PgStitcher;
             Dns dns DNS dns::DnsFramer, dns::DnsStitcher;
         }

@@ -51,6 +51,7 @@ impl Incomplete {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Exchange {
     Db(DbExchange),
+    Http(HttpExchange),
     Dns(DnsExchange),
 }
 
@@ -113,6 +114,34 @@ pub struct DnsExchange {
     pub truncated: bool,
     /// UDP or TCP, from how the messages were framed.
     pub transport: Transport,
+}
+
+/// An HTTP request and its response (`docs/http/http-spans.md`). Every string is capped and
+/// secret-free by construction: the query has the values of sensitive keys replaced, and no
+/// header other than `Host` and `User-Agent` is ever read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HttpExchange {
+    /// `http.request.method`: a method the conventions know (`GET`, …) or `_OTHER`.
+    pub method: &'static str,
+    /// `http.request.method_original`: the method as sent, when `method` is `_OTHER`.
+    pub method_original: Option<String>,
+    /// `http.response.status_code` of the final response (interim 1xx responses are not it).
+    pub status_code: Option<u16>,
+    /// `url.path`.
+    pub path: Option<String>,
+    /// `url.query`, with the values of sensitive keys replaced by `REDACTED`.
+    pub query: Option<String>,
+    /// `server.address` / `server.port` from the request (`Host`, or an absolute-form target).
+    pub server_address: Option<String>,
+    pub server_port: Option<u16>,
+    /// `user_agent.original`.
+    pub user_agent: Option<String>,
+    /// `network.protocol.version`: `1.0` or `1.1`.
+    pub protocol_version: Option<&'static str>,
+    /// `http.request.body.size` / `http.response.body.size`: from Content-Length, or the sum of
+    /// the chunk sizes of a chunked body.
+    pub request_body_size: Option<u64>,
+    pub response_body_size: Option<u64>,
 }
 
 /// A record together with the connection it came from, in wall-clock time.

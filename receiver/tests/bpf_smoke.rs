@@ -108,7 +108,8 @@ impl Mariadb {
     }
 
     /// A raw client with the vectored syscalls: reads the greeting with readv (two iovecs,
-    /// the boundary inside the greeting), writes a HandshakeResponse with writev, reads the
+    /// the boundary inside the greeting), writes a HandshakeResponse with writev in 3-byte
+    /// iovecs (about 25: nginx writes a response in up to 64, all captured), reads the
     /// reply with recvmsg, sends COM_QUIT with sendmsg (two iovecs). Prints the bytes it sent
     /// and received as hex lines: greeting, handshake response, reply, quit.
     fn client_vectored(&self) -> (u32, Vec<Vec<u8>>) {
@@ -121,7 +122,7 @@ greeting = bytes(a + b)[:n]
 payload = (b"\x85\xa6\x0f\x00" + b"\x00\x00\x00\x01" + b"\x21" + b"\x00" * 23
            + b"root\x00" + b"\x00" + b"mysql_native_password\x00")
 pkt = len(payload).to_bytes(3, "little") + b"\x01" + payload
-os.writev(s.fileno(), [pkt[:5], pkt[5:]])
+os.writev(s.fileno(), [pkt[i:i + 3] for i in range(0, len(pkt), 3)])
 reply = s.recvmsg(4096)[0]
 quit = b"\x01\x00\x00\x00\x01"
 s.sendmsg([quit[:3], quit[3:]])

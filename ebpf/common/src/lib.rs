@@ -12,8 +12,10 @@ use core::mem::size_of;
 /// scratch buffer of `2 * MAX_CAPTURE` bytes with masked offsets (verifier-friendly), so this
 /// must be a power of two.
 pub const MAX_CAPTURE: usize = 16384;
-/// Most iovecs read from one readv/writev/sendmsg/recvmsg.
-pub const MAX_IOVECS: usize = 8;
+/// Most iovecs read from one readv/writev/sendmsg/recvmsg: nginx writes a response in up to 64
+/// (a proxied chunked body is a head, a size line, one iovec per upstream chunk, CRLF and the
+/// last chunk), so fewer would leave the end of the message uncaptured.
+pub const MAX_IOVECS: usize = 64;
 /// Bytes the inference functions look at.
 pub const INFER_BYTES: usize = 16;
 /// Messages (syscalls with data) inspected on a connection before the kernel gives up on it.

@@ -9,7 +9,8 @@ use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{ClientRun, PlanRun, RunningClient, python, run, run_plan, spawn_plan};
+use super::{ClientRun, PlanRun, RunningClient, python, run, run_plan, spawn, spawn_plan};
+use crate::process::poll_until;
 
 /// One transfer as `curl -w '%{json}'` reported it.
 #[derive(Clone, Debug)]
@@ -111,6 +112,9 @@ pub struct WrkOptions {
     pub duration: Duration,
     /// Extra arguments (e.g. `-H`, `--timeout`).
     pub extra: Vec<String>,
+    /// Each thread stops after this many responses (`duration` is then an upper bound);
+    /// requests in flight on its other connections at that moment are abandoned.
+    pub max_requests_per_thread: Option<u64>,
 }
 
 impl Default for WrkOptions {
@@ -120,6 +124,7 @@ impl Default for WrkOptions {
             connections: 4,
             duration: Duration::from_secs(2),
             extra: Vec::new(),
+            max_requests_per_thread: None,
         }
     }
 }
@@ -157,7 +162,32 @@ pub fn wrk(dir: &Path, name: &str, url: &str, opts: &WrkOptions) -> Result<WrkRu
         .arg(crate::paths::clients_dir().join("wrk_report.lua"))
         .args(&opts.extra)
         .arg(url);
-    let r = run(dir, name, c)?;
+    let r = match opts.max_requests_per_thread {
+        None => run(dir, name, c)?,
+        Some(n) => {
+            c.env("WRK_MAX_REQUESTS", n.to_string());
+            let running = spawn(dir, name, c)?;
+            let out = dir.join(format!("{name}.out"));
+            let threads = opts.threads.max(1) as usize;
+            // Each thread prints WRK_CAP when it stops; wrk itself waits out the duration
+            // unless SIGINT ends the wait (it then prints its summary at once).
+            let capped = poll_until(
+                "wrk's threads to reach their request cap",
+                opts.duration + Duration::from_secs(5),
+                Duration::from_millis(20),
+                || {
+                    let text = std::fs::read_to_string(&out).unwrap_or_default();
+                    Ok((text.matches("WRK_CAP").count() >= threads).then_some(()))
+                },
+            );
+            if capped.is_ok() {
+                // SAFETY: kill(2) has no memory-safety preconditions; the pid is our child's
+                // and not reaped yet (finish() below reaps it).
+                unsafe { libc::kill(running.pid() as libc::pid_t, libc::SIGINT) };
+            }
+            running.finish(super::DEFAULT_TIMEOUT)?
+        }
+    };
     r.ensure_success()?;
     let line = r
         .stdout

@@ -15,6 +15,7 @@
 pub mod chaos;
 pub mod cursor;
 pub mod dns;
+pub mod http1;
 pub mod mysql;
 pub mod pipeline;
 pub mod postgres;

@@ -272,8 +272,19 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
         )
     }
 
-    /// Gives up on requests older than `deadline_ns`.
+    /// Gives up on requests older than `deadline_ns`. Not while a response is still arriving
+    /// (a frame waiting for its last byte, e.g. a download of minutes): it answers the oldest
+    /// request, which is then not unanswered however old it is. The close (`u64::MAX`) settles
+    /// everything.
     pub fn expire(&mut self, deadline_ns: u64, out: &mut Vec<Record>, stats: &mut ParseStats) {
+        let answering = [&self.egress, &self.ingress].iter().any(|s| {
+            s.tail
+                .as_ref()
+                .is_some_and(|t| t.kind == MessageKind::Response)
+        });
+        if answering && deadline_ns != u64::MAX {
+            return;
+        }
         self.stitcher.expire(
             &mut self.requests,
             &mut self.responses,

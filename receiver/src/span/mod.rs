@@ -19,6 +19,7 @@
 //!   before it starts even if the tracker's clock mapping stepped between the two.
 
 pub mod db;
+pub mod http;
 pub mod dns;
 pub mod resource;
 
@@ -68,6 +69,7 @@ pub fn build_span(rec: &ConnRecord) -> Span {
     };
     match &rec.exchange {
         Exchange::Db(db) => db::fill(&mut span, &rec.conn, rec.protocol, db),
+        Exchange::Http(h) => http::fill(&mut span, &rec.conn, h),
         Exchange::Dns(dns) => dns::fill(&mut span, &rec.conn, dns),
     }
     // A response whose end was never seen: an error saying so, unless the protocol already

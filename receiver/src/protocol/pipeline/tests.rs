@@ -401,3 +401,22 @@ fn expired_requests_are_counted() {
     assert_eq!(r.stats.unmatched_requests, 1);
     assert_eq!(r.p.queued_frames(), (1, 0));
 }
+
+#[test]
+fn nothing_expires_while_a_response_is_still_arriving() {
+    let mut r = Run::new(client());
+    r.req(10, &frame(b'a', 1));
+    // A long response: its head arrived, its last byte has not.
+    r.resp(20, &frame(b'z', 5000)[..100]);
+    r.p.expire(1_000, &mut r.out, &mut r.stats);
+    assert_eq!(
+        r.stats.unmatched_requests, 0,
+        "the request is being answered"
+    );
+    r.resp_uncaptured(2_000, 5003 - 100);
+    assert_eq!(r.records(), vec![("a>z".into(), 10, 2_000, None)]);
+    // Without a response in flight the same deadline gives up.
+    r.req(3_000, &frame(b'b', 1));
+    r.p.expire(4_000, &mut r.out, &mut r.stats);
+    assert_eq!(r.stats.unmatched_requests, 1);
+}
