@@ -277,6 +277,11 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
         )
     }
 
+    /// The connection was seen from its start (see [`Stitcher::seen_from_start`]).
+    pub fn seen_from_start(&mut self) {
+        self.stitcher.seen_from_start();
+    }
+
     /// Gives up on requests older than `deadline_ns`.
     pub fn expire(&mut self, deadline_ns: u64, out: &mut Vec<Record>, stats: &mut ParseStats) {
         self.stitcher.expire(

@@ -1072,7 +1072,9 @@ fn queue_bounds_count_drops() {
         c.client(&query(&format!("SELECT {i}")));
     }
     assert!(c.parser.buffered_bytes() == 0);
-    let ConnParser::Mysql(p) = &c.parser;
+    let ConnParser::Mysql(p) = &c.parser else {
+        panic!("a MySQL parser");
+    };
     assert!(p.queued_frames().0 <= 4);
     assert!(c.stats.unmatched_requests >= 5);
 }
