@@ -20,6 +20,7 @@ macro_rules! for_each_protocol {
     ($consumer:ident) => {
         $consumer! {
             Mysql mysql MYSQL mysql::MysqlFramer, mysql::MysqlStitcher;
+            Redis redis REDIS redis::RedisFramer, redis::RedisStitcher;
         }
     };
 }

@@ -16,6 +16,7 @@ pub mod chaos;
 pub mod cursor;
 pub mod mysql;
 pub mod pipeline;
+pub mod redis;
 pub mod sql;
 pub mod stream;
 

@@ -48,6 +48,7 @@ struct System {
 fn system(protocol: Protocol) -> System {
     let (name, default_port, namespace_in_name) = match protocol {
         Protocol::Mysql => ("mysql", 3306, true),
+        Protocol::Redis => ("redis", 6379, false),
     };
     System {
         name,
