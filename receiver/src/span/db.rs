@@ -524,6 +524,35 @@ mod tests {
     }
 
     #[test]
+    fn redis_spans_are_named_by_the_command_without_the_database_index() {
+        let mut r = rec(
+            tcp(Some(Role::Client), "10.0.0.1:51000", "10.0.0.2:6379"),
+            DbExchange {
+                namespace: Some("2".into()),
+                query_text: Some("HMSET ? ? ? ? ?".into()),
+                operation: Some("HMSET".into()),
+                ..DbExchange::default()
+            },
+        );
+        r.protocol = Protocol::Redis;
+        let s = build_span(&r);
+        assert_eq!(s.name, "HMSET");
+        assert_eq!(
+            render(&s),
+            vec![
+                "db.namespace=2",
+                "db.operation.name=HMSET",
+                "db.query.text=HMSET ? ? ? ? ?",
+                "db.system.name=redis",
+                "network.peer.address=10.0.0.2",
+                "network.peer.port=int:6379",
+                "network.transport=tcp",
+                "server.address=10.0.0.2",
+            ]
+        );
+    }
+
+    #[test]
     fn end_never_before_start() {
         let mut r = rec(
             tcp(Some(Role::Client), "10.0.0.1:1", "10.0.0.2:3306"),
