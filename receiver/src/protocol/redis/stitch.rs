@@ -19,6 +19,13 @@
 //! - **Timeouts**: a command given up by `expire` still gets its reply one day; the reply is
 //!   owed and dropped when it comes, so later pairs stay aligned. Blocking commands (`BLPOP`,
 //!   `XREAD`, `WAIT`, …) are exempt from the timeout.
+//! - **A pipeline deeper than the queue bound**: the pipeline drops the oldest queued
+//!   commands; the gap in the framer's sequence numbers says how many, and their replies are
+//!   owed likewise.
+//! - **Lost commands** (a gap in the command stream): the next command is marked; a reply
+//!   answers it only if it was sent after the latest reply, else it is given up (its reply
+//!   may be a lost command's). A gap inside one long command's arguments loses no command and
+//!   changes nothing.
 
 use std::collections::VecDeque;
 
@@ -57,6 +64,9 @@ pub struct RedisStitcher {
     desync: bool,
     /// Frames of the reply under way are dropped up to its end (it cannot be paired).
     drop_reply: bool,
+    /// Sequence number of the last command begun: a jump means the pipeline's queue bound
+    /// dropped commands, whose replies are still to come (owed).
+    last_seq: u64,
 }
 
 /// Subscriptions, as far as the confirmations told.
@@ -173,6 +183,14 @@ impl RedisStitcher {
         if cmd.after_loss {
             self.desync = true;
         }
+        let dropped = cmd.seq.saturating_sub(self.last_seq.saturating_add(1));
+        if dropped > 0 && self.last_seq > 0 {
+            // Framed but dropped by the queue bound before we saw them: their replies come
+            // first, in order; what they did is unknown.
+            self.owed += dropped;
+            self.forget_all();
+        }
+        self.last_seq = cmd.seq;
         let silenced = match (self.reply_mode, cmd.effect) {
             (_, Effect::ClientReply(ReplyMode::On)) => {
                 self.reply_mode = ReplyState::On;
@@ -661,6 +679,7 @@ impl Stitcher for RedisStitcher {
             last_reply_start: 0,
             desync: false,
             drop_reply: false,
+            last_seq: 0,
         }
     }
 

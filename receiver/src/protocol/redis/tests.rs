@@ -1077,6 +1077,62 @@ fn stitcher_a_transaction_is_one_record() {
 }
 
 #[test]
+fn stitcher_commands_dropped_by_the_queue_bound_have_their_replies_owed() {
+    let s = stitch_frames(
+        true,
+        vec![
+            timed(10, 10, req(1, "SET", 2, Effect::None)),
+            // Commands 2 and 3 were framed, then dropped by the queue bound.
+            timed(10, 10, req(4, "GET", 1, Effect::None)),
+        ],
+        vec![
+            timed(20, 20, ok()),
+            timed(20, 20, ok()),
+            timed(20, 20, ok()),
+            timed(20, 21, rep(Shape::Bulk, Word::Other)),
+        ],
+        None,
+    );
+    assert_eq!(
+        s.lines,
+        vec![
+            r#"SET ns=0 text="SET ? ?" ok"#,
+            r#"GET ns=- text="GET ?" ok"#
+        ]
+    );
+    assert_eq!(s.times[1], (10, 21));
+    assert_eq!(s.stats.unmatched_responses, 0);
+}
+
+#[test]
+fn a_pipeline_deeper_than_the_queue_bound_stays_aligned() {
+    let limits = ParserLimits {
+        max_queued_frames: 8,
+        ..ParserLimits::default()
+    };
+    let mut c = Conn::with(Role::Client, true, limits);
+    let mut batch = Vec::new();
+    for i in 0..20 {
+        batch.extend(cmd(&["INCR", &format!("k{i}")]));
+    }
+    batch.extend(cmd(&["GET", "last"]));
+    c.client(&batch);
+    let mut replies = b":1\r\n".repeat(20);
+    replies.extend(bulk(b"v"));
+    c.server(&replies);
+    c.expire_all();
+    // Whatever was dropped, no command got another's reply: GET ends with a bulk, not `:1`.
+    let lines = c.lines();
+    assert!(lines.len() < 21, "{lines:?}");
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some(r#"GET ns=- text="GET ?" ok"#)
+    );
+    assert!(lines.iter().all(|l| l.ends_with(" ok")));
+    assert!(c.stats.unmatched_requests > 0);
+}
+
+#[test]
 fn stitcher_follows_client_reply_modes() {
     let s = stitch_frames(
         true,
@@ -1172,13 +1228,14 @@ fn stitcher_after_lost_commands_pairs_only_commands_sent_after_the_last_reply() 
         }
         t
     };
-    // Pipelined: A, two lost commands and C written at once; their four replies; then D.
+    // Pipelined: A, two lost commands (never framed: no sequence numbers) and C written at
+    // once; their four replies; then D.
     let s = stitch_frames(
         true,
         vec![
             timed(10, 10, req(1, "SET", 2, Effect::None)),
-            after_loss(4, 12),
-            timed(30, 30, req(5, "PING", 0, Effect::None)),
+            after_loss(2, 12),
+            timed(30, 30, req(3, "PING", 0, Effect::None)),
         ],
         vec![
             timed(20, 20, ok()),
