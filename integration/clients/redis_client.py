@@ -3,7 +3,9 @@
 
 On connect redis-py sends `AUTH <password>` (RESP2, with --password) or
 `HELLO 3 [AUTH default <password>]` (--resp 3); `CLIENT SETINFO` is only sent with
---client-setinfo. Then one JSON line per step (see e2e_common.py):
+--client-setinfo. Every step, pipelines included, runs on ONE connection (a pool of one), so
+the server's spans of this client are those of one socket. Then one JSON line per step (see
+e2e_common.py):
   {"cmd": ["SET", "k", "v"]}                 one command; `reply` is its repr (truncated)
   {"pipeline": [[...], [...]], "transaction": false}
                                              all commands written before reading any reply
@@ -12,12 +14,21 @@ On connect redis-py sends `AUTH <password>` (RESP2, with --password) or
   {"sleep_ms": N}
   {"load": {"cmd": ["GET", "key:{n}"], "count": N, "modulo": M}}
                                              N commands, {n} = i % M + 1; one summary line
+  {"subscribe": {"channels": [...], "publish": [[channel, message], ...], "ping": true}}
+                                             SUBSCRIBE on this connection; then another client
+                                             (`redis-cli PUBLISH`, its pid in a `published`
+                                             line) publishes each message; the messages are
+                                             read (one `messages` line); PING if asked (in
+                                             RESP2 subscribe mode it answers ["pong", ""]);
+                                             UNSUBSCRIBE without arguments. `command` lines
+                                             for SUBSCRIBE, PING and UNSUBSCRIBE.
 Errors (e.g. WRONGTYPE, NOAUTH, unknown command) are data: ok=false with the message.
 The `connected` line carries `local_port`.
 """
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 
@@ -43,18 +54,20 @@ def main():
     args = ap.parse_args()
     plan = load_plan(args)
 
-    kw = dict(password=args.password, protocol=args.resp, single_connection_client=True,
-              socket_timeout=60)
+    kw = dict(password=args.password, protocol=args.resp, socket_timeout=60)
     if not args.client_setinfo:
         kw["driver_info"] = None
     if args.unix_socket:
-        kw["unix_socket_path"] = args.unix_socket
+        kw.update(connection_class=redis.UnixDomainSocketConnection, path=args.unix_socket)
     else:
         kw.update(host=args.host, port=args.port)
-    r = redis.Redis(**kw)
-    r.connection.connect()
-    emit({"kind": "connected", "pid": os.getpid(),
-          "local_port": sock_local_port(r.connection._sock)})
+    # A pool of one: commands and pipelines share the connection opened here.
+    pool = redis.ConnectionPool(max_connections=1, **kw)
+    r = redis.Redis(connection_pool=pool)
+    conn = pool.get_connection()
+    conn.connect()
+    emit({"kind": "connected", "pid": os.getpid(), "local_port": sock_local_port(conn._sock)})
+    pool.release(conn)
     if not hold(args):
         return 3
 
@@ -91,6 +104,8 @@ def main():
                 outs.append(o)
             for o in outs:
                 emit(o)
+        elif "subscribe" in step:
+            subscribe(r, pool, args, i, step["subscribe"])
         elif "load" in step:
             load = step["load"]
             count, modulo = int(load["count"]), int(load.get("modulo", 100))
@@ -107,6 +122,46 @@ def main():
             emit(out)
     r.close()
     return 0
+
+
+def subscribe(r, pool, args, i, sub):
+    """SUBSCRIBE on the plan's connection, messages published by another client, UNSUBSCRIBE."""
+    channels = sub["channels"]
+    conn = pool.get_connection()
+    push = args.resp == 3
+
+    def read():
+        return conn.read_response(push_request=True) if push else conn.read_response()
+
+    def command(cmd, replies):
+        with Timed() as t:
+            conn.send_command(*cmd)
+            got = [read() for _ in range(replies)]
+        out = {"kind": "command", "step": i, "cmd": cmd, "ok": True, "reply": short(got)}
+        out.update(t.fields())
+        emit(out)
+
+    try:
+        command(["SUBSCRIBE", *channels], len(channels))
+        env = dict(os.environ)
+        cli = ["redis-cli"]
+        if args.unix_socket:
+            cli += ["-s", args.unix_socket]
+        else:
+            cli += ["-h", args.host, "-p", str(args.port)]
+        if args.password:
+            env["REDISCLI_AUTH"] = args.password
+        for channel, message in sub.get("publish", []):
+            p = subprocess.Popen(cli + ["PUBLISH", channel, message], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            emit({"kind": "published", "step": i, "pid": p.pid, "ok": p.wait() == 0})
+        messages = [read() for _ in sub.get("publish", [])]
+        emit({"kind": "messages", "step": i, "count": len(messages), "reply": short(messages)})
+        if sub.get("ping"):
+            command(["PING"], 1)
+        command(["UNSUBSCRIBE"], len(channels))
+    finally:
+        pool.release(conn)
 
 
 if __name__ == "__main__":

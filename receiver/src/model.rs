@@ -22,6 +22,7 @@ macro_rules! for_each_protocol {
             Mysql mysql MYSQL mysql::MysqlFramer, mysql::MysqlStitcher;
             Http1 http1 HTTP1 http1::Http1Framer, http1::Http1Stitcher;
             Postgres postgresql POSTGRES postgres::PgFramer, postgres::PgStitcher;
+            Redis redis REDIS redis::RedisFramer, redis::RedisStitcher;
             Dns dns DNS dns::DnsFramer, dns::DnsStitcher;
         }
     };

@@ -1,4 +1,6 @@
-//! Redis clients: `redis-cli`, `redis-benchmark`, and `clients/redis_client.py` (redis-py).
+//! Redis clients: `redis-cli` (one-shot, stdin, `--pipe`), `redis-benchmark`,
+//! `clients/redis_client.py` (redis-py) and `clients/redis_inline.py` (a telnet-style client
+//! speaking inline commands).
 
 use std::path::Path;
 use std::process::Command;
@@ -25,6 +27,15 @@ pub fn cli_lines(dir: &Path, name: &str, r: &Redis, lines: &[&str]) -> Result<Cl
     let mut input = lines.join("\n");
     input.push('\n');
     run_with_input(dir, name, r.cli(), input.as_bytes())
+}
+
+/// Feeds `input` to `redis-cli --pipe` (authenticated when the server has a password): the
+/// bytes go to the server as they are (inline commands or RESP), followed by the `ECHO` that
+/// redis-cli uses to find the end of the replies.
+pub fn cli_pipe(dir: &Path, name: &str, r: &Redis, input: &[u8]) -> Result<ClientRun> {
+    let mut c = r.cli();
+    c.arg("--pipe");
+    run_with_input(dir, name, c, input)
 }
 
 /// `redis-benchmark` options.
@@ -113,6 +124,15 @@ pub enum RedisStep {
     Sleep {
         ms: u64,
     },
+    /// `SUBSCRIBE channels` on the plan's connection; another client (`redis-cli PUBLISH`)
+    /// publishes each `(channel, message)`; the messages are read; `PING` if asked; then
+    /// `UNSUBSCRIBE` without arguments. Records: `command` for SUBSCRIBE/PING/UNSUBSCRIBE,
+    /// `published` (the publisher's pid) and `messages`.
+    Subscribe {
+        channels: Vec<String>,
+        publish: Vec<(String, String)>,
+        ping: bool,
+    },
     /// `count` commands, `{n}` in the arguments replaced by `i % modulo + 1`: one `load` record.
     Load {
         cmd: Vec<String>,
@@ -134,8 +154,33 @@ impl RedisStep {
             transaction: false,
         }
     }
+    pub fn subscribe(channels: &[&str], publish: &[(&str, &str)], ping: bool) -> RedisStep {
+        RedisStep::Subscribe {
+            channels: channels.iter().map(|s| s.to_string()).collect(),
+            publish: publish
+                .iter()
+                .map(|(c, m)| (c.to_string(), m.to_string()))
+                .collect(),
+            ping,
+        }
+    }
+    /// A transaction: MULTI, `cmds`, EXEC written at once (redis-py `pipeline(transaction=True)`).
+    pub fn transaction(cmds: &[&[&str]]) -> RedisStep {
+        match RedisStep::pipeline(cmds) {
+            RedisStep::Pipeline { cmds, .. } => RedisStep::Pipeline {
+                cmds,
+                transaction: true,
+            },
+            other => other,
+        }
+    }
     fn to_json(&self) -> Value {
         match self {
+            RedisStep::Subscribe {
+                channels,
+                publish,
+                ping,
+            } => json!({ "subscribe": { "channels": channels, "publish": publish, "ping": ping } }),
             RedisStep::Cmd(c) => json!({ "cmd": c }),
             RedisStep::Pipeline { cmds, transaction } => {
                 json!({ "pipeline": cmds, "transaction": transaction })
@@ -214,6 +259,35 @@ pub fn redis_py_held(
         &plan(steps),
         true,
     )
+}
+
+/// One step of `clients/redis_inline.py`.
+#[derive(Clone, Debug)]
+pub enum InlineStep {
+    /// One inline command line (`\r\n` appended), one reply.
+    Line(String),
+    /// Bytes written at once, then `replies` replies (pipelined inline commands).
+    Raw { bytes: String, replies: u32 },
+}
+
+/// Runs the telnet-style inline client over TCP (`AUTH <password>` inline first when the
+/// server has one). Records: `auth`, then `command` per step with the reply's `type` and
+/// `error` prefix.
+pub fn inline(dir: &Path, name: &str, r: &Redis, steps: &[InlineStep]) -> Result<PlanRun> {
+    let mut c = python("redis_inline.py");
+    c.args(["--host", "127.0.0.1", "--port"])
+        .arg(r.port.to_string());
+    if let Some(pw) = &r.password {
+        c.arg("--password").arg(pw);
+    }
+    let steps: Vec<Value> = steps
+        .iter()
+        .map(|s| match s {
+            InlineStep::Line(l) => json!({ "inline": l }),
+            InlineStep::Raw { bytes, replies } => json!({ "raw": bytes, "replies": replies }),
+        })
+        .collect();
+    run_plan(dir, name, c, &json!({ "steps": steps }))
 }
 
 #[cfg(test)]

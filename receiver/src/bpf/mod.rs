@@ -27,6 +27,12 @@ pub use load::{BpfSettings, KernelStats, Probes, ProgramStats};
 pub use maps::ConnControl;
 pub use ring::RingReader;
 
+/// Whether the connection's socket predates the receiver (user space registered it with a
+/// seeded generation): its first bytes were never seen.
+pub fn predates_receiver(conn: crate::model::ConnId) -> bool {
+    conn.generation & ebpf_common::SEEDED_GENERATION_BIT != 0
+}
+
 /// Most payload bytes the kernel can capture from one syscall (`ebpf.max_capture_bytes` cap).
 pub const MAX_CAPTURE_BYTES: u32 = ebpf_common::MAX_CAPTURE as u32;
 

@@ -19,6 +19,7 @@ pub mod http1;
 pub mod mysql;
 pub mod pipeline;
 pub mod postgres;
+pub mod redis;
 pub mod sql;
 pub mod stream;
 
@@ -190,6 +191,11 @@ pub trait Stitcher {
         stats: &mut ParseStats,
     );
 
+    /// The connection was seen from its first byte (the kernel saw its socket, connect or
+    /// accept while the receiver ran), so state the protocol defines for a new connection is
+    /// known (Redis: database 0). Never called for connections that predate the receiver.
+    fn seen_from_start(&mut self) {}
+
     /// Gives up on requests whose first byte is older than `deadline_ns` (`u64::MAX` when the
     /// connection is gone).
     fn expire(
@@ -261,20 +267,16 @@ impl Default for ParserLimits {
 macro_rules! conn_parser {
     ($($variant:ident $name:ident $kernel:ident $framer:path, $stitcher:path;)*) => {
         /// The parser of one connection: the closed enum the tracker holds, one variant per
-        /// line of the protocol declaration.
-        #[expect(
-            clippy::large_enum_variant,
-            reason = "one parser per tracked connection, stored inline in the tracker's map: \
-                      boxing the larger variants would add an allocation and a pointer chase"
-        )]
+        /// line of the protocol declaration. Boxed: protocols' states differ in size, and one
+        /// allocation per connection is nothing next to its buffers.
         pub enum ConnParser {
-            $($variant(Pipeline<$framer, $stitcher>),)*
+            $($variant(Box<Pipeline<$framer, $stitcher>>),)*
         }
 
         impl ConnParser {
             pub fn new(protocol: Protocol, role: Role, limits: ParserLimits) -> ConnParser {
                 match protocol {
-                    $(Protocol::$variant => ConnParser::$variant(Pipeline::new(role, limits)),)*
+                    $(Protocol::$variant => ConnParser::$variant(Box::new(Pipeline::new(role, limits))),)*
                 }
             }
 
@@ -288,6 +290,13 @@ macro_rules! conn_parser {
             pub fn on_data(&mut self, chunk: Chunk<'_>, out: &mut Vec<Record>, stats: &mut ParseStats) {
                 match self {
                     $(ConnParser::$variant(p) => p.on_data(chunk, out, stats),)*
+                }
+            }
+
+            /// The connection was seen from its start (see `Stitcher::seen_from_start`).
+            pub fn seen_from_start(&mut self) {
+                match self {
+                    $(ConnParser::$variant(p) => p.seen_from_start(),)*
                 }
             }
 

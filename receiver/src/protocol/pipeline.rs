@@ -272,6 +272,11 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
         )
     }
 
+    /// The connection was seen from its start (see [`Stitcher::seen_from_start`]).
+    pub fn seen_from_start(&mut self) {
+        self.stitcher.seen_from_start();
+    }
+
     /// Gives up on requests older than `deadline_ns`. Not while a response is still arriving
     /// (a frame waiting for its last byte, e.g. a download of minutes): it answers the oldest
     /// request, which is then not unanswered however old it is. The close (`u64::MAX`) settles

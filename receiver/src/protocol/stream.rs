@@ -197,6 +197,9 @@ impl ByteStream {
         if self.is_empty() {
             self.buf.clear();
             self.head = 0;
+            // No live byte is left to stamp: an entry kept here would be the oldest one when
+            // the index fills up and would stamp the next frame with a chunk before it.
+            self.ts_index.clear();
         }
         self.prune_ts();
     }
@@ -264,6 +267,21 @@ mod tests {
         assert_eq!(s.head_pos(), 10);
         assert!(s.needs_resync());
         assert_eq!(st.bytes_lost, 3 + 7);
+    }
+
+    #[test]
+    fn a_frame_in_many_small_chunks_after_an_empty_stream_keeps_its_first_time() {
+        let mut s = ByteStream::new(1024);
+        let mut st = ParseStats::default();
+        s.push(0, 1, b"old", &mut st);
+        s.consume(3);
+        assert!(s.is_empty());
+        // More chunks than the index holds, all of one frame, all later than the old one.
+        for i in 0..(2 * MAX_TS_ENTRIES as u64) {
+            s.push(3 + i, 10 + i, b"x", &mut st);
+        }
+        assert_eq!(s.ts_at(3), 10, "stamped with its own first chunk");
+        assert!(s.ts_at(3 + 2 * MAX_TS_ENTRIES as u64 - 1) >= 10);
     }
 
     #[test]

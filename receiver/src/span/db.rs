@@ -49,6 +49,7 @@ fn system(protocol: Protocol) -> System {
     let (name, default_port, namespace_in_name) = match protocol {
         Protocol::Mysql => ("mysql", 3306, true),
         Protocol::Postgres => ("postgresql", 5432, true),
+        Protocol::Redis => ("redis", 6379, false),
         // Not a database: its records never reach this mapping.
         _ => (protocol.as_str(), 0, true),
     };
@@ -523,6 +524,35 @@ mod tests {
         r.incomplete = Some(Incomplete::EndLost);
         let s = build_span(&r);
         assert_eq!(attr(&s.attributes, "error.type").as_deref(), Some("1146"));
+    }
+
+    #[test]
+    fn redis_spans_are_named_by_the_command_without_the_database_index() {
+        let mut r = rec(
+            tcp(Some(Role::Client), "10.0.0.1:51000", "10.0.0.2:6379"),
+            DbExchange {
+                namespace: Some("2".into()),
+                query_text: Some("HMSET ? ? ? ? ?".into()),
+                operation: Some("HMSET".into()),
+                ..DbExchange::default()
+            },
+        );
+        r.protocol = Protocol::Redis;
+        let s = build_span(&r);
+        assert_eq!(s.name, "HMSET");
+        assert_eq!(
+            render(&s),
+            vec![
+                "db.namespace=2",
+                "db.operation.name=HMSET",
+                "db.query.text=HMSET ? ? ? ? ?",
+                "db.system.name=redis",
+                "network.peer.address=10.0.0.2",
+                "network.peer.port=int:6379",
+                "network.transport=tcp",
+                "server.address=10.0.0.2",
+            ]
+        );
     }
 
     #[test]

@@ -19,8 +19,8 @@
 //!   before it starts even if the tracker's clock mapping stepped between the two.
 
 pub mod db;
-pub mod http;
 pub mod dns;
+pub mod http;
 pub mod resource;
 
 use std::cell::Cell;

@@ -115,7 +115,7 @@ impl Tracker {
     }
 
     fn on_open(&mut self, open: &OpenEvent) {
-        if !self.ensure_conn(open.conn, open.protocol, open.role, open.ts_ns) {
+        if !self.ensure_conn(open.conn, open.protocol, open.role, open.ts_ns, true) {
             return;
         }
         let kernel_transport = match open.family {
@@ -178,7 +178,8 @@ impl Tracker {
     }
 
     fn on_data(&mut self, data: &DataEvent<'_>, out: &mut Vec<ConnRecord>) {
-        if !self.ensure_conn(data.conn, data.protocol, data.role, data.ts_ns) {
+        let first_byte = data.pos == 0;
+        if !self.ensure_conn(data.conn, data.protocol, data.role, data.ts_ns, first_byte) {
             return;
         }
         let Some(conn) = self.conns.get_mut(&data.conn) else {
@@ -232,12 +233,16 @@ impl Tracker {
 
     /// Makes sure connection `id` is tracked, resolving its tuple and process when new. False
     /// when the role is still unknown: without it requests and responses cannot be told apart.
+    /// `at_start`: the event is the connection's OPEN or its first byte, so a new entry (not
+    /// one forgotten and seen again) of a socket that does not predate the receiver has been
+    /// seen from its start.
     fn ensure_conn(
         &mut self,
         id: ConnId,
         protocol: Protocol,
         role: Option<Role>,
         ts_ns: u64,
+        at_start: bool,
     ) -> bool {
         if !self.conns.contains_key(&id) {
             let Some(role) = role else { return false };
@@ -258,7 +263,11 @@ impl Tracker {
                 meta.peer = t.peer;
                 meta.unix_path = t.unix_path;
             }
-            let parser = Some(ConnParser::new(protocol, role, self.settings.limits));
+            let mut parser = ConnParser::new(protocol, role, self.settings.limits);
+            if at_start && !crate::bpf::predates_receiver(id) {
+                parser.seen_from_start();
+            }
+            let parser = Some(parser);
             let conn = Conn {
                 protocol,
                 parser,

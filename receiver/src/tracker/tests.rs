@@ -470,3 +470,50 @@ fn a_consistent_tuple_is_kept_and_datagrams_stay_datagrams() {
     );
     assert_eq!(meta.transport, Some(Transport::Udp));
 }
+
+/// A Redis `GET` and its reply on connection `conn`, first bytes at stream position `pos`;
+/// returns the record's `db.namespace`.
+fn redis_namespace(t: &mut Tracker, conn: ConnId, pos: u64) -> Option<String> {
+    let mut out = Vec::new();
+    let ev = |direction, ts, bytes: &'static [u8]| {
+        KernelEvent::Data(DataEvent {
+            conn,
+            ts_ns: ts,
+            protocol: Protocol::Redis,
+            role: Some(Role::Client),
+            direction,
+            pos,
+            len: bytes.len() as u32,
+            bytes,
+            datagram: false,
+            peer: None,
+        })
+    };
+    t.on_event(
+        &ev(Direction::Egress, 10, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"),
+        &mut out,
+    );
+    t.on_event(&ev(Direction::Ingress, 20, b"$1\r\nv\r\n"), &mut out);
+    t.end_batch(&mut out);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let Exchange::Db(db) = &out[0].exchange else {
+        panic!("not a database record");
+    };
+    db.namespace.clone()
+}
+
+#[test]
+fn a_connection_seen_from_its_first_byte_knows_its_initial_state() {
+    let mut t = tracker(16);
+    // Connected while the receiver ran, first byte seen: Redis starts on database 0.
+    assert_eq!(redis_namespace(&mut t, id(20), 0).as_deref(), Some("0"));
+    // Registered from /proc (seeded generation): it may have SELECTed anything before.
+    let seeded = ConnId {
+        generation: 0x8000_0001,
+        ..id(21)
+    };
+    assert!(crate::bpf::predates_receiver(seeded));
+    assert_eq!(redis_namespace(&mut t, seeded, 0), None);
+    // Forgotten (idle, evicted) and seen again mid-stream: not from its start either.
+    assert_eq!(redis_namespace(&mut t, id(22), 4096), None);
+}

@@ -1,0 +1,13 @@
+//! Redis: arbitrary bytes in arbitrary chunking, both directions, both roles, through the
+//! shared driver (`ebpf_receiver::protocol::chaos`, which documents the input layout).
+//!
+//! Run: `cargo +nightly-2026-05-20 fuzz run redis_framer -- -max_total_time=60`
+#![no_main]
+
+use ebpf_receiver::model::Protocol;
+use ebpf_receiver::protocol::chaos;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    chaos::drive(Protocol::Redis, data);
+});
