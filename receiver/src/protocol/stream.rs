@@ -123,9 +123,6 @@ impl ByteStream {
         }
         if self.is_empty() {
             self.head_pos = at;
-            // No live byte needs an older chunk's time: a stale entry would otherwise be the
-            // one kept when the index is full, and stamp the next frame with it.
-            self.ts_index.clear();
         }
         self.compact();
         self.buf.extend_from_slice(fresh);
@@ -297,26 +294,6 @@ mod tests {
         assert_eq!(s.head_pos(), 20);
         assert!(!s.needs_resync());
         assert_eq!(st.bytes_lost, 0);
-    }
-
-    #[test]
-    fn a_frame_in_many_chunks_after_a_consumed_one_keeps_its_own_time() {
-        let mut s = ByteStream::new(1024);
-        let mut st = ParseStats::default();
-        s.push(0, 1, b"x", &mut st);
-        s.consume(1);
-        for i in 0..(2 * MAX_TS_ENTRIES as u64) {
-            s.push(1 + i, 2 + i, b"y", &mut st);
-        }
-        assert_eq!(
-            s.ts_at(1),
-            2,
-            "the first byte's chunk, not the consumed one"
-        );
-        assert_eq!(
-            s.ts_at(2 * MAX_TS_ENTRIES as u64),
-            1 + 2 * MAX_TS_ENTRIES as u64
-        );
     }
 
     #[test]
