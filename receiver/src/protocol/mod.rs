@@ -22,6 +22,8 @@ pub mod postgres;
 pub mod redis;
 pub mod sql;
 pub mod stream;
+#[cfg(test)]
+pub(crate) mod testkit;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -1,5 +1,6 @@
 //! DNS framer, stitcher and golden tests (CONVENTIONS §8).
 
+use crate::protocol::testkit::{self, golden_text};
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -1230,31 +1231,8 @@ fn replay(recs: &[Captured], server_view: bool, piece: usize) -> (Vec<String>, P
     (lines, stats)
 }
 
-fn golden_text(lines: &[String], stats: &ParseStats) -> String {
-    let mut text = lines.join("\n");
-    let _ = write!(
-        text,
-        "\n# stats: frames={} records={} invalid={} resyncs={} bytes_lost={} unmatched_requests={} unmatched_responses={}\n",
-        stats.frames,
-        stats.records,
-        stats.invalid,
-        stats.resyncs,
-        stats.bytes_lost,
-        stats.unmatched_requests,
-        stats.unmatched_responses
-    );
-    text
-}
-
 fn check_golden(golden: &std::path::Path, text: &str) {
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(golden, text).unwrap();
-    }
-    let want = std::fs::read_to_string(golden)
-        .unwrap_or_else(|_| panic!("{} missing; run with UPDATE_GOLDEN=1", golden.display()));
-    assert_eq!(text, want, "{}", golden.display());
-    // The TXT record's value never reaches a record.
-    assert!(!text.contains("e2e-txt-record"), "{}", golden.display());
+    testkit::check_golden(golden, text, &["e2e-txt-record"]);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! HTTP/1 framer, stitcher and golden tests (CONVENTIONS §8).
 
+use crate::protocol::testkit::{self, capture_records, golden_text, split_at_points};
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 
@@ -1414,22 +1415,6 @@ fn queue_bounds_and_buffer_caps_hold() {
 
 // ---------- (d) golden ----------
 
-/// A capture: records of `dir` (b'C' client→server, b'S' server→client), timestamp (u64 LE),
-/// length (u32 LE), bytes (see `testdata/capture.py`).
-fn capture_records(path: &std::path::Path) -> Vec<(u8, u64, Vec<u8>)> {
-    let data = std::fs::read(path).unwrap();
-    let mut recs = Vec::new();
-    let mut at = 0;
-    while at < data.len() {
-        let dir = data[at];
-        let ts = u64::from_le_bytes(data[at + 1..at + 9].try_into().unwrap());
-        let n = u32::from_le_bytes(data[at + 9..at + 13].try_into().unwrap()) as usize;
-        recs.push((dir, ts, data[at + 13..at + 13 + n].to_vec()));
-        at += 13 + n;
-    }
-    recs
-}
-
 /// Replays a capture as a traced client from record `skip` on (a later attach), each record cut
 /// into pieces of at most `piece` bytes of which at most `captured` are copied (the rest
 /// reported as not captured).
@@ -1469,32 +1454,8 @@ fn replay(
     (c.lines(), c.times(), c.stats)
 }
 
-fn golden_text(lines: &[String], stats: &ParseStats) -> String {
-    let mut text = lines.join("\n");
-    let _ = write!(
-        text,
-        "\n# stats: frames={} records={} invalid={} resyncs={} bytes_lost={} unmatched_requests={} unmatched_responses={}\n",
-        stats.frames,
-        stats.records,
-        stats.invalid,
-        stats.resyncs,
-        stats.bytes_lost,
-        stats.unmatched_requests,
-        stats.unmatched_responses
-    );
-    text
-}
-
 fn check_golden(golden: &std::path::Path, text: &str) {
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(golden, text).unwrap();
-    }
-    let want = std::fs::read_to_string(golden)
-        .unwrap_or_else(|_| panic!("{} missing; run with UPDATE_GOLDEN=1", golden.display()));
-    assert_eq!(text, want, "{}", golden.display());
-    for canary in CANARIES {
-        assert!(!text.contains(canary), "{canary} in {}", golden.display());
-    }
+    testkit::check_golden(golden, text, CANARIES);
 }
 
 #[test]
@@ -1548,22 +1509,6 @@ fn golden_captures() {
 }
 
 // ---------- properties ----------
-
-/// Splits `bytes` at the given cut points.
-fn split_at_points<'a>(bytes: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
-    let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
-    points.sort_unstable();
-    points.dedup();
-    let mut out = Vec::new();
-    let mut prev = 0;
-    for p in points.into_iter().chain([bytes.len()]) {
-        if p > prev {
-            out.push(&bytes[prev..p]);
-            prev = p;
-        }
-    }
-    out
-}
 
 /// A scripted session: (client bytes, server bytes) per exchange.
 fn session() -> Vec<(Vec<u8>, Vec<u8>)> {
