@@ -206,15 +206,10 @@ fn enter(ctx: &TracePointContext, k: u8) {
     stash_args(
         pid_tgid,
         &SyscallArgs {
-            ptr,
             addr,
             ts_ns: now_ns(),
-            fd,
             iovcnt,
-            kind: k,
-            _pad0: 0,
-            _pad1: 0,
-            _pad2: 0,
+            ..SyscallArgs::new(k, fd, ptr)
         },
     );
 }
@@ -622,15 +617,8 @@ fn enter_uncaptured(fd: u32, k: u8) -> bool {
     stash_args(
         pid_tgid,
         &SyscallArgs {
-            ptr: 0,
-            addr: 0,
             ts_ns: now_ns(),
-            fd,
-            iovcnt: 0,
-            kind: k,
-            _pad0: 0,
-            _pad1: 0,
-            _pad2: 0,
+            ..SyscallArgs::new(k, fd, 0)
         },
     );
     true

@@ -164,6 +164,25 @@ pub struct SyscallArgs {
     pub _pad2: u32,
 }
 
+impl SyscallArgs {
+    /// Arguments of syscall `kind` on `fd`: `ptr` as [`SyscallArgs::ptr`], no peer address, no
+    /// iovecs, no timestamp.
+    #[inline(always)]
+    pub fn new(kind: u8, fd: u32, ptr: u64) -> SyscallArgs {
+        SyscallArgs {
+            ptr,
+            addr: 0,
+            ts_ns: 0,
+            fd,
+            iovcnt: 0,
+            kind,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        }
+    }
+}
+
 /// Header offset + room for a masked offset (< MAX) plus a length (≤ MAX), plus a peer trailer
 /// after a masked payload length.
 pub const SCRATCH_BYTES: usize =

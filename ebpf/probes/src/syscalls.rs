@@ -18,8 +18,8 @@ use ebpf_common::{ConnKey, ConnState, ControlEvent, NO_FD, control, proto, role,
 
 use crate::{
     maps::{
-        self, CONNS, CONTROL, EXCLUDE_PORTS, SyscallArgs, current, kind, stash_args,
-        take_args, traced,
+        self, CONNS, CONTROL, EXCLUDE_PORTS, SyscallArgs, current, kind, stash_args, take_args,
+        traced,
     },
     stats::bump,
 };
@@ -110,17 +110,7 @@ pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
     }
     stash_args(
         pid_tgid,
-        &SyscallArgs {
-            ptr: u64::from(domain),
-            addr: 0,
-            ts_ns: 0,
-            fd: 0,
-            iovcnt: 0,
-            kind: kind::SOCKET,
-            _pad0: 0,
-            _pad1: 0,
-            _pad2: 0,
-        },
+        &SyscallArgs::new(kind::SOCKET, 0, u64::from(domain)),
     );
     0
 }
@@ -248,20 +238,7 @@ fn stash_fork(flags: u64) {
     if !traced(tgid) {
         return;
     }
-    stash_args(
-        pid_tgid,
-        &SyscallArgs {
-            ptr: 0,
-            addr: 0,
-            ts_ns: 0,
-            fd: 0,
-            iovcnt: 0,
-            kind: kind::FORK,
-            _pad0: 0,
-            _pad1: 0,
-            _pad2: 0,
-        },
-    );
+    stash_args(pid_tgid, &SyscallArgs::new(kind::FORK, 0, 0));
 }
 
 /// `sched/sched_process_fork`, in the parent, after the child is created and before it first
@@ -365,17 +342,7 @@ fn stash_lifecycle(ctx: &TracePointContext, k: u8) {
     }
     stash_args(
         pid_tgid,
-        &SyscallArgs {
-            ptr: arg(ctx, 1),
-            addr: 0,
-            ts_ns: 0,
-            fd: arg(ctx, 0) as u32,
-            iovcnt: 0,
-            kind: k,
-            _pad0: 0,
-            _pad1: 0,
-            _pad2: 0,
-        },
+        &SyscallArgs::new(k, arg(ctx, 0) as u32, arg(ctx, 1)),
     );
 }
 

@@ -256,6 +256,23 @@ pub struct ParserLimits {
     pub max_query_text_bytes: usize,
 }
 
+impl ParserLimits {
+    /// Most bytes a framer may wait for before cutting a frame: never more than the stream
+    /// can buffer.
+    pub fn frame_room(&self) -> usize {
+        self.max_buffer_bytes.saturating_sub(8).max(64)
+    }
+
+    /// Most raw bytes of a statement a framer keeps: sanitising shrinks text (literals become
+    /// `?`), so more than the output cap, within [`ParserLimits::frame_room`].
+    pub fn raw_text_cap(&self) -> usize {
+        self.max_query_text_bytes
+            .saturating_mul(4)
+            .clamp(256, 64 * 1024)
+            .min(self.frame_room())
+    }
+}
+
 impl Default for ParserLimits {
     fn default() -> Self {
         ParserLimits {

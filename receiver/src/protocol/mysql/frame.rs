@@ -217,16 +217,9 @@ impl Framer for MysqlFramer {
     type State = MysqlFramingState;
 
     fn new(limits: ParserLimits) -> MysqlFramer {
-        // Sanitising shrinks text (literals become `?`), so keep more raw text than the output
-        // cap; never wait for more than the stream can buffer.
-        let room = limits.max_buffer_bytes.saturating_sub(8).max(64);
         MysqlFramer {
-            text_cap: limits
-                .max_query_text_bytes
-                .saturating_mul(4)
-                .clamp(256, 64 * 1024)
-                .min(room),
-            handshake_cap: MYSQL_MAX_HANDSHAKE_BYTES.min(room),
+            text_cap: limits.raw_text_cap(),
+            handshake_cap: MYSQL_MAX_HANDSHAKE_BYTES.min(limits.frame_room()),
         }
     }
 

@@ -490,16 +490,9 @@ impl Framer for PgFramer {
     type State = PgFramingState;
 
     fn new(limits: ParserLimits) -> PgFramer {
-        // Sanitising shrinks text (literals become `?`), so keep more raw text than the output
-        // cap; never wait for more than the stream can buffer.
-        let room = limits.max_buffer_bytes.saturating_sub(8).max(64);
         PgFramer {
-            text_cap: limits
-                .max_query_text_bytes
-                .saturating_mul(4)
-                .clamp(256, 64 * 1024)
-                .min(room),
-            room,
+            text_cap: limits.raw_text_cap(),
+            room: limits.frame_room(),
         }
     }
 
