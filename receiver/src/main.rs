@@ -47,7 +47,12 @@ enum Command {
     /// Check a configuration file and exit 0, or 2 with `file:line:column` and the field path.
     Validate,
     /// Report what this kernel and these privileges allow; exit non-zero naming what is missing.
-    Check,
+    Check {
+        /// Only print the tracepoints the probes attach to, one `category:name` per line, and
+        /// exit 0 (e.g. to attach empty programs to the same tracepoints for comparison).
+        #[arg(long)]
+        list_tracepoints: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -63,7 +68,17 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Check => check(),
+        Command::Check {
+            list_tracepoints: true,
+        } => {
+            for tp in bpf::attach_points() {
+                println!("{tp}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Check {
+            list_tracepoints: false,
+        } => check(),
         Command::Run => {
             let (cfg, attrs) = match load(&cli.run) {
                 Ok((loaded, _)) => loaded,

@@ -91,3 +91,22 @@ fn flags_win_over_the_environment() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn check_list_tracepoints_prints_category_colon_name_and_exits_0() {
+    let out = bin()
+        .args(["check", "--list-tracepoints"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.contains(&"syscalls:sys_enter_read"), "{text}");
+    assert!(
+        lines.iter().all(|l| {
+            let parts: Vec<&str> = l.split(':').collect();
+            parts.len() == 2 && parts.iter().all(|p| !p.is_empty())
+        }),
+        "{text}"
+    );
+}

@@ -59,6 +59,15 @@ const PROGRAMS: &[&str] = &[
     "sys_enter_close",
 ];
 
+/// Programs that make a forked child inherit its parent's sockets; left out when the
+/// `sched_process_fork` record layout is unknown.
+const FORK_PROGRAMS: &[&str] = &[
+    "sched_process_fork",
+    "sys_enter_clone",
+    "sys_enter_clone3",
+    "sys_enter_fork",
+];
+
 /// Programs on `sched/` tracepoints (a forked child inherits its parent's sockets).
 const SCHED_PROGRAMS: &[&str] = &["sched_process_fork"];
 
@@ -76,6 +85,21 @@ pub(super) fn tracepoints() -> Vec<String> {
     PROGRAMS
         .iter()
         .map(|p| format!("{}/{p}", category(p)))
+        .collect()
+}
+
+/// The tracepoints [`Probes::load`] attaches to on this host, as `category:name` (the form
+/// `bpftrace` and `perf` take after `tracepoint:`), in attach order: the fork-inheritance
+/// programs only when the `sched_process_fork` record layout is known (as in `attach_all`).
+/// `ebpf-receiver check --list-tracepoints` prints them, so the benchmark can attach empty
+/// programs to exactly the same tracepoints.
+pub fn attach_points() -> Vec<String> {
+    let fork = fork_child_pid_offset(Path::new(TRACEFS)).is_some()
+        || !Path::new(TRACEFS).join("events").exists();
+    PROGRAMS
+        .iter()
+        .filter(|p| fork || !FORK_PROGRAMS.contains(p))
+        .map(|p| format!("{}:{p}", category(p)))
         .collect()
 }
 
@@ -260,12 +284,6 @@ impl Probes {
     /// Attaches every program; without `fork` (the record layout of `sched_process_fork` is
     /// unknown) the fork-inheritance programs are left out.
     fn attach_all(&mut self, fork: bool) -> Result<(), LoadError> {
-        const FORK_PROGRAMS: &[&str] = &[
-            "sched_process_fork",
-            "sys_enter_clone",
-            "sys_enter_clone3",
-            "sys_enter_fork",
-        ];
         for &name in PROGRAMS {
             if !fork && FORK_PROGRAMS.contains(&name) {
                 continue;
@@ -462,6 +480,14 @@ mod tests {
         if std::fs::read_to_string(&path).is_ok() {
             assert!(fork_child_pid_offset(Path::new(TRACEFS)).is_some());
         }
+    }
+
+    #[test]
+    fn attach_points_are_category_colon_name() {
+        let points = attach_points();
+        assert!(points.contains(&"syscalls:sys_enter_read".to_string()));
+        assert!(points.iter().all(|p| p.split(':').count() == 2));
+        assert!(points.len() <= PROGRAMS.len());
     }
 
     #[test]
