@@ -51,8 +51,14 @@ pub const APT_PACKAGES: &[&str] = &[
     "python3-venv",
 ];
 
+/// Debian packages only `cargo xtask bench` needs: the load generators and tools it compares
+/// (sysbench for MariaDB, iperf3 for the mixed workload's bulk traffic, bpftrace for the
+/// empty-program floor, tshark for packet capture, bpftool for program names). `tshark` asks
+/// whether non-root users may capture; the noninteractive install keeps the default (no).
+pub const BENCH_APT_PACKAGES: &[&str] = &["sysbench", "iperf3", "bpftrace", "tshark", "bpftool"];
+
 /// Python modules the client scripts import (from `integration/clients/requirements.txt`).
-const PYTHON_MODULES: &str = "mysql.connector, requests, psycopg, redis";
+const PYTHON_MODULES: &str = "mysql.connector, requests, psycopg, redis, matplotlib";
 
 fn say(thing: &str, state: &str) {
     println!("[bootstrap] {thing}: {state}");

@@ -2,13 +2,14 @@
 //! ([`servers`]: MariaDB, PostgreSQL, Redis, nginx + an upstream, dnsmasq), real clients
 //! ([`clients`]: one driver module per protocol), the stock Collector ([`collector`]), the
 //! receiver under test ([`receiver`]), one e2e test's world ([`world`]: scratch dir, servers,
-//! Collector, receiver, [`world::Checks`]) and the load measurement shared by the MySQL e2e test
-//! and `cargo xtask bench` ([`load`]). Every process it starts runs in its own process group and
+//! Collector, receiver, [`world::Checks`]), the MySQL load measurement of the e2e tests
+//! ([`load`]) and the benchmark behind `cargo xtask bench` ([`bench`]). Every process it starts runs in its own process group and
 //! is stopped when its guard drops ([`process`]).
 //!
 //! An e2e test file is `integration/tests/<proto>_e2e.rs`, declared in `integration/Cargo.toml`
 //! with `required-features = ["e2e"]`; `cargo xtask test` finds and runs every such file.
 
+pub mod bench;
 pub mod bootstrap;
 pub mod clients;
 pub mod collector;

@@ -13,7 +13,7 @@ use integration::collector::Collector;
 use integration::process::{Output, ProcessGuard, is_root};
 use integration::receiver::Receiver;
 use integration::servers::mariadb::MariaDb;
-use integration::{bootstrap, load, paths};
+use integration::{bench, bootstrap, paths};
 
 #[derive(Parser)]
 #[command(about = "ebpf-receiver tasks: run, test, bench")]
@@ -44,18 +44,56 @@ enum Cmd {
         #[arg(long)]
         file: Option<String>,
     },
-    /// Load measurement: queries/s with and without the receiver, its CPU, RSS, bytes/query.
-    Bench {
-        /// Queries per load run.
-        #[arg(long, default_value_t = 20_000)]
-        queries: u64,
-        /// Rounds of (without, with the receiver); medians are reported.
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        /// Load client: `python` (mysql-connector), `cli` (the mariadb CLI, libmariadb) or `both`.
-        #[arg(long, default_value = "both")]
-        client: String,
-    },
+    /// The benchmark: real servers and load generators on loopback, with and without the
+    /// receiver, against the traditional pipeline, empty programs and tshark; closed and open
+    /// loop; report and charts under target/bench/<run>/. Needs root.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// Workloads to run (default: all): nginx, redis, redis-p16, mysql-point-select,
+    /// mysql-read-write, pgbench, mixed.
+    workloads: Vec<String>,
+    /// Smoke run: one repetition of 2 s, contended placement only.
+    #[arg(long)]
+    quick: bool,
+    /// Repetitions of each configuration (interleaved), default 5 (1 with --quick).
+    #[arg(long)]
+    reps: Option<usize>,
+    /// Seconds per run, default 4 (2 with --quick).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Configurations, comma-separated: baseline, receiver, no-inference, empty-programs, tshark.
+    #[arg(long, value_delimiter = ',')]
+    configs: Vec<String>,
+    /// Modes, comma-separated: closed, open.
+    #[arg(long, value_delimiter = ',')]
+    modes: Vec<String>,
+    /// Placements, comma-separated: contended, pinned (default both; contended with --quick).
+    #[arg(long, value_delimiter = ',')]
+    placements: Vec<String>,
+    /// Also run tshark in the open-loop mode.
+    #[arg(long)]
+    open_tshark: bool,
+    /// Open-loop rate as a fraction of the baseline's median maximum.
+    #[arg(long, default_value_t = 0.5)]
+    open_fraction: f64,
+    /// Trace the load generator too (default: server side only).
+    #[arg(long)]
+    trace_both: bool,
+    /// iperf3 bitrate of the mixed workload's bulk traffic.
+    #[arg(long, default_value = "1G")]
+    bulk_rate: String,
+    /// Skip the dd per-syscall cost.
+    #[arg(long)]
+    no_syscall_cost: bool,
+    /// Skip the bpf_stats attribution run.
+    #[arg(long)]
+    no_attribution: bool,
+    /// Report directory (default target/bench/<date-time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 const ROOT_HINT: &str = "the receiver loads eBPF programs (CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, \
@@ -66,11 +104,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Run { demo, config } => run(demo, &config),
         Cmd::Test { filter, file } => test(filter.as_deref(), file.as_deref()),
-        Cmd::Bench {
-            queries,
-            rounds,
-            client,
-        } => bench(queries, rounds, &client),
+        Cmd::Bench(args) => bench(&args),
     };
     match r {
         Ok(code) => code,
@@ -290,32 +324,107 @@ fn gated_tests(manifest: &str) -> Vec<(String, String)> {
 // ---------------------------------------------------------------------------------------------
 // bench
 
-fn bench(queries: u64, rounds: usize, client: &str) -> Result<ExitCode> {
-    let clients = match client {
-        "python" => vec![load::LoadClient::Python],
-        "cli" => vec![load::LoadClient::Cli],
-        "both" => vec![load::LoadClient::Python, load::LoadClient::Cli],
-        other => bail!("unknown --client `{other}` (python, cli, both)"),
-    };
+fn bench_options(a: &BenchArgs) -> Result<bench::Options> {
+    let mut o = bench::Options::defaults(a.quick);
+    if !a.workloads.is_empty() {
+        o.workloads = a
+            .workloads
+            .iter()
+            .map(|w| {
+                bench::workloads::Workload::parse(w).with_context(|| {
+                    format!(
+                        "unknown workload `{w}` ({})",
+                        bench::workloads::Workload::ALL
+                            .iter()
+                            .map(|w| w.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
+    }
+    if let Some(r) = a.reps {
+        o.reps = r.max(1);
+    }
+    if let Some(d) = a.duration {
+        if !(d >= 1.0) {
+            bail!("--duration must be at least 1 s");
+        }
+        o.duration = Duration::from_secs_f64(d);
+    }
+    if !a.configs.is_empty() {
+        o.configs = a
+            .configs
+            .iter()
+            .map(|c| {
+                bench::configs::Config::parse(c).with_context(|| format!("unknown configuration `{c}`"))
+            })
+            .collect::<Result<_>>()?;
+        if !o.configs.contains(&bench::configs::Config::Baseline) {
+            o.configs.insert(0, bench::configs::Config::Baseline);
+        }
+    }
+    if a.open_tshark {
+        o.open_configs.push(bench::configs::Config::Tshark);
+    }
+    if !a.modes.is_empty() {
+        o.modes = a
+            .modes
+            .iter()
+            .map(|m| match m.as_str() {
+                "closed" => Ok(bench::Mode::Closed),
+                "open" => Ok(bench::Mode::Open),
+                other => bail!("unknown mode `{other}` (closed, open)"),
+            })
+            .collect::<Result<_>>()?;
+    }
+    if !a.placements.is_empty() {
+        o.placements = a
+            .placements
+            .iter()
+            .map(|p| match p.as_str() {
+                "contended" => Ok(bench::Placement::Contended),
+                "pinned" => Ok(bench::Placement::Pinned),
+                other => bail!("unknown placement `{other}` (contended, pinned)"),
+            })
+            .collect::<Result<_>>()?;
+    }
+    if !(a.open_fraction > 0.0 && a.open_fraction <= 1.0) {
+        bail!("--open-fraction must be in (0, 1]");
+    }
+    o.open_fraction = a.open_fraction;
+    if a.trace_both {
+        o.scope = bench::Scope::Both;
+    }
+    o.bulk_rate = a.bulk_rate.clone();
+    o.syscall_cost = !a.no_syscall_cost;
+    o.attribution = !a.no_attribution;
+    o.out_dir = a.out.clone();
+    Ok(o)
+}
+
+fn bench(args: &BenchArgs) -> Result<ExitCode> {
+    let opts = bench_options(args)?;
     if !is_root() {
         bail!("`cargo xtask bench` needs root: {ROOT_HINT}");
     }
     bootstrap::all()?;
+    bootstrap::apt_packages(bootstrap::BENCH_APT_PACKAGES)?;
     let bin = build_receiver()?;
-    // SAFETY: single-threaded at this point; the harness reads this variable later.
-    unsafe { std::env::set_var("EBPF_RECEIVER_BIN", &bin) };
-    let dir = paths::scratch_dir("bench")?;
-    println!("[bench] scratch dir {}", dir.display());
-    let mut reports = Vec::new();
-    for c in clients {
-        let cdir = dir.join(format!("{c:?}").to_lowercase());
-        std::fs::create_dir_all(&cdir)?;
-        reports.push(load::bench(&cdir, c, queries, rounds.max(1))?);
+    // The fixed-rate load generator, next to this xtask binary.
+    let mut c = cargo();
+    c.args(["build", "--release", "-p", "integration", "--bin", "loadgen"]);
+    if !status(c)? {
+        bail!("building loadgen failed");
     }
-    for r in &reports {
-        r.print();
+    // SAFETY: single-threaded at this point; the harness reads these variables later.
+    unsafe {
+        std::env::set_var("EBPF_RECEIVER_BIN", &bin);
+        std::env::set_var("BENCH_LOADGEN_BIN", paths::target_dir().join("release/loadgen"));
     }
-    paths::remove_scratch_dir(&dir);
+    let out = bench::run(&opts, &bin)?;
+    println!("[bench] done: {}", out.join("report.md").display());
     Ok(ExitCode::SUCCESS)
 }
 
