@@ -58,8 +58,9 @@ def grid(n):
     return fig, flat
 
 
-def save(fig, out, name, written):
-    fig.tight_layout()
+def save(fig, out, name, written, layout=True):
+    if layout:
+        fig.tight_layout()
     path = os.path.join(out, name)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -116,6 +117,7 @@ def cpu_chart(groups, placement, out, written):
     if not ws:
         return
     fig, axes = grid(len(ws))
+    handles, labels = [], []
     for ax, w in zip(axes, ws):
         gs = [g for g in ordered(groups) if g["workload"] == w and g["mode"] == "closed"
               and g["placement"] == placement and g["app_us"]]
@@ -140,9 +142,11 @@ def cpu_chart(groups, placement, out, written):
         ax.set_title(f"{w}: CPU µs per request", fontsize=9)
         ax.tick_params(axis="x", labelrotation=35, labelsize=7)
         ax.tick_params(axis="y", labelsize=7)
-        ax.legend(fontsize=6)
+        handles, labels = ax.get_legend_handles_labels()
     fig.suptitle(f"CPU per request (closed loop), {placement}", fontsize=10)
-    save(fig, out, f"cpu-per-request-{placement}.png", written)
+    fig.tight_layout(rect=(0, 0.12 if len(ws) <= 2 else 0.06, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=4 if len(ws) > 2 else 2, fontsize=7)
+    save(fig, out, f"cpu-per-request-{placement}.png", written, layout=False)
 
 
 def bytes_chart(groups, placement, out, written):

@@ -77,12 +77,7 @@ pub fn receiver_yaml(
     include_pids: &[u32],
     no_inference: bool,
 ) -> String {
-    let list = |v: &[u32]| {
-        v.iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
     let mut y = String::from("# Written by `cargo xtask bench`.\n");
     if no_inference {
         y.push_str("ebpf:\n  kernel_inference: false\n");
@@ -111,14 +106,16 @@ pub fn probe_no_inference(receiver_bin: &Path, dir: &Path) -> Option<String> {
         .output()
     {
         Ok(o) if o.status.success() => None,
-        Ok(o) => Some(
-            String::from_utf8_lossy(&o.stderr)
-                .lines()
-                .next()
-                .unwrap_or("rejected")
-                .trim()
-                .to_string(),
-        ),
+        Ok(o) => {
+            // `error: <file>:3:3: `ebpf.kernel_inference`: unknown field …`: keep the reason.
+            let text = String::from_utf8_lossy(&o.stderr);
+            let line = text.lines().next().unwrap_or("rejected").trim();
+            let reason = line
+                .find("`ebpf.kernel_inference`")
+                .map_or(line, |i| &line[i..]);
+            let reason = reason.split(", expected").next().unwrap_or(reason);
+            Some(format!("the receiver rejects it: {reason}"))
+        }
         Err(e) => Some(format!("cannot run the receiver: {e}")),
     }
 }
@@ -164,7 +161,10 @@ pub enum Active {
     Nothing,
     Receiver(Receiver),
     Bpftrace(ProcessGuard),
-    Tshark { guard: ProcessGuard, stderr: PathBuf },
+    Tshark {
+        guard: ProcessGuard,
+        stderr: PathBuf,
+    },
 }
 
 /// What a configuration reported when it stopped.
@@ -230,7 +230,8 @@ pub fn start(cfg: Config, env: &Env, a: &StartArgs) -> Result<Active> {
             c.arg(&script);
             let g = ProcessGuard::spawn("bpftrace", c, Output::File(a.dir.join("bpftrace.log")))?
                 .with_stop_signal(libc::SIGINT)
-                .with_grace(Duration::from_secs(10));
+                // Detaching 37 probes under load can take a while.
+                .with_grace(Duration::from_secs(30));
             let pid = g.pid();
             let want = probes.len();
             let mut g = g;
@@ -278,8 +279,10 @@ pub fn start(cfg: Config, env: &Env, a: &StartArgs) -> Result<Active> {
                 || {
                     g.ensure_running()?;
                     let text = std::fs::read_to_string(&err).unwrap_or_default();
-                    Ok((text.contains("Capturing on") && procs::tree(&[g.pid()]).len() >= 2)
-                        .then_some(()))
+                    Ok(
+                        (text.contains("Capturing on") && procs::tree(&[g.pid()]).len() >= 2)
+                            .then_some(()),
+                    )
                 },
             )?;
             // dumpcap opens the interface just after announcing it.

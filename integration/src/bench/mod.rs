@@ -116,6 +116,8 @@ pub struct Options {
     pub open_configs: Vec<Config>,
     pub modes: Vec<Mode>,
     pub placements: Vec<Placement>,
+    /// Workloads that also run pinned (when `placements` has `Pinned`).
+    pub pinned_workloads: Vec<Workload>,
     pub reps: usize,
     pub duration: Duration,
     /// Open-loop rate as a fraction of the baseline's median closed-loop throughput.
@@ -131,7 +133,8 @@ pub struct Options {
 }
 
 impl Options {
-    /// The default full run (about 30 minutes on a 2-vCPU VM) or, with `quick`, a smoke run.
+    /// The default full run (about 30 minutes on a 2-vCPU VM: 3 s runs, 5 repetitions, the
+    /// pinned placement for nginx and redis only) or, with `quick`, a smoke run.
     pub fn defaults(quick: bool) -> Options {
         Options {
             workloads: Workload::ALL.to_vec(),
@@ -148,8 +151,9 @@ impl Options {
             } else {
                 vec![Placement::Contended, Placement::Pinned]
             },
+            pinned_workloads: vec![Workload::Nginx, Workload::Redis],
             reps: if quick { 1 } else { 5 },
-            duration: Duration::from_secs(if quick { 2 } else { 4 }),
+            duration: Duration::from_secs(if quick { 2 } else { 3 }),
             open_fraction: 0.5,
             scope: Scope::Server,
             bulk_rate: "1G".to_string(),
@@ -158,6 +162,15 @@ impl Options {
             quick,
             out_dir: None,
         }
+    }
+
+    /// Placements a workload runs in.
+    pub fn placements_for(&self, w: Workload) -> Vec<Placement> {
+        self.placements
+            .iter()
+            .copied()
+            .filter(|p| *p == Placement::Contended || self.pinned_workloads.contains(&w))
+            .collect()
     }
 
     /// Runs of one workload and placement (for the plan and progress).
@@ -237,6 +250,8 @@ pub struct RunRecord {
     pub tshark_dropped: Option<u64>,
     /// Mixed workload: bytes the bulk client moved.
     pub bulk_bytes: Option<f64>,
+    /// Open loop (loadgen): requests sent more than 1 ms after their scheduled time.
+    pub late_sends: Option<u64>,
     pub note: Option<String>,
 }
 
@@ -317,8 +332,11 @@ impl BenchCollector {
             .arg(paths::collector_config_dir().join("bench.yaml"))
             .env("BENCH_OTLP_PORT", otlp_port.to_string())
             .env("BENCH_METRICS_PORT", metrics_port.to_string());
-        let mut guard =
-            ProcessGuard::spawn("otelcol (bench)", c, Output::File(dir.join("collector.log")))?;
+        let mut guard = ProcessGuard::spawn(
+            "otelcol (bench)",
+            c,
+            Output::File(dir.join("collector.log")),
+        )?;
         crate::process::wait_tcp(
             "the Collector's OTLP port",
             std::net::SocketAddr::from(([127, 0, 0, 1], otlp_port)),
@@ -404,9 +422,7 @@ pub fn run(opts: &Options, receiver_bin: &Path) -> Result<PathBuf> {
     let tracepoints = configs::list_tracepoints(receiver_bin)?;
     let no_inference_unavailable = configs::probe_no_inference(receiver_bin, &out);
     if let Some(why) = &no_inference_unavailable {
-        println!(
-            "[bench] no-inference: UNAVAILABLE (the receiver rejects `ebpf.kernel_inference: false`: {why})"
-        );
+        println!("[bench] no-inference: UNAVAILABLE ({why}); reported as unavailable");
     }
     let collector = BenchCollector::start(&out)?;
     let env = Env {
@@ -421,25 +437,35 @@ pub fn run(opts: &Options, receiver_bin: &Path) -> Result<PathBuf> {
         .workloads
         .iter()
         .map(|w| {
-            opts.placements
+            opts.placements_for(*w)
                 .iter()
                 .map(|p| opts.runs_per(*w, *p))
                 .sum::<usize>()
         })
         .sum();
+    // About 2.5 s per run for starting and stopping receivers, bpftrace and tshark, plus the
+    // warm-ups, the syscall cost and the attribution run.
+    let estimate_min = (total as f64 * (opts.duration.as_secs_f64() + 2.5)
+        + opts.workloads.len() as f64 * (opts.duration.as_secs_f64() + 3.0) * 2.0
+        + if opts.syscall_cost { 60.0 } else { 0.0 })
+        / 60.0;
     println!(
-        "[bench] plan: {} workload(s) × {} placement(s), {} runs of {:.0} s ({} repetitions, configurations interleaved); \
-         then the syscall cost{} ",
+        "[bench] plan: {} workload(s), {} runs of {:.0} s ({} repetition(s), configurations interleaved){}{}; about {:.0} min",
         opts.workloads.len(),
-        opts.placements.len(),
         total,
         opts.duration.as_secs_f64(),
         opts.reps,
-        if opts.attribution {
-            " and the attribution run"
+        if opts.syscall_cost {
+            ", the syscall cost"
         } else {
             ""
-        }
+        },
+        if opts.attribution {
+            ", the attribution run"
+        } else {
+            ""
+        },
+        estimate_min
     );
     let mut progress = Progress {
         total,
@@ -460,7 +486,7 @@ pub fn run(opts: &Options, receiver_bin: &Path) -> Result<PathBuf> {
         let target = servers
             .target(w)
             .with_context(|| format!("starting the servers of {}", w.name()))?;
-        for &p in &opts.placements {
+        for p in opts.placements_for(w) {
             let (server_cpus, other_cpus) = p.cpus();
             procs::pin_tree(&target.pids, server_cpus.as_deref())?;
             procs::pin_tree(&[collector.pid()], other_cpus.as_deref())?;
@@ -503,31 +529,23 @@ pub fn run(opts: &Options, receiver_bin: &Path) -> Result<PathBuf> {
                             cfg.name(),
                             opts.reps
                         );
-                        let r = match ctx.run_one(
-                            &mut servers,
-                            w,
-                            &target,
-                            m,
-                            p,
-                            cfg,
-                            rep,
-                            rate,
-                            size,
-                        ) {
-                            Ok(r) => r,
-                            Err(e) if cfg == Config::NoInference => RunRecord {
-                                workload: w.name().into(),
-                                mode: m.name().into(),
-                                placement: p.name().into(),
-                                config: cfg.name().into(),
-                                rep,
-                                note: Some(format!("{e:#}")),
-                                ..RunRecord::default()
-                            },
-                            Err(e) => {
-                                return Err(e.context(format!("run {label}")));
-                            }
-                        };
+                        let r =
+                            match ctx.run_one(&mut servers, w, &target, m, p, cfg, rep, rate, size)
+                            {
+                                Ok(r) => r,
+                                Err(e) if cfg == Config::NoInference => RunRecord {
+                                    workload: w.name().into(),
+                                    mode: m.name().into(),
+                                    placement: p.name().into(),
+                                    config: cfg.name().into(),
+                                    rep,
+                                    note: Some(format!("{e:#}")),
+                                    ..RunRecord::default()
+                                },
+                                Err(e) => {
+                                    return Err(e.context(format!("run {label}")));
+                                }
+                            };
                         if m == Mode::Closed && cfg == Config::Baseline {
                             baseline_ops.push(r.ops as f64 / r.duration_s.max(1e-9));
                         }
@@ -549,7 +567,9 @@ pub fn run(opts: &Options, receiver_bin: &Path) -> Result<PathBuf> {
         None
     };
     let attribution = if opts.attribution {
-        println!("[bench] attribution run: kernel.bpf_stats_enabled=1, each workload once with the receiver");
+        println!(
+            "[bench] attribution run: kernel.bpf_stats_enabled=1, each workload once with the receiver"
+        );
         Some(ctx.attribution(&mut servers)?)
     } else {
         None
@@ -559,7 +579,13 @@ pub fn run(opts: &Options, receiver_bin: &Path) -> Result<PathBuf> {
     paths::remove_scratch_dir(&scratch);
 
     let meta = report::Meta::collect(opts, &env, started.elapsed());
-    report::write(&out, &meta, &records, syscall.as_ref(), attribution.as_deref())?;
+    report::write(
+        &out,
+        &meta,
+        &records,
+        syscall.as_ref(),
+        attribution.as_deref(),
+    )?;
     Ok(out)
 }
 
@@ -645,7 +671,13 @@ impl Ctx<'_> {
         rate: Option<f64>,
         size: u64,
     ) -> Result<RunRecord> {
-        let name = format!("{}-{}-{}-{}-{rep}", w.name(), m.name(), p.name(), cfg.name());
+        let name = format!(
+            "{}-{}-{}-{}-{rep}",
+            w.name(),
+            m.name(),
+            p.name(),
+            cfg.name()
+        );
         let dir = self.out.join("runs").join(&name);
         std::fs::create_dir_all(&dir)?;
         let (_, other_cpus) = p.cpus();
@@ -721,15 +753,9 @@ impl Ctx<'_> {
                 tail(&stdout, 10)
             );
         }
-        let outcome = workloads::parse_outcome(
-            w,
-            m == Mode::Open,
-            &stdout,
-            wall,
-            &log_prefix,
-            size,
-        )
-        .with_context(|| format!("output of {name} (see {})", dir.display()))?;
+        let outcome =
+            workloads::parse_outcome(w, m == Mode::Open, &stdout, wall, &log_prefix, size)
+                .with_context(|| format!("output of {name} (see {})", dir.display()))?;
         let bulk_bytes = match bulk.as_mut() {
             Some(g) => {
                 let _ = g.wait_timeout(duration + Duration::from_secs(30));
@@ -788,6 +814,14 @@ impl Ctx<'_> {
         if outcome.errors > 0 {
             note = Some(format!("{} load errors", outcome.errors));
         }
+        if let Some(late) = outcome.late_sends
+            && late * 100 > outcome.requests.max(1)
+        {
+            note = Some(format!(
+                "{late} of {} requests sent > 1 ms late: the rate was not sustained (latency includes queueing)",
+                outcome.requests
+            ));
+        }
         let rec = RunRecord {
             workload: w.name().into(),
             mode: m.name().into(),
@@ -823,6 +857,7 @@ impl Ctx<'_> {
             tshark_packets: stopped.tshark_packets,
             tshark_dropped: stopped.tshark_dropped,
             bulk_bytes,
+            late_sends: outcome.late_sends,
             note,
         };
         // Keep small artefacts only (the per-run dirs hold configs, logs and tool output).
@@ -839,7 +874,10 @@ impl Ctx<'_> {
             for &w in &self.opts.workloads {
                 let t = servers.target(w)?;
                 let size = self.calibrate(servers, w, &t, Placement::Contended)?;
-                let dir = self.out.join("runs").join(format!("{}-attribution", w.name()));
+                let dir = self
+                    .out
+                    .join("runs")
+                    .join(format!("{}-attribution", w.name()));
                 std::fs::create_dir_all(&dir)?;
                 let cmd = servers.closed_command(w, &t, self.opts.duration, size)?;
                 let mut held = Held::spawn("load", &cmd, &dir, None)?;
@@ -894,7 +932,7 @@ impl Ctx<'_> {
                         total_ns: ns,
                     });
                 }
-                progs.sort_by(|a, b| b.total_ns.cmp(&a.total_ns));
+                progs.sort_by_key(|p| std::cmp::Reverse(p.total_ns));
                 println!(
                     "[bench]   {}: {} requests, kernel programs {:.2} µs per request",
                     w.name(),

@@ -124,10 +124,7 @@ pub fn wait_exited_unreaped(pid: u32, timeout: Duration) -> Result<()> {
             return Ok(());
         }
         if rc != 0 {
-            bail!(
-                "waitid({pid}) failed: {}",
-                std::io::Error::last_os_error()
-            );
+            bail!("waitid({pid}) failed: {}", std::io::Error::last_os_error());
         }
         if Instant::now() >= deadline {
             bail!("process {pid} still running after {timeout:?}");
@@ -244,12 +241,7 @@ pub fn bpf_prog_names() -> BTreeMap<u64, String> {
     v.as_array()
         .into_iter()
         .flatten()
-        .filter_map(|p| {
-            Some((
-                p.get("id")?.as_u64()?,
-                p.get("name")?.as_str()?.to_string(),
-            ))
-        })
+        .filter_map(|p| Some((p.get("id")?.as_u64()?, p.get("name")?.as_str()?.to_string())))
         .collect()
 }
 

@@ -1,7 +1,7 @@
 //! The added cost per syscall of processes the receiver does not trace and of a traced process's
-//! I/O on fds that are not sockets: `dd if=/dev/zero of=/dev/null bs=1 count=1000000` (1M reads
-//! + 1M writes), its user+system CPU from `wait4` (µs resolution), in four configurations
-//! interleaved round by round:
+//! I/O on fds that are not sockets: `dd if=/dev/zero of=/dev/null bs=1 count=1000000` (a million
+//! reads and as many writes), its user+system CPU from `wait4` (µs resolution), in four
+//! configurations interleaved round by round:
 //!
 //! - `none`: nothing attached;
 //! - `empty-programs`: bpftrace, empty actions on every tracepoint the receiver uses (the floor);

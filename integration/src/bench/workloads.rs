@@ -71,7 +71,9 @@ impl Workload {
 
     pub fn describe(self) -> &'static str {
         match self {
-            Workload::Nginx => "nginx (1 process) + wrk -t1 -c16, GET 1 KiB static file, keep-alive",
+            Workload::Nginx => {
+                "nginx (1 process) + wrk -t1 -c16, GET 1 KiB static file, keep-alive"
+            }
             Workload::Redis => "redis-server + redis-benchmark -t set,get -c 50, no pipelining",
             Workload::RedisP16 => "redis-server + redis-benchmark -t set,get -c 50 -P 16",
             Workload::MysqlPointSelect => {
@@ -99,7 +101,11 @@ impl Workload {
             Workload::Nginx => (
                 "http",
                 "http",
-                &["http.request.method", "http.request.uri", "http.response.code"],
+                &[
+                    "http.request.method",
+                    "http.request.uri",
+                    "http.response.code",
+                ],
             ),
             Workload::Redis | Workload::RedisP16 | Workload::Mixed => {
                 ("resp", "resp", &["resp.bulk_string.value", "resp.string"])
@@ -196,11 +202,8 @@ impl Servers {
                 if self.mariadb.is_none() {
                     let dir = self.dir.join("mariadb");
                     std::fs::create_dir_all(&dir)?;
-                    let db = MariaDb::start(
-                        &dir,
-                        free_port()?,
-                        Output::File(dir.join("mariadbd.log")),
-                    )?;
+                    let db =
+                        MariaDb::start(&dir, free_port()?, Output::File(dir.join("mariadbd.log")))?;
                     db.root_sql("CREATE DATABASE IF NOT EXISTS sbtest")?;
                     let mut c = sysbench(&db, "oltp_read_write");
                     c.arg("prepare");
@@ -298,13 +301,20 @@ impl Servers {
         Ok(match w {
             Workload::Nginx | Workload::Redis | Workload::Mixed => {
                 let mut c = Command::new(loadgen_bin());
-                c.args(["--proto", if w == Workload::Nginx { "http" } else { "redis" }])
-                    .arg("--addr")
-                    .arg(format!("127.0.0.1:{}", t.port))
-                    .arg("--rate")
-                    .arg(format!("{rate:.0}"))
-                    .args(["--connections", "16", "--duration-s", &secs])
-                    .args(["--path", nginx::SMALL.path]);
+                c.args([
+                    "--proto",
+                    if w == Workload::Nginx {
+                        "http"
+                    } else {
+                        "redis"
+                    },
+                ])
+                .arg("--addr")
+                .arg(format!("127.0.0.1:{}", t.port))
+                .arg("--rate")
+                .arg(format!("{rate:.0}"))
+                .args(["--connections", "16", "--duration-s", &secs])
+                .args(["--path", nginx::SMALL.path]);
                 c
             }
             Workload::RedisP16 => bail!("redis-p16 has no open-loop mode"),
@@ -387,6 +397,8 @@ pub struct Outcome {
     pub duration_s: f64,
     /// Open loop: latency quantiles in µs (p50, p99, p99.9, mean).
     pub latency_us: Option<[f64; 4]>,
+    /// Open loop (loadgen): requests sent more than 1 ms after their scheduled time.
+    pub late_sends: Option<u64>,
 }
 
 /// Parses the output of the load generator of `w` in `open` or closed mode.
@@ -411,6 +423,7 @@ pub fn parse_outcome(
             errors: s.errors,
             duration_s: s.duration_s,
             latency_us: Some([s.p50_us, s.p99_us, s.p999_us, s.mean_us]),
+            late_sends: Some(s.late_sends),
         });
     }
     match w {
@@ -431,6 +444,7 @@ pub fn parse_outcome(
                     + n("timeouts"),
                 duration_s: n("duration_us") as f64 / 1e6,
                 latency_us: None,
+                late_sends: None,
             })
         }
         Workload::Redis | Workload::RedisP16 | Workload::Mixed => {
@@ -446,6 +460,7 @@ pub fn parse_outcome(
                 errors: 0,
                 duration_s: wall_s,
                 latency_us: None,
+                late_sends: None,
             })
         }
         Workload::MysqlPointSelect | Workload::MysqlReadWrite => {
@@ -478,12 +493,16 @@ pub fn parse_outcome(
                 errors: errors as u64,
                 duration_s: duration,
                 latency_us,
+                late_sends: None,
             })
         }
         Workload::Pgbench => {
             let processed = stdout
                 .lines()
-                .find_map(|l| l.trim().strip_prefix("number of transactions actually processed:"))
+                .find_map(|l| {
+                    l.trim()
+                        .strip_prefix("number of transactions actually processed:")
+                })
                 .and_then(|v| v.split_whitespace().next())
                 .and_then(|v| v.split('/').next())
                 .and_then(|v| v.parse::<u64>().ok())
@@ -505,6 +524,7 @@ pub fn parse_outcome(
                 errors: failed,
                 duration_s: wall_s,
                 latency_us,
+                late_sends: None,
             })
         }
     }
@@ -586,7 +606,10 @@ fn pgbench_log_latency(prefix: &Path) -> Result<[f64; 4]> {
         let _ = std::fs::remove_file(e.path());
     }
     if h.count() == 0 {
-        bail!("pgbench wrote no transaction log under {}", prefix.display());
+        bail!(
+            "pgbench wrote no transaction log under {}",
+            prefix.display()
+        );
     }
     Ok(quantiles(&h))
 }
@@ -630,7 +653,15 @@ mod tests {
                    \x20         0.061 |**                                       10\n\
                    \x20         0.100 |******************                       80\n\
                    \x20         1.000 |**                                       10\n";
-        let o = parse_outcome(Workload::MysqlPointSelect, true, out, 6.0, Path::new("/x"), 0).expect("parse");
+        let o = parse_outcome(
+            Workload::MysqlPointSelect,
+            true,
+            out,
+            6.0,
+            Path::new("/x"),
+            0,
+        )
+        .expect("parse");
         assert_eq!((o.requests, o.ops, o.errors), (1000, 1000, 0));
         assert!((o.duration_s - 5.0012).abs() < 1e-9);
         let l = o.latency_us.expect("latency");
@@ -650,7 +681,8 @@ mod tests {
     fn pgbench_output() {
         let out = "transaction type: <builtin: select only>\nnumber of transactions actually processed: 12345\n\
                    number of failed transactions: 0 (0.000%)\ntps = 2469.0 (without initial connection time)\n";
-        let o = parse_outcome(Workload::Pgbench, false, out, 5.0, Path::new("/x"), 0).expect("parse");
+        let o =
+            parse_outcome(Workload::Pgbench, false, out, 5.0, Path::new("/x"), 0).expect("parse");
         assert_eq!(o.requests, 12345);
     }
 }
