@@ -248,8 +248,9 @@ pub struct RunRecord {
     pub collector_spans: Option<f64>,
     pub tshark_packets: Option<u64>,
     pub tshark_dropped: Option<u64>,
-    /// Mixed workload: bytes the bulk client moved.
+    /// Mixed workload: bytes the bulk client moved, CPU seconds of iperf3 (client and server).
     pub bulk_bytes: Option<f64>,
+    pub bulk_cpu_s: Option<f64>,
     /// Open loop (loadgen): requests sent more than 1 ms after their scheduled time.
     pub late_sends: Option<u64>,
     pub note: Option<String>,
@@ -733,6 +734,7 @@ impl Ctx<'_> {
         let tool_roots = active.roots();
         let m0 = active.metrics();
         let server0 = procs::tree_cpu(&t.pids);
+        let bulk0 = procs::tree_cpu(&t.bulk_pids);
         let tool0 = procs::tree_cpu(&tool_roots);
         let col0 = procs::tree_cpu(&[self.collector.pid()]);
         let spans0 = self.collector.accepted_spans();
@@ -756,13 +758,18 @@ impl Ctx<'_> {
         let outcome =
             workloads::parse_outcome(w, m == Mode::Open, &stdout, wall, &log_prefix, size)
                 .with_context(|| format!("output of {name} (see {})", dir.display()))?;
-        let bulk_bytes = match bulk.as_mut() {
+        let (bulk_bytes, bulk_cpu) = match bulk.as_mut() {
             Some(g) => {
-                let _ = g.wait_timeout(duration + Duration::from_secs(30));
+                let client =
+                    procs::wait_exited_unreaped(g.pid(), duration + Duration::from_secs(30))
+                        .map(|()| procs::tree_cpu(&[g.pid()]))
+                        .unwrap_or(f64::NAN);
+                let _ = g.wait_timeout(Duration::from_secs(10));
+                let server = procs::tree_cpu(&t.bulk_pids) - bulk0;
                 let text = std::fs::read_to_string(dir.join("iperf3.json")).unwrap_or_default();
-                workloads::iperf_bytes(&text)
+                (workloads::iperf_bytes(&text), Some(client + server))
             }
-            None => None,
+            None => (None, None),
         };
         drop(bulk);
         // The receiver drains what the load produced.
@@ -857,6 +864,7 @@ impl Ctx<'_> {
             tshark_packets: stopped.tshark_packets,
             tshark_dropped: stopped.tshark_dropped,
             bulk_bytes,
+            bulk_cpu_s: bulk_cpu,
             late_sends: outcome.late_sends,
             note,
         };

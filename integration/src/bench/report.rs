@@ -83,6 +83,8 @@ pub struct Group {
     pub tshark_dropped: Option<u64>,
     pub tshark_packets_per_req: Option<Stat>,
     pub bulk_mbit_s: Option<Stat>,
+    /// iperf3 (client + server) CPU, % of one core.
+    pub bulk_cpu_pct: Option<Stat>,
 }
 
 fn per_req(v: f64, r: &RunRecord) -> f64 {
@@ -161,6 +163,7 @@ pub fn group(records: &[RunRecord], sides: f64) -> Vec<Group> {
                 },
                 tshark_packets_per_req: st(&|r| r.tshark_packets.map(|p| per_req(p as f64, r))),
                 bulk_mbit_s: st(&|r| r.bulk_bytes.map(|b| b * 8.0 / 1e6 / r.duration_s.max(1e-9))),
+                bulk_cpu_pct: st(&|r| r.bulk_cpu_s.map(|c| c * 100.0 / r.duration_s.max(1e-9))),
             }
         })
         .collect()
@@ -862,7 +865,7 @@ fn markdown(
          on every thread of each process tree; the held load generator `exec`s through `taskset -c`). \
          Pinned runs compare baseline and receiver only.\n\
          - CPU: `utime+stime` (plus reaped children) from `/proc/<pid>/stat` over each process tree: \
-         the server (nginx, redis-server, mariadbd, the postmaster and its backends, iperf3 -s), the \
+         the server (nginx, redis-server, mariadbd, the postmaster and its backends; iperf3 apart), the \
          load generator (read from its unreaped `/proc` entry), the configuration's processes from \
          the release of the load to the end of the receiver's drain, and the Collector. The kernel \
          probes' cost lands in the traced processes: their CPU per request above the baseline.\n\
@@ -971,6 +974,8 @@ fn markdown(
                     );
                     continue;
                 }
+                // Changes against the baseline ("–" on the baseline's own row).
+                let base = base.filter(|b| b.config != g.config);
                 let d = |f: &dyn Fn(&Group) -> Option<f64>| -> Option<f64> {
                     let b = f(base?)?;
                     let v = f(g)?;
@@ -1031,8 +1036,19 @@ fn markdown(
                     );
                 }
             }
-            if let Some(b) = rows.iter().find_map(|g| g.bulk_mbit_s) {
-                let _ = writeln!(s, "\nBulk traffic: {:.0} Mbit/s median.", b.median);
+            let bulk: Vec<String> = rows
+                .iter()
+                .filter_map(|g| {
+                    Some(format!(
+                        "{} {:.0} Mbit/s, iperf3 CPU {:.0} % of a core",
+                        g.config,
+                        g.bulk_mbit_s?.median,
+                        med(&g.bulk_cpu_pct).unwrap_or(f64::NAN)
+                    ))
+                })
+                .collect();
+            if !bulk.is_empty() {
+                let _ = writeln!(s, "\nBulk traffic (medians): {}.", bulk.join("; "));
             }
             if let Some(t) = rows
                 .iter()

@@ -8,7 +8,7 @@
 //! | `mysql-point-select` | mariadbd | `sysbench oltp_point_select --threads=8` (one query per event) | `--rate` |
 //! | `mysql-read-write` | mariadbd | `sysbench oltp_read_write --threads=4` (18 queries per event) | `--rate` |
 //! | `pgbench` | postgres (a backend per connection) | `pgbench -S -c 8 -j 2` | `-R` with a per-transaction log |
-//! | `mixed` | redis-server + `iperf3 -s` | redis as `redis`, plus `iperf3 -c … -b <bulk>` bulk TCP on loopback during the run | the same with `loadgen` |
+//! | `mixed` | redis-server + `iperf3 -s` | redis as `redis`, plus `iperf3 -c … -b <bulk>` bulk TCP on loopback during the run (iperf3's CPU is reported apart) | the same with `loadgen` |
 //!
 //! A "request" is what one span stands for: an HTTP request, a Redis command, an SQL statement
 //! (sysbench's queries, BEGIN/COMMIT included; pgbench's transactions are one statement). The
@@ -139,6 +139,8 @@ pub struct Target {
     pub pids: Vec<u32>,
     /// The iperf3 server port of the mixed workload.
     pub bulk_port: Option<u16>,
+    /// The iperf3 server (its CPU is reported apart from the workload's server).
+    pub bulk_pids: Vec<u32>,
 }
 
 impl Servers {
@@ -162,6 +164,7 @@ impl Servers {
                     port: n.port,
                     pids: vec![n.pid()],
                     bulk_port: None,
+                    bulk_pids: Vec::new(),
                 })
             }
             Workload::Redis | Workload::RedisP16 | Workload::Mixed => {
@@ -173,6 +176,7 @@ impl Servers {
                     port: r.port,
                     pids: vec![r.pid()],
                     bulk_port: None,
+                    bulk_pids: Vec::new(),
                 };
                 if w == Workload::Mixed {
                     if self.iperf.is_none() {
@@ -193,7 +197,7 @@ impl Servers {
                         self.iperf = Some((g, port));
                     }
                     let (g, port) = self.iperf.as_ref().context("iperf3")?;
-                    t.pids.push(g.pid());
+                    t.bulk_pids.push(g.pid());
                     t.bulk_port = Some(*port);
                 }
                 Ok(t)
@@ -215,6 +219,7 @@ impl Servers {
                     port: db.port,
                     pids: vec![db.pid()],
                     bulk_port: None,
+                    bulk_pids: Vec::new(),
                 })
             }
             Workload::Pgbench => {
@@ -228,6 +233,7 @@ impl Servers {
                     port: pg.port,
                     pids: vec![pg.pid()],
                     bulk_port: None,
+                    bulk_pids: Vec::new(),
                 })
             }
         }

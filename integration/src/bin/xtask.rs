@@ -53,7 +53,7 @@ enum Cmd {
 #[derive(clap::Args, Debug)]
 struct BenchArgs {
     /// Workloads to run (default: all): nginx, redis, redis-p16, mysql-point-select,
-    /// mysql-read-write, pgbench, mixed.
+    /// mysql-read-write, pgbench, mixed. (`replay` is reserved for the replay benchmark.)
     workloads: Vec<String>,
     /// Smoke run: one repetition of 2 s, contended placement only.
     #[arg(long)]
@@ -327,6 +327,11 @@ fn gated_tests(manifest: &str) -> Vec<(String, String)> {
 // bench
 
 fn bench_options(a: &BenchArgs) -> Result<bench::Options> {
+    if a.workloads.first().is_some_and(|w| w == "replay") {
+        bail!(
+            "`cargo xtask bench replay` (the replay benchmark with no kernel) is not part of this build"
+        );
+    }
     let mut o = bench::Options::defaults(a.quick);
     if !a.workloads.is_empty() {
         o.workloads = a
