@@ -105,7 +105,7 @@ def latency_chart(groups, placement, out, written):
         ax.set_xticklabels(names, rotation=35, fontsize=7)
         ax.set_yscale("log")
         rate = next((g.get("target_rate") for g in gs if g.get("target_rate")), None)
-        ax.set_title(f"{w}: latency µs at {rate:.0f}/s" if rate else f"{w}: latency µs", fontsize=9)
+        ax.set_title(f"{w}: latency µs at {rate:.0f} ops/s" if rate else f"{w}: latency µs", fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
         ax.legend(fontsize=6)
     fig.suptitle(f"Open-loop latency (from the scheduled send time), {placement}", fontsize=10)

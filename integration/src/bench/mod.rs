@@ -112,7 +112,8 @@ pub enum Scope {
 pub struct Options {
     pub workloads: Vec<Workload>,
     pub configs: Vec<Config>,
-    /// Configurations of the open-loop runs (tshark is a closed-loop comparison by default).
+    /// Configurations of the open-loop runs (by default without tshark, a closed-loop
+    /// comparison, and without no-inference except for `mixed`, where it is the point).
     pub open_configs: Vec<Config>,
     pub modes: Vec<Mode>,
     pub placements: Vec<Placement>,
@@ -139,12 +140,7 @@ impl Options {
         Options {
             workloads: Workload::ALL.to_vec(),
             configs: Config::ALL.to_vec(),
-            open_configs: vec![
-                Config::Baseline,
-                Config::Receiver,
-                Config::NoInference,
-                Config::EmptyPrograms,
-            ],
+            open_configs: vec![Config::Baseline, Config::Receiver, Config::EmptyPrograms],
             modes: vec![Mode::Closed, Mode::Open],
             placements: if quick {
                 vec![Placement::Contended]
@@ -181,20 +177,23 @@ impl Options {
                 continue;
             }
             // Pinned: baseline and receiver only (the comparison the placement is for).
-            let cfgs = self.configs_for(*m, p).len();
+            let cfgs = self.configs_for(*m, p, w).len();
             n += cfgs * self.reps;
         }
         n
     }
 
-    /// Configurations of a mode and placement.
-    pub fn configs_for(&self, m: Mode, p: Placement) -> Vec<Config> {
-        let base: &[Config] = match m {
-            Mode::Closed => &self.configs,
-            Mode::Open => &self.open_configs,
+    /// Configurations of a mode, placement and workload.
+    pub fn configs_for(&self, m: Mode, p: Placement, w: Workload) -> Vec<Config> {
+        let mut base: Vec<Config> = match m {
+            Mode::Closed => self.configs.clone(),
+            Mode::Open => self.open_configs.clone(),
         };
-        base.iter()
-            .copied()
+        if m == Mode::Open && w == Workload::Mixed && !base.contains(&Config::NoInference) {
+            base.push(Config::NoInference);
+        }
+        base.sort();
+        base.into_iter()
             .filter(|c| self.configs.contains(c))
             .filter(|c| {
                 p == Placement::Contended
@@ -519,7 +518,7 @@ pub fn run(opts: &Options, receiver_bin: &Path) -> Result<PathBuf> {
                         Some(report::median(&baseline_ops) * opts.open_fraction)
                     }
                 };
-                let cfgs = opts.configs_for(m, p);
+                let cfgs = opts.configs_for(m, p, w);
                 for rep in 1..=opts.reps {
                     for &cfg in &cfgs {
                         let label = format!(
@@ -993,4 +992,55 @@ fn drain(r: &crate::receiver::Receiver) {
 fn tail(s: &str, n: usize) -> String {
     let l: Vec<&str> = s.lines().collect();
     l[l.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn total(o: &Options) -> usize {
+        o.workloads
+            .iter()
+            .map(|w| {
+                o.placements_for(*w)
+                    .iter()
+                    .map(|p| o.runs_per(*w, *p))
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn default_plan() {
+        let o = Options::defaults(false);
+        // Contended: 7 workloads × 5 configurations closed, 6 open with 3 (mixed: 4), 5 reps;
+        // pinned: nginx and redis, baseline and receiver, both modes.
+        assert_eq!(total(&o), 175 + 95 + 40);
+        assert_eq!(
+            o.configs_for(Mode::Open, Placement::Contended, Workload::Mixed),
+            [
+                Config::Baseline,
+                Config::Receiver,
+                Config::NoInference,
+                Config::EmptyPrograms
+            ]
+        );
+        assert_eq!(
+            o.configs_for(Mode::Closed, Placement::Pinned, Workload::Nginx),
+            [Config::Baseline, Config::Receiver]
+        );
+        assert_eq!(o.placements_for(Workload::Pgbench), [Placement::Contended]);
+        let q = Options::defaults(true);
+        assert_eq!(q.reps, 1);
+        assert_eq!(total(&q), 35 + 19);
+    }
+
+    #[test]
+    fn pinned_cpus_split_the_machine() {
+        let (server, rest) = Placement::Pinned.cpus();
+        if procs::online_cpus() >= 2 {
+            assert!(server.is_some() && rest.is_some());
+        }
+        assert_eq!(Placement::Contended.cpus(), (None, None));
+    }
 }

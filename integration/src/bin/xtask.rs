@@ -372,6 +372,13 @@ fn bench_options(a: &BenchArgs) -> Result<bench::Options> {
         if !o.configs.contains(&bench::configs::Config::Baseline) {
             o.configs.insert(0, bench::configs::Config::Baseline);
         }
+        // Named explicitly: the open loop runs them too (tshark only with --open-tshark).
+        o.open_configs = o
+            .configs
+            .iter()
+            .copied()
+            .filter(|c| *c != bench::configs::Config::Tshark)
+            .collect();
     }
     if a.open_tshark {
         o.open_configs.push(bench::configs::Config::Tshark);
