@@ -1227,13 +1227,24 @@ fn print_screen(
         );
     }
     println!();
-    println!("{:<48} {:<30} measured", "target (issue 7)", "goal");
+    println!(
+        "{:<48} {:<30} {:<56} met?",
+        "target (issue 7)", "goal", "measured"
+    );
+    // One line per target on a wide terminal; report.md has the full texts.
+    let cut = |s: &str, n: usize| {
+        if s.chars().count() <= n {
+            s.to_string()
+        } else {
+            format!("{}…", s.chars().take(n - 1).collect::<String>())
+        }
+    };
     for t in targets {
         println!(
-            "{:<48} {:<30} {:<44} {}",
-            t.figure,
-            t.target,
-            t.measured,
+            "{:<48} {:<30} {:<56} {}",
+            cut(&t.figure, 48),
+            cut(&t.target, 30),
+            cut(&t.measured, 56),
             met_str(t.met)
         );
     }
