@@ -9,8 +9,9 @@
 //! | `tshark` | `tshark -i lo -f 'tcp port P' -d tcp.port==P,<proto> -Y <proto> -T fields …` to /dev/null: packet capture decoding the same protocol |
 //!
 //! The receiver runs with the shipped defaults except where it exports to (the bench
-//! Collector), its metrics port, `log_level: warn`, and `targets.exclude_pids`: the harness, the
-//! Collector and — when only the server side is traced, the default — the load generator.
+//! Collector), its metrics port, `log_level: warn`, and `targets` (see [`super::Scope`]): the
+//! workload's server pids, or every process but the harness, the Collector and the load
+//! generator.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -6,8 +6,8 @@
 //! throughput), then open loop at `open_fraction` × the baseline's median maximum. Each run:
 //!
 //! 1. the load generator is spawned **held** (`sh -c 'read _ && exec …'`), so its pid is known
-//!    before the configuration starts (the receiver excludes it when only the server side is
-//!    traced);
+//!    before the configuration starts (the receiver's `targets` name or exclude it, see
+//!    [`Scope`]);
 //! 2. the configuration starts (receiver ready, bpftrace attached, tshark capturing), and for
 //!    `mixed` the iperf3 bulk client;
 //! 3. CPU of every process tree is sampled ([`procs`]), the generator is released, and waited
@@ -97,14 +97,30 @@ impl Placement {
     }
 }
 
-/// Which side of the workload's connections the receiver traces.
+/// What the receiver traces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
-    /// Every process but the load generator (and the harness and Collector).
+    /// Only the workload's server processes (and the mixed workload's bulk traffic):
+    /// `targets.pids`. Workloads whose server forks a process per connection (PostgreSQL) fall
+    /// back to `Host` (a forked backend is not in the pid list).
     Server,
-    /// The load generator too.
+    /// The same plus the load generator.
     Both,
+    /// Every process on the host but the harness, the Collector and the load generator
+    /// (`targets.exclude_pids`): the real deployment; on a busy machine other processes' spans
+    /// count in completeness.
+    Host,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Server => "server",
+            Scope::Both => "both",
+            Scope::Host => "host",
+        }
+    }
 }
 
 /// Everything `cargo xtask bench` can be told.
@@ -695,41 +711,27 @@ impl Ctx<'_> {
         };
         std::fs::write(dir.join("command.txt"), format!("{cmd:?}\n"))?;
         let mut held = Held::spawn("load", &cmd, &dir, other_cpus.as_deref())?;
-        let mut exclude = vec![self.self_pid, self.collector.pid()];
-        if self.opts.scope == Scope::Server {
-            exclude.push(held.pid());
-        }
+        // The mixed workload's bulk client, held like the load generator (its pid is traced).
+        let mut bulk = match t.bulk_port {
+            Some(port) => {
+                let c = workloads::iperf_client(port, duration, &self.opts.bulk_rate);
+                Some(Held::spawn("iperf3", &c, &dir, other_cpus.as_deref())?)
+            }
+            None => None,
+        };
+        let (include, exclude) = self.scope_pids(t, held.pid(), bulk.as_ref().map(Held::pid));
         let active = configs::start(
             cfg,
             self.env,
             &StartArgs {
                 dir: &dir,
                 exclude_pids: &exclude,
-                include_pids: &[],
+                include_pids: &include,
                 port: t.port,
                 tshark: w.tshark_decode(),
                 cpus: other_cpus.as_deref(),
             },
         )?;
-        let mut bulk = match t.bulk_port {
-            Some(port) => {
-                let mut c = workloads::iperf_client(port, duration, &self.opts.bulk_rate);
-                if let Some(list) = &other_cpus {
-                    let mut t = Command::new("taskset");
-                    t.args(["-c", list]).arg(c.get_program()).args(c.get_args());
-                    c = t;
-                }
-                Some(ProcessGuard::spawn(
-                    "iperf3 -c",
-                    c,
-                    Output::Split {
-                        stdout: dir.join("iperf3.json"),
-                        stderr: dir.join("iperf3.err"),
-                    },
-                )?)
-            }
-            None => None,
-        };
         let tool_roots = active.roots();
         let m0 = active.metrics();
         let server0 = procs::tree_cpu(&t.pids);
@@ -738,6 +740,9 @@ impl Ctx<'_> {
         let col0 = procs::tree_cpu(&[self.collector.pid()]);
         let spans0 = self.collector.accepted_spans();
         let t0 = Instant::now();
+        if let Some(b) = bulk.as_mut() {
+            b.release()?;
+        }
         held.release()?;
         let limit = duration * 4 + Duration::from_secs(120);
         procs::wait_exited_unreaped(held.pid(), limit)
@@ -758,14 +763,14 @@ impl Ctx<'_> {
             workloads::parse_outcome(w, m == Mode::Open, &stdout, wall, &log_prefix, size)
                 .with_context(|| format!("output of {name} (see {})", dir.display()))?;
         let (bulk_bytes, bulk_cpu) = match bulk.as_mut() {
-            Some(g) => {
+            Some(b) => {
                 let client =
-                    procs::wait_exited_unreaped(g.pid(), duration + Duration::from_secs(30))
-                        .map(|()| procs::tree_cpu(&[g.pid()]))
+                    procs::wait_exited_unreaped(b.pid(), duration + Duration::from_secs(30))
+                        .map(|()| procs::tree_cpu(&[b.pid()]))
                         .unwrap_or(f64::NAN);
-                let _ = g.wait_timeout(Duration::from_secs(10));
+                let _ = b.guard.wait_timeout(Duration::from_secs(10));
                 let server = procs::tree_cpu(&t.bulk_pids) - bulk0;
-                let text = std::fs::read_to_string(dir.join("iperf3.json")).unwrap_or_default();
+                let text = std::fs::read_to_string(&b.stdout).unwrap_or_default();
                 (workloads::iperf_bytes(&text), Some(client + server))
             }
             None => (None, None),
@@ -871,6 +876,33 @@ impl Ctx<'_> {
         Ok(rec)
     }
 
+    /// `(targets.pids, targets.exclude_pids)` for a run, see [`Scope`].
+    fn scope_pids(&self, t: &Target, load: u32, bulk: Option<u32>) -> (Vec<u32>, Vec<u32>) {
+        let mut scope = self.opts.scope;
+        if t.forks_per_connection && scope != Scope::Host {
+            scope = Scope::Host;
+        }
+        let harness = vec![self.self_pid, self.collector.pid()];
+        match scope {
+            Scope::Host => {
+                let mut ex = harness;
+                if self.opts.scope != Scope::Both {
+                    ex.push(load);
+                }
+                (Vec::new(), ex)
+            }
+            Scope::Server | Scope::Both => {
+                let mut inc: Vec<u32> = procs::tree(&t.pids);
+                inc.extend(procs::tree(&t.bulk_pids));
+                inc.extend(bulk);
+                if scope == Scope::Both {
+                    inc.push(load);
+                }
+                (inc, harness)
+            }
+        }
+    }
+
     /// Per-program cost: each workload once, closed loop, receiver on, bpf_stats enabled.
     fn attribution(&mut self, servers: &mut Servers) -> Result<Vec<report::Attribution>> {
         const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
@@ -888,14 +920,14 @@ impl Ctx<'_> {
                 std::fs::create_dir_all(&dir)?;
                 let cmd = servers.closed_command(w, &t, self.opts.duration, size)?;
                 let mut held = Held::spawn("load", &cmd, &dir, None)?;
-                let exclude = [self.self_pid, self.collector.pid(), held.pid()];
+                let (include, exclude) = self.scope_pids(&t, held.pid(), None);
                 let active = configs::start(
                     Config::Receiver,
                     self.env,
                     &StartArgs {
                         dir: &dir,
                         exclude_pids: &exclude,
-                        include_pids: &[],
+                        include_pids: &include,
                         port: t.port,
                         tshark: w.tshark_decode(),
                         cpus: None,

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::configs::{Config, Env};
 use super::syscalls::{self, SyscallCost};
-use super::{Options, RunRecord, Scope};
+use super::{Options, RunRecord};
 use crate::paths;
 
 pub fn median(v: &[f64]) -> f64 {
@@ -301,10 +301,7 @@ impl Meta {
             reps: opts.reps,
             duration_s: opts.duration.as_secs_f64(),
             open_fraction: opts.open_fraction,
-            scope: match opts.scope {
-                Scope::Server => "server".into(),
-                Scope::Both => "both".into(),
-            },
+            scope: opts.scope.name().into(),
             bulk_rate: opts.bulk_rate.clone(),
             quick: opts.quick,
             elapsed_min: elapsed.as_secs_f64() / 60.0,
@@ -856,9 +853,12 @@ fn markdown(
          the baseline's median maximum (measured in the same run); latency from the scheduled send \
          time (coordinated omission corrected: `loadgen` for HTTP/Redis, `pgbench -R`, sysbench \
          `--rate` with its queue time).\n\
-         - Tracing scope: **{}** (`server`: the receiver traces every process but the load generator, \
-         the harness and the Collector, via `targets.exclude_pids`; `both`: the load generator too). \
-         The receiver runs with the shipped defaults otherwise, exporting to the stock Collector \
+         - Tracing scope: **{}**. `server`: `targets.pids` names the workload's server processes (and \
+         the mixed workload's iperf3 client and server) and nothing else; pgbench's PostgreSQL forks a \
+         backend per connection, which a pid list cannot name, so pgbench runs as `host`. `both`: the \
+         load generator too. `host`: every process but the harness, the Collector and the load \
+         generator (`targets.exclude_pids`), as deployed; spans of other processes then count in \
+         completeness. The receiver runs with the shipped defaults otherwise, exporting to the stock Collector \
          (OTLP in, debug exporter at basic verbosity; spans counted by `otelcol_receiver_accepted_spans`).\n\
          - **Placement** `contended`: nothing pinned. `pinned`: the server's processes on the last CPU, \
          the load generator, receiver (or bpftrace/tshark) and Collector on the others (`taskset -a -p` \

@@ -141,6 +141,8 @@ pub struct Target {
     pub bulk_port: Option<u16>,
     /// The iperf3 server (its CPU is reported apart from the workload's server).
     pub bulk_pids: Vec<u32>,
+    /// The server forks a process per connection (PostgreSQL): a pid list cannot name them.
+    pub forks_per_connection: bool,
 }
 
 impl Servers {
@@ -165,6 +167,7 @@ impl Servers {
                     pids: vec![n.pid()],
                     bulk_port: None,
                     bulk_pids: Vec::new(),
+                    forks_per_connection: false,
                 })
             }
             Workload::Redis | Workload::RedisP16 | Workload::Mixed => {
@@ -177,6 +180,7 @@ impl Servers {
                     pids: vec![r.pid()],
                     bulk_port: None,
                     bulk_pids: Vec::new(),
+                    forks_per_connection: false,
                 };
                 if w == Workload::Mixed {
                     if self.iperf.is_none() {
@@ -220,6 +224,7 @@ impl Servers {
                     pids: vec![db.pid()],
                     bulk_port: None,
                     bulk_pids: Vec::new(),
+                    forks_per_connection: false,
                 })
             }
             Workload::Pgbench => {
@@ -234,6 +239,7 @@ impl Servers {
                     pids: vec![pg.pid()],
                     bulk_port: None,
                     bulk_pids: Vec::new(),
+                    forks_per_connection: true,
                 })
             }
         }

@@ -81,9 +81,13 @@ struct BenchArgs {
     /// Open-loop rate as a fraction of the baseline's median maximum.
     #[arg(long, default_value_t = 0.5)]
     open_fraction: f64,
-    /// Trace the load generator too (default: server side only).
-    #[arg(long)]
+    /// Trace the load generator too (default: the server side only).
+    #[arg(long, conflicts_with = "trace_host")]
     trace_both: bool,
+    /// Trace every process but the harness, the Collector and the load generator (as deployed;
+    /// default: only the workload's server processes).
+    #[arg(long)]
+    trace_host: bool,
     /// iperf3 bitrate of the mixed workload's bulk traffic.
     #[arg(long, default_value = "1G")]
     bulk_rate: String,
@@ -413,6 +417,9 @@ fn bench_options(a: &BenchArgs) -> Result<bench::Options> {
     o.open_fraction = a.open_fraction;
     if a.trace_both {
         o.scope = bench::Scope::Both;
+    }
+    if a.trace_host {
+        o.scope = bench::Scope::Host;
     }
     o.bulk_rate = a.bulk_rate.clone();
     o.syscall_cost = !a.no_syscall_cost;
