@@ -105,6 +105,11 @@ impl Tracker {
         self.conns.is_empty()
     }
 
+    /// What the tracker knows of connection `id` (the event recorder writes its tuple).
+    pub fn conn_meta(&self, id: ConnId) -> Option<&ConnMeta> {
+        self.conns.get(&id).map(|c| &c.meta)
+    }
+
     /// Applies one kernel event; finished exchanges are appended to `out`.
     pub fn on_event(&mut self, ev: &KernelEvent<'_>, out: &mut Vec<ConnRecord>) {
         match ev {
