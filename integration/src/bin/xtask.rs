@@ -55,6 +55,8 @@ enum Cmd {
         /// Load client: `python` (mysql-connector), `cli` (the mariadb CLI, libmariadb) or `both`.
         #[arg(long, default_value = "both")]
         client: String,
+        /// Workloads. `replay [record] [gzip]`: the replay benchmark (integration/src/replay.rs).
+        workloads: Vec<String>,
     },
 }
 
@@ -66,10 +68,14 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Run { demo, config } => run(demo, &config),
         Cmd::Test { filter, file } => test(filter.as_deref(), file.as_deref()),
+        Cmd::Bench { workloads, .. } if workloads.first().is_some_and(|w| w == "replay") => {
+            integration::replay::run(&workloads[1..])
+        }
         Cmd::Bench {
             queries,
             rounds,
             client,
+            ..
         } => bench(queries, rounds, &client),
     };
     match r {
