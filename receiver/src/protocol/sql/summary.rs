@@ -6,7 +6,7 @@ use super::lexer::{Lexer, Tok};
 use super::{Dialect, MAX_SUMMARY_BYTES};
 
 /// Most tokens a summary looks at.
-const MAX_TOKENS: usize = 4096;
+pub(super) const MAX_TOKENS: usize = 4096;
 
 /// A low-cardinality `db.query.summary` such as `SELECT users orders`; `None` when no
 /// operation is recognised.
