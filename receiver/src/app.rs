@@ -102,6 +102,7 @@ async fn run_async(
     let mut control = probes.conn_control()?;
     let mut tracker = Tracker::new(tracker_settings(&cfg), WallClock::new());
     capture::seed_existing_connections(&cfg, &mut control, &mut tracker);
+    tune_malloc_steady();
     tracing::info!(endpoint = %cfg.exporter.endpoint, metrics = %addr, "probes attached, tracing");
 
     let recorder = match &diag.record_events {
@@ -150,20 +151,29 @@ async fn run_async(
     Ok(())
 }
 
-/// glibc malloc settings for a long-running process with a steady working set:
-/// - the heap is not trimmed below 8 MiB of free space at its top, and blocks up to 8 MiB come
-///   from the heap (not a fresh `mmap` each time): export requests and drain buffers are reused
-///   instead of being returned to the kernel and zero-filled again on the next round (a profile
-///   under load showed 12 % of the receiver's CPU in the kernel zeroing such pages);
-/// - at most two arenas: the receiver has two busy threads, and every extra arena keeps its own
-///   free memory resident.
+/// glibc malloc: at most two arenas. The receiver has two busy threads, and every extra arena
+/// keeps its own free memory resident. Called before any other thread exists.
 fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
+    // SAFETY: mallopt only sets allocator parameters; no other thread allocates yet.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
+    }
+}
+
+/// glibc malloc once the probes are loaded (loading parses the kernel's BTF: megabytes that are
+/// garbage afterwards): give that back, then keep a steady working set resident. The heap is
+/// not trimmed below 4 MiB of free space at its top, and blocks up to 4 MiB come from the heap
+/// rather than a fresh `mmap` each time, so export requests and drain buffers are reused instead
+/// of being returned to the kernel and zero-filled again on the next round (a profile under
+/// load showed 12 % of the receiver's CPU in the kernel zeroing such pages).
+fn tune_malloc_steady() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim and mallopt are thread-safe allocator calls.
+    unsafe {
+        libc::malloc_trim(0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
     }
 }
 

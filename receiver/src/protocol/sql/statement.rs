@@ -34,7 +34,8 @@ pub fn statement(
     // MAX_TOKENS), as `sanitize_truncated` and `summary::tokens` would each on their own.
     let mut lx = Lexer::new(&text, dialect);
     let mut sanitizer = Sanitizer::new(text.len(), max_text_bytes);
-    let mut toks = Vec::new();
+    // A token takes at least a byte and usually a separator: one allocation, no regrowth.
+    let mut toks = Vec::with_capacity((text.len() / 2 + 1).min(MAX_TOKENS));
     let mut last_at_end = false;
     let mut failed = false;
     loop {
