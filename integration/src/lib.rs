@@ -18,5 +18,6 @@ pub mod load;
 pub mod paths;
 pub mod process;
 pub mod receiver;
+pub mod replay;
 pub mod servers;
 pub mod world;

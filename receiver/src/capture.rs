@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::bpf::{ConnControl, KernelStats, Probes, RingReader};
+use crate::bpf::{ConnControl, KernelEvent, KernelStats, Probes, RingReader};
 use crate::config::Config;
 use crate::emit::Emitter;
 use crate::model::{Protocol, Transport};
 use crate::record::ConnRecord;
+use crate::recording::Recorder;
 use crate::telemetry::{self, KernelDrop};
 use crate::tracker::{self, Tracker};
 
@@ -36,6 +37,8 @@ pub struct Capture {
     pub emitter: Emitter,
     /// Ring drain period when no wakeup comes.
     pub poll: Duration,
+    /// `--record-events`: every event the tracker sees also goes to this file (diagnostic).
+    pub recorder: Option<Recorder>,
 }
 
 impl Capture {
@@ -57,9 +60,24 @@ impl Capture {
             // Drain until the rings are empty (bounded per round), then hand records over.
             loop {
                 let tracker = &mut self.tracker;
-                let n = self.reader.drain(MAX_ITEMS_PER_DRAIN, |ev| {
-                    tracker.on_event(&ev, &mut records)
-                });
+                let n = match self.recorder.as_mut() {
+                    None => self.reader.drain(MAX_ITEMS_PER_DRAIN, |ev| {
+                        tracker.on_event(&ev, &mut records)
+                    }),
+                    Some(rec) => self.reader.drain(MAX_ITEMS_PER_DRAIN, |ev| {
+                        record(rec, &ev, None);
+                        tracker.on_event(&ev, &mut records);
+                        let id = match &ev {
+                            KernelEvent::Open(o) => o.conn,
+                            KernelEvent::Close(c) => c.conn,
+                            KernelEvent::Data(d) => d.conn,
+                        };
+                        record(rec, &ev, Some(tracker.conn_meta(id)));
+                    }),
+                };
+                if let Some(rec) = self.recorder.as_mut() {
+                    let _ = rec.end_batch();
+                }
                 self.tracker.end_batch(&mut records);
                 self.emitter.emit(&mut records);
                 if n < MAX_ITEMS_PER_DRAIN {
@@ -69,8 +87,15 @@ impl Capture {
             self.apply_tracker_requests();
             if stopping || last_sweep.elapsed() >= SWEEP_INTERVAL {
                 last_sweep = Instant::now();
-                self.tracker
-                    .sweep(tracker::clock::boot_now_ns(), &mut records);
+                let now_ns = tracker::clock::boot_now_ns();
+                if let Some(rec) = self.recorder.as_mut() {
+                    let _ = rec.sweep(now_ns);
+                    if let Err(e) = rec.flush() {
+                        tracing::warn!(error = %e, "cannot write the event recording; stopped");
+                        self.recorder = None;
+                    }
+                }
+                self.tracker.sweep(now_ns, &mut records);
                 self.emitter.emit(&mut records);
                 self.emitter.prune();
                 if let Ok(k) = self.probes.stats() {
@@ -87,6 +112,9 @@ impl Capture {
                 break;
             }
         }
+        if let Some(mut rec) = self.recorder.take() {
+            let _ = rec.flush();
+        }
     }
 
     /// Disables connections the tracker found unparseable; clears the entries of closed ones.
@@ -99,6 +127,20 @@ impl Capture {
         for id in self.tracker.take_enable_requests() {
             let _ = self.control.enable(id);
         }
+    }
+}
+
+/// Writes one event (`meta: None`) or the tuple of its connection after the tracker handled it.
+/// Write errors end the recording at the next flush; they never stop the capture.
+fn record(rec: &mut Recorder, ev: &KernelEvent<'_>, meta: Option<Option<&crate::model::ConnMeta>>) {
+    let r = match (meta, ev) {
+        (None, _) => rec.event(ev),
+        (Some(_), KernelEvent::Close(_)) => Ok(()),
+        (Some(m), KernelEvent::Open(o)) => rec.tuple(o.conn, m),
+        (Some(m), KernelEvent::Data(d)) => rec.tuple(d.conn, m),
+    };
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "event recording write failed");
     }
 }
 

@@ -195,7 +195,9 @@ pub struct ExporterConfig {
     /// Extra gRPC metadata on every request. Env: `OTEL_EXPORTER_OTLP_HEADERS` (`k=v,k=v`).
     /// Default none.
     pub headers: BTreeMap<String, String>,
-    /// `gzip` or `none`. Env: `OTEL_EXPORTER_OTLP_COMPRESSION`. Default gzip.
+    /// `none` or `gzip`. Env: `OTEL_EXPORTER_OTLP_COMPRESSION`. Default `none`, as the OTLP
+    /// exporter specification says: the receiver talks to a Collector on loopback, where gzip
+    /// only costs CPU. Choose `gzip` for a remote Collector over a slow or metered link.
     pub compression: Compression,
     /// Deadline of one export request, in ms. Env: `OTEL_EXPORTER_OTLP_TIMEOUT`. Default 10000.
     pub timeout_ms: u64,
@@ -224,7 +226,7 @@ impl Default for ExporterConfig {
         ExporterConfig {
             endpoint: DEFAULT_ENDPOINT.to_string(),
             headers: BTreeMap::new(),
-            compression: Compression::Gzip,
+            compression: Compression::None,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             max_batch_spans: DEFAULT_MAX_BATCH_SPANS,
             max_batch_delay_ms: DEFAULT_MAX_BATCH_DELAY_MS,

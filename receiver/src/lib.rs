@@ -17,6 +17,7 @@ pub mod export;
 pub mod model;
 pub mod protocol;
 pub mod record;
+pub mod recording;
 pub mod span;
 pub mod telemetry;
 pub mod tracker;

@@ -38,6 +38,13 @@ struct RunArgs {
     /// Log filter, e.g. `info` or `ebpf_receiver=debug` (RUST_LOG wins).
     #[arg(long, global = true)]
     log_level: Option<String>,
+    /// Diagnostic: record every captured event (payloads included, file mode 0600) for the
+    /// replay benchmark. Env: `EBPF_RECEIVER_RECORD_EVENTS`.
+    #[arg(long, value_name = "FILE", env = "EBPF_RECEIVER_RECORD_EVENTS")]
+    record_events: Option<PathBuf>,
+    /// Byte cap of `--record-events`; recording stops there.
+    #[arg(long, default_value_t = ebpf_receiver::recording::DEFAULT_MAX_BYTES)]
+    record_max_bytes: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -88,7 +95,11 @@ fn main() -> ExitCode {
                 }
             };
             init_logs(&cfg.telemetry.log_level);
-            match run(cfg, attrs) {
+            let diag = app::Diagnostics {
+                record_events: cli.run.record_events.clone(),
+                record_max_bytes: cli.run.record_max_bytes,
+            };
+            match run(cfg, attrs, diag) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -129,8 +140,8 @@ fn load(args: &RunArgs) -> Result<(Loaded, String), ConfigError> {
     Ok(((cfg, attrs), shown))
 }
 
-fn run(cfg: Config, attrs: Vec<(String, String)>) -> anyhow::Result<()> {
-    app::run(cfg, attrs).context("ebpf-receiver stopped")
+fn run(cfg: Config, attrs: Vec<(String, String)>, diag: app::Diagnostics) -> anyhow::Result<()> {
+    app::run_with(cfg, attrs, diag).context("ebpf-receiver stopped")
 }
 
 fn check() -> ExitCode {

@@ -38,7 +38,7 @@ use crate::config::ExporterConfig;
 use crate::telemetry::{ExportOutcome, Metrics, SpanDrop};
 use batch::Batch;
 use client::{ClientSettings, OtlpClient};
-use queue::{Budget, Item};
+use queue::{Budget, Chunk};
 use retry::{Backoff, Retry};
 
 pub use queue::SpanSender;
@@ -56,15 +56,19 @@ pub enum ExportError {
 
 /// Smallest `max_request_bytes` we accept: room for one resource group and a few spans.
 const MIN_REQUEST_BYTES: usize = 4096;
+/// A request buffer larger than this is not kept for the next request.
+const MAX_KEPT_REQUEST_BYTES: usize = 8 << 20;
 /// At most one warning per this interval for each kind of export problem.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The export task; [`Exporter::run`] owns it.
 pub struct Exporter {
     settings: ClientSettings,
-    rx: mpsc::UnboundedReceiver<Item>,
+    rx: mpsc::UnboundedReceiver<Chunk>,
     budget: Arc<Budget>,
     metrics: &'static Metrics,
+    /// The buffer of the last request, reused when the transport let go of it.
+    request_buf: Vec<u8>,
     max_batch_spans: usize,
     max_batch_delay: Duration,
     max_request_bytes: usize,
@@ -125,6 +129,7 @@ impl Exporter {
             rx,
             budget: budget.clone(),
             metrics,
+            request_buf: Vec::new(),
             max_batch_spans: cfg.max_batch_spans,
             max_batch_delay: Duration::from_millis(cfg.max_batch_delay_ms),
             max_request_bytes: cfg.max_request_bytes,
@@ -147,34 +152,44 @@ impl Exporter {
             deadline: None,
             timeout: self.shutdown_timeout,
         };
-        let mut pending: Option<Item> = None;
-        while let Some(first) = match pending.take() {
-            Some(item) => Some(item),
-            None => self.next_item(&mut clock, None).await,
-        } {
-            let mut batch = Batch::default();
-            batch.push(first);
+        let mut cur: Option<Cursor> = None;
+        let mut batch = Batch::default();
+        loop {
+            // A span to start the next batch with.
+            if cur.as_ref().is_none_or(Cursor::done) {
+                if let Some(c) = cur.take() {
+                    self.budget.recycle(c.chunk);
+                }
+                match self.next_chunk(&mut clock, None).await {
+                    Some(chunk) => cur = Some(Cursor::new(chunk)),
+                    None => break,
+                }
+                continue;
+            }
             let flush_at = Instant::now() + self.max_batch_delay;
-            while batch.len() < self.max_batch_spans {
-                let Some(item) = self.next_item(&mut clock, Some(flush_at)).await else {
-                    break;
-                };
-                if batch.would_exceed(&item, self.max_request_bytes) {
-                    pending = Some(item);
+            while let Some(c) = cur.as_mut() {
+                let max = (self.max_batch_spans, self.max_request_bytes);
+                if fill(&mut batch, c, max.0, max.1) == Fill::Full {
                     break;
                 }
-                batch.push(item);
+                if let Some(done) = cur.take() {
+                    self.budget.recycle(done.chunk);
+                }
+                cur = self
+                    .next_chunk(&mut clock, Some(flush_at))
+                    .await
+                    .map(Cursor::new);
             }
-            self.export(&mut client, batch, &mut clock).await;
+            self.export(&mut client, &mut batch, &mut clock).await;
             if clock.expired() {
                 break;
             }
         }
         // Whatever is left missed the shutdown deadline (or arrived after the last sender left).
         self.rx.close();
-        let mut left = pending.map_or((0, 0), |i| (1, i.bytes));
-        while let Ok(item) = self.rx.try_recv() {
-            left = (left.0 + 1, left.1 + item.bytes);
+        let mut left = cur.map_or((0, 0), |c| c.left());
+        while let Ok(chunk) = self.rx.try_recv() {
+            left = (left.0 + chunk.len() as u64, left.1 + chunk.bytes_from(0));
         }
         if left.0 > 0 {
             self.metrics.span_dropped(SpanDrop::Shutdown, left.0);
@@ -186,9 +201,10 @@ impl Exporter {
         }
     }
 
-    /// The next queued span. Before shutdown it waits (until `until`, if given); once shutdown
-    /// has begun it only takes what is already queued, so the flush never waits for new spans.
-    async fn next_item(&mut self, clock: &mut Clock, until: Option<Instant>) -> Option<Item> {
+    /// The next queued chunk of spans. Before shutdown it waits (until `until`, if given); once
+    /// shutdown has begun it only takes what is already queued, so the flush never waits for
+    /// new spans.
+    async fn next_chunk(&mut self, clock: &mut Clock, until: Option<Instant>) -> Option<Chunk> {
         if clock.deadline.is_none() {
             let sleep = async {
                 match until {
@@ -213,11 +229,14 @@ impl Exporter {
     }
 
     /// Sends one batch until it is accepted, rejected, out of retries or out of time.
-    async fn export(&mut self, client: &mut OtlpClient, batch: Batch, clock: &mut Clock) {
+    async fn export(&mut self, client: &mut OtlpClient, batch: &mut Batch, clock: &mut Clock) {
         let spans = batch.len() as u64;
         let queue_bytes = batch.queue_bytes();
         // Encoded once: every attempt sends the same bytes.
-        let request = bytes::Bytes::from(prost::Message::encode_to_vec(&batch.into_request()));
+        let mut buf = std::mem::take(&mut self.request_buf);
+        buf.clear();
+        batch.encode_into(&mut buf);
+        let request = bytes::Bytes::from(buf);
         let started = Instant::now();
         let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff);
         let m = self.metrics;
@@ -271,6 +290,12 @@ impl Exporter {
             }
         }
         self.budget.release(queue_bytes);
+        // The transport copied the request: take the buffer back unless it is still shared.
+        if let Ok(buf) = request.try_into_mut()
+            && buf.capacity() <= MAX_KEPT_REQUEST_BYTES
+        {
+            self.request_buf = buf.into();
+        }
     }
 
     /// Counts an accepted request, honouring partial success (never retried).
@@ -358,6 +383,118 @@ impl LogLimit {
         }
         self.last = Some(now);
         Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// A chunk being consumed span by span.
+struct Cursor {
+    chunk: Chunk,
+    next: usize,
+}
+
+impl Cursor {
+    fn new(chunk: Chunk) -> Cursor {
+        Cursor { chunk, next: 0 }
+    }
+
+    fn done(&self) -> bool {
+        self.next >= self.chunk.len()
+    }
+
+    /// Spans and budget bytes not taken yet.
+    fn left(&self) -> (u64, usize) {
+        (
+            self.chunk.len().saturating_sub(self.next) as u64,
+            self.chunk.bytes_from(self.next),
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fill {
+    /// The batch reached a limit; the cursor keeps the spans it did not take.
+    Full,
+    /// The chunk is consumed.
+    Consumed,
+}
+
+/// Moves spans from `cur` into `batch` until the batch is full (`max_spans`, or the next span
+/// would take it past `max_request_bytes`) or the chunk is consumed.
+fn fill(batch: &mut Batch, cur: &mut Cursor, max_spans: usize, max_request_bytes: usize) -> Fill {
+    while let Some((resource, span)) = cur.chunk.span(cur.next) {
+        if batch.len() >= max_spans || batch.would_exceed(resource, span, max_request_bytes) {
+            return Fill::Full;
+        }
+        batch.push(resource, span);
+        cur.next += 1;
+    }
+    Fill::Consumed
+}
+
+/// The exporter without the network, for the replay benchmark: takes what the sender queued,
+/// forms the same batches [`Exporter::run`] would (span and byte limits; no delay, everything
+/// queued is ready) and hands each encoded `ExportTraceServiceRequest` to a closure.
+#[doc(hidden)]
+pub struct Offline {
+    rx: mpsc::UnboundedReceiver<Chunk>,
+    budget: Arc<Budget>,
+    max_batch_spans: usize,
+    max_request_bytes: usize,
+    cur: Option<Cursor>,
+    batch: Batch,
+    request: Vec<u8>,
+}
+
+impl Offline {
+    pub fn new(cfg: &ExporterConfig, metrics: &'static Metrics) -> (Offline, SpanSender) {
+        let budget = Arc::new(Budget::new(cfg.max_queue_bytes, metrics));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let offline = Offline {
+            rx,
+            budget: budget.clone(),
+            max_batch_spans: cfg.max_batch_spans.max(1),
+            max_request_bytes: cfg.max_request_bytes,
+            cur: None,
+            batch: Batch::default(),
+            request: Vec::new(),
+        };
+        (offline, SpanSender::new(tx, budget))
+    }
+
+    /// Encodes every queued span into requests; returns the number of requests.
+    pub fn pump(&mut self, mut out: impl FnMut(&[u8])) -> usize {
+        let mut requests = 0;
+        loop {
+            let full = match self.cur.as_mut() {
+                Some(c) => {
+                    fill(
+                        &mut self.batch,
+                        c,
+                        self.max_batch_spans,
+                        self.max_request_bytes,
+                    ) == Fill::Full
+                }
+                None => false,
+            };
+            if !full {
+                if let Some(c) = self.cur.take() {
+                    self.budget.recycle(c.chunk);
+                }
+                if let Ok(chunk) = self.rx.try_recv() {
+                    self.cur = Some(Cursor::new(chunk));
+                    continue;
+                }
+            }
+            if self.batch.is_empty() {
+                return requests;
+            }
+            let queue_bytes = self.batch.queue_bytes();
+            self.request.clear();
+            self.batch.encode_into(&mut self.request);
+            out(&self.request);
+            self.budget.release(queue_bytes);
+            requests += 1;
+        }
     }
 }
 

@@ -1,35 +1,86 @@
-//! The queue between span building and export, bounded in encoded bytes.
+//! The queue between span encoding and export, bounded in encoded bytes.
 //!
-//! A span's budget is its protobuf `encoded_len`, reserved when it is sent and released only
-//! when its batch is finished (exported, rejected or dropped), so the budget bounds everything
-//! the exporter holds: queued spans *and* the batch being retried. Items sit in an unbounded
-//! tokio channel; the byte budget is what bounds it. `send` never blocks and never waits on the
-//! Collector: a full budget drops the span and counts it (`reason=queue_full`).
+//! The capture task encodes each span once, straight into the current [`Chunk`] of its
+//! [`SpanSender`] (one buffer of back-to-back `ScopeSpans.spans` fields), and hands the chunk
+//! over once per drain round ([`SpanSender::flush`]): one channel message and at most one wakeup
+//! of the export task per round, not per span. The exporter copies span bytes from chunks into
+//! its requests and returns the empty chunks to a small pool, so in steady state nothing is
+//! allocated per span or per round.
+//!
+//! A span's budget is its encoded size, reserved when it is encoded and released only when its
+//! batch is finished (exported, rejected or dropped), so the budget bounds everything the
+//! exporter holds: chunks in the channel, the batch being filled *and* the batch being retried.
+//! The channel itself is unbounded; the byte budget is what bounds it. Encoding never blocks and
+//! never waits on the Collector: a full budget drops the span and counts it
+//! (`reason=queue_full`).
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::Span;
-use prost::Message as _;
 use tokio::sync::mpsc;
 
+use crate::span::EncodedResource;
 use crate::telemetry::{Metrics, SpanDrop};
 
-/// One span on its way out, with the resource of its process.
-#[derive(Debug)]
-pub(crate) struct Item {
-    pub resource: Arc<Resource>,
-    pub span: Span,
-    /// Bytes reserved from the budget (`span.encoded_len()`).
-    pub bytes: usize,
+/// Empty chunks kept for reuse.
+const POOL_CHUNKS: usize = 4;
+/// A chunk whose buffer grew past this is not kept (a burst must not pin its memory).
+const POOL_MAX_CHUNK_BYTES: usize = 4 << 20;
+
+/// Spans encoded in one drain round, with the resources they belong to.
+#[derive(Debug, Default)]
+pub(crate) struct Chunk {
+    /// Encoded spans, back to back.
+    buf: Vec<u8>,
+    /// Per span: its resource (an index into `resources`) and where it ends in `buf`.
+    spans: Vec<(u32, u32)>,
+    resources: Vec<Arc<EncodedResource>>,
 }
 
-/// The byte budget shared by the senders and the exporter. The gauge
-/// `export_queue_bytes` *is* the counter (one atomic, so the gauge is never stale).
+impl Chunk {
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Span `i`: its resource and its bytes.
+    pub fn span(&self, i: usize) -> Option<(&Arc<EncodedResource>, &[u8])> {
+        let &(r, end) = self.spans.get(i)?;
+        let start = match i.checked_sub(1) {
+            Some(p) => self.spans.get(p).map_or(0, |s| s.1 as usize),
+            None => 0,
+        };
+        Some((
+            self.resources.get(r as usize)?,
+            self.buf.get(start..end as usize)?,
+        ))
+    }
+
+    /// Encoded bytes of spans `from..`.
+    pub fn bytes_from(&self, from: usize) -> usize {
+        let start = match from.checked_sub(1) {
+            Some(p) => self.spans.get(p).map_or(0, |s| s.1 as usize),
+            None => 0,
+        };
+        self.buf.len().saturating_sub(start)
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.spans.clear();
+        self.resources.clear();
+    }
+}
+
+/// The byte budget shared by the sender and the exporter, and the pool of empty chunks. The
+/// gauge `export_queue_bytes` *is* the counter (one atomic, so the gauge is never stale).
 pub(crate) struct Budget {
     capacity: u64,
     pub metrics: &'static Metrics,
+    pool: Mutex<Vec<Chunk>>,
 }
 
 impl std::fmt::Debug for Budget {
@@ -48,10 +99,15 @@ impl Budget {
             .export_queue_capacity_bytes
             .store(capacity, Ordering::Relaxed);
         metrics.export_queue_bytes.store(0, Ordering::Relaxed);
-        Budget { capacity, metrics }
+        Budget {
+            capacity,
+            metrics,
+            pool: Mutex::new(Vec::new()),
+        }
     }
 
-    /// Reserves `n` bytes; false when they do not fit.
+    /// Reserves `n` bytes; false when they do not fit. Only the sender reserves, so a plain
+    /// load and add would do; `fetch_update` keeps it correct for any number of senders.
     fn reserve(&self, n: usize) -> bool {
         let n = n as u64;
         self.metrics
@@ -64,6 +120,9 @@ impl Budget {
 
     /// Gives back `n` bytes of finished spans.
     pub fn release(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
         let n = n as u64;
         let _ = self.metrics.export_queue_bytes.fetch_update(
             Ordering::AcqRel,
@@ -75,47 +134,138 @@ impl Budget {
     pub fn used(&self) -> usize {
         self.metrics.export_queue_bytes.load(Ordering::Acquire) as usize
     }
+
+    /// Returns a consumed chunk for reuse.
+    pub fn recycle(&self, mut chunk: Chunk) {
+        if chunk.buf.capacity() > POOL_MAX_CHUNK_BYTES {
+            return;
+        }
+        chunk.clear();
+        if let Ok(mut pool) = self.pool.lock()
+            && pool.len() < POOL_CHUNKS
+        {
+            pool.push(chunk);
+        }
+    }
+
+    fn fresh_chunk(&self) -> Chunk {
+        self.pool
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_default()
+    }
 }
 
-/// The producer side of the export queue: cheap to clone, `Send`, never blocks.
-#[derive(Clone, Debug)]
+/// The producer side of the export queue, owned by the capture task: never blocks.
+#[derive(Debug)]
 pub struct SpanSender {
-    tx: mpsc::UnboundedSender<Item>,
+    tx: mpsc::UnboundedSender<Chunk>,
     budget: Arc<Budget>,
+    chunk: Chunk,
+    /// `Arc::as_ptr` of the resource of the chunk's last span, and its index there.
+    last_resource: Option<(usize, u32)>,
 }
 
 impl SpanSender {
-    pub(crate) fn new(tx: mpsc::UnboundedSender<Item>, budget: Arc<Budget>) -> SpanSender {
-        SpanSender { tx, budget }
+    pub(crate) fn new(tx: mpsc::UnboundedSender<Chunk>, budget: Arc<Budget>) -> SpanSender {
+        SpanSender {
+            tx,
+            budget,
+            chunk: Chunk::default(),
+            last_resource: None,
+        }
     }
 
-    /// Queues one span for export. Returns false when it was dropped — the byte budget is
-    /// exhausted (`reason=queue_full`) or the exporter has stopped (`reason=shutdown`); either
-    /// way the drop is already counted.
-    pub fn send(&self, resource: Arc<Resource>, span: Span) -> bool {
-        let bytes = span.encoded_len();
-        if !self.budget.reserve(bytes) {
+    /// Encodes one span with `encode` (which appends exactly one `ScopeSpans.spans` field to
+    /// the buffer it is given) into the current chunk. Returns false when the span was dropped
+    /// because the byte budget is exhausted (counted, `reason=queue_full`).
+    pub fn encode(
+        &mut self,
+        resource: &Arc<EncodedResource>,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        let start = self.chunk.buf.len();
+        encode(&mut self.chunk.buf);
+        let n = self.chunk.buf.len() - start;
+        let Ok(end) = u32::try_from(self.chunk.buf.len()) else {
+            // A chunk past 4 GiB: impossible with the budget's bounds, but never wrong.
+            self.chunk.buf.truncate(start);
+            self.budget.metrics.span_dropped(SpanDrop::QueueFull, 1);
+            return false;
+        };
+        if !self.budget.reserve(n) {
+            self.chunk.buf.truncate(start);
             self.budget.metrics.span_dropped(SpanDrop::QueueFull, 1);
             return false;
         }
-        match self.tx.send(Item {
-            resource,
-            span,
-            bytes,
-        }) {
+        let key = Arc::as_ptr(resource) as usize;
+        let index = match self.last_resource {
+            Some((k, i)) if k == key => i,
+            _ => {
+                let found = self
+                    .chunk
+                    .resources
+                    .iter()
+                    .position(|r| Arc::as_ptr(r) as usize == key);
+                let i = found.unwrap_or_else(|| {
+                    self.chunk.resources.push(resource.clone());
+                    self.chunk.resources.len() - 1
+                }) as u32;
+                self.last_resource = Some((key, i));
+                i
+            }
+        };
+        self.chunk.spans.push((index, end));
+        true
+    }
+
+    /// Hands the spans encoded since the last flush to the exporter. Returns false when the
+    /// exporter has stopped: those spans are dropped and counted (`reason=shutdown`).
+    pub fn flush(&mut self) -> bool {
+        if self.chunk.is_empty() {
+            return true;
+        }
+        self.last_resource = None;
+        let chunk = std::mem::replace(&mut self.chunk, self.budget.fresh_chunk());
+        match self.tx.send(chunk) {
             Ok(()) => true,
-            Err(_) => {
-                self.budget.release(bytes);
-                self.budget.metrics.span_dropped(SpanDrop::Shutdown, 1);
+            Err(mpsc::error::SendError(chunk)) => {
+                self.budget.release(chunk.buf.len());
+                self.budget
+                    .metrics
+                    .span_dropped(SpanDrop::Shutdown, chunk.len() as u64);
                 false
             }
         }
+    }
+
+    /// One prost span for one prost resource, flushed at once (tests and tools; the capture
+    /// task encodes directly). Resources are told apart by the identity of their `Arc`.
+    #[cfg(test)]
+    pub(crate) fn send(
+        &mut self,
+        resource: &Arc<EncodedResource>,
+        span: opentelemetry_proto::tonic::trace::v1::Span,
+    ) -> bool {
+        let ok = self.encode(resource, |buf| {
+            prost::encoding::message::encode(crate::span::wire::SCOPE_SPANS_SPANS, &span, buf)
+        });
+        self.flush() && ok
+    }
+}
+
+impl Drop for SpanSender {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::Span;
 
     fn leak_metrics() -> &'static Metrics {
         Box::leak(Box::new(Metrics::default()))
@@ -128,17 +278,24 @@ mod tests {
         }
     }
 
+    /// Budget bytes of one span: its `ScopeSpans.spans` field.
+    fn cost(s: &Span) -> usize {
+        prost::encoding::message::encoded_len(crate::span::wire::SCOPE_SPANS_SPANS, s)
+    }
+
+    fn res() -> Arc<EncodedResource> {
+        Arc::new(EncodedResource::new(&Resource::default()))
+    }
+
     #[test]
     fn byte_budget_drops_and_counts_what_does_not_fit() {
         let m = leak_metrics();
-        let one = span(100).encoded_len();
+        let one = cost(&span(100));
         let budget = Arc::new(Budget::new(one * 3 + one / 2, m));
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let s = SpanSender::new(tx, budget.clone());
-        let res = Arc::new(Resource::default());
-        let sent: Vec<bool> = (0..5)
-            .map(|_| s.clone().send(res.clone(), span(100)))
-            .collect();
+        let mut s = SpanSender::new(tx, budget.clone());
+        let res = res();
+        let sent: Vec<bool> = (0..5).map(|_| s.send(&res, span(100))).collect();
         assert_eq!(sent, [true, true, true, false, false]);
         assert_eq!(
             m.spans_dropped[SpanDrop::QueueFull as usize].load(Ordering::Relaxed),
@@ -153,14 +310,15 @@ mod tests {
             (one * 3 + one / 2) as u64
         );
         // Bytes come back only when the exporter releases them, not on receive.
-        let item = rx.try_recv().expect("queued");
-        assert_eq!(item.bytes, one);
-        assert!(!s.send(res.clone(), span(100)));
-        budget.release(item.bytes);
-        assert!(s.send(res.clone(), span(100)));
+        let chunk = rx.try_recv().expect("queued");
+        assert_eq!(chunk.len(), 1);
+        assert_eq!(chunk.bytes_from(0), one);
+        assert!(!s.send(&res, span(100)));
+        budget.release(one);
+        assert!(s.send(&res, span(100)));
         assert_eq!(budget.used(), one * 3);
         // A span larger than the whole budget never fits.
-        assert!(!s.send(res, span(one * 4)));
+        assert!(!s.send(&res, span(one * 4)));
         assert_eq!(
             m.spans_dropped[SpanDrop::QueueFull as usize].load(Ordering::Relaxed),
             4
@@ -168,13 +326,39 @@ mod tests {
     }
 
     #[test]
-    fn send_after_the_exporter_stopped_counts_shutdown() {
+    fn spans_of_a_round_travel_as_one_chunk_with_their_resources() {
+        let m = leak_metrics();
+        let budget = Arc::new(Budget::new(1 << 20, m));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut s = SpanSender::new(tx, budget.clone());
+        let (a, b) = (res(), res());
+        for r in [&a, &b, &a, &a] {
+            assert!(s.encode(r, |buf| buf.extend_from_slice(b"span")));
+        }
+        assert!(rx.try_recv().is_err(), "nothing before the flush");
+        assert!(s.flush());
+        let chunk = rx.try_recv().expect("one chunk");
+        assert!(rx.try_recv().is_err());
+        assert_eq!(chunk.len(), 4);
+        let owners: Vec<bool> = (0..4)
+            .map(|i| Arc::ptr_eq(chunk.span(i).unwrap().0, &a))
+            .collect();
+        assert_eq!(owners, [true, false, true, true]);
+        assert_eq!(chunk.span(2).unwrap().1, b"span");
+        assert_eq!(chunk.resources.len(), 2);
+        assert_eq!(budget.used(), 16);
+        budget.recycle(chunk);
+        assert_eq!(budget.fresh_chunk().len(), 0);
+    }
+
+    #[test]
+    fn flush_after_the_exporter_stopped_counts_shutdown() {
         let m = leak_metrics();
         let budget = Arc::new(Budget::new(1 << 20, m));
         let (tx, rx) = mpsc::unbounded_channel();
-        let s = SpanSender::new(tx, budget.clone());
+        let mut s = SpanSender::new(tx, budget.clone());
         drop(rx);
-        assert!(!s.send(Arc::new(Resource::default()), span(10)));
+        assert!(!s.send(&res(), span(10)));
         assert_eq!(
             m.spans_dropped[SpanDrop::Shutdown as usize].load(Ordering::Relaxed),
             1

@@ -24,7 +24,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use super::*;
 use crate::config::Compression;
-use crate::span::{kv_int, kv_str};
+use crate::span::{EncodedResource, kv_int, kv_str};
 
 type Reply = Result<ExportTraceServiceResponse, Status>;
 
@@ -178,11 +178,11 @@ fn metrics() -> &'static Metrics {
     Box::leak(Box::new(Metrics::default()))
 }
 
-fn resource(pid: i64) -> Arc<Resource> {
-    Arc::new(Resource {
+fn resource(pid: i64) -> Arc<EncodedResource> {
+    Arc::new(EncodedResource::new(&Resource {
         attributes: vec![kv_str("service.name", "svc"), kv_int("process.pid", pid)],
         ..Default::default()
-    })
+    }))
 }
 
 fn span(i: usize) -> Span {
@@ -228,12 +228,12 @@ fn drop_count(c: &Counts, d: SpanDrop) -> u64 {
 
 /// Sends `n` spans, waits until the exporter has settled them all, stops it and returns.
 async fn run_to_completion(cfg: &ExporterConfig, m: &'static Metrics, n: usize, pids: &[i64]) {
-    let (exporter, sender) = Exporter::with_metrics(cfg, m).unwrap();
+    let (exporter, mut sender) = Exporter::with_metrics(cfg, m).unwrap();
     let stop = CancellationToken::new();
     let task = tokio::spawn(exporter.run(stop.clone()));
     let resources: Vec<_> = pids.iter().map(|p| resource(*p)).collect();
     for i in 0..n {
-        assert!(sender.send(resources[i % resources.len()].clone(), span(i)));
+        assert!(sender.send(&resources[i % resources.len()], span(i)));
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -403,7 +403,7 @@ async fn batches_respect_max_request_bytes() {
         max_batch_delay_ms: 200,
         ..config(h.addr)
     };
-    let (exporter, sender) = Exporter::with_metrics(&cfg, m).unwrap();
+    let (exporter, mut sender) = Exporter::with_metrics(&cfg, m).unwrap();
     let stop = CancellationToken::new();
     let task = tokio::spawn(exporter.run(stop.clone()));
     let r = resource(1);
@@ -412,7 +412,7 @@ async fn batches_respect_max_request_bytes() {
             name: format!("{i:0>500}"),
             ..span(i)
         };
-        assert!(sender.send(r.clone(), s));
+        assert!(sender.send(&r, s));
     }
     stop.cancel();
     task.await.unwrap();
@@ -429,11 +429,11 @@ async fn shutdown_flushes_queued_spans_without_waiting_for_the_batch_delay() {
         max_batch_delay_ms: 60_000,
         ..config(h.addr)
     };
-    let (exporter, sender) = Exporter::with_metrics(&cfg, m).unwrap();
+    let (exporter, mut sender) = Exporter::with_metrics(&cfg, m).unwrap();
     let stop = CancellationToken::new();
     let task = tokio::spawn(exporter.run(stop.clone()));
     for i in 0..50 {
-        assert!(sender.send(resource(1), span(i)));
+        assert!(sender.send(&resource(1), span(i)));
     }
     let t0 = Instant::now();
     stop.cancel();
@@ -446,7 +446,7 @@ async fn shutdown_flushes_queued_spans_without_waiting_for_the_batch_delay() {
     let c = counts(m);
     assert_eq!((c.exported, c.dropped), (50, [0; 4]));
     // A span sent after the exporter stopped is counted, not lost silently.
-    assert!(!sender.send(resource(1), span(99)));
+    assert!(!sender.send(&resource(1), span(99)));
     assert_eq!(drop_count(&counts(m), SpanDrop::Shutdown), 1);
 }
 
@@ -463,11 +463,11 @@ async fn shutdown_with_the_collector_down_drops_within_the_timeout() {
         shutdown_timeout_ms: 300,
         ..config(addr)
     };
-    let (exporter, sender) = Exporter::with_metrics(&cfg, m).unwrap();
+    let (exporter, mut sender) = Exporter::with_metrics(&cfg, m).unwrap();
     let stop = CancellationToken::new();
     let task = tokio::spawn(exporter.run(stop.clone()));
     for i in 0..35 {
-        assert!(sender.send(resource(1), span(i)));
+        assert!(sender.send(&resource(1), span(i)));
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let t0 = Instant::now();
@@ -495,11 +495,11 @@ async fn shutdown_bounds_an_export_stuck_on_a_hung_collector() {
         shutdown_timeout_ms: 300,
         ..config(h.addr)
     };
-    let (exporter, sender) = Exporter::with_metrics(&cfg, m).unwrap();
+    let (exporter, mut sender) = Exporter::with_metrics(&cfg, m).unwrap();
     let stop = CancellationToken::new();
     let task = tokio::spawn(exporter.run(stop.clone()));
     for i in 0..8 {
-        assert!(sender.send(resource(1), span(i)));
+        assert!(sender.send(&resource(1), span(i)));
     }
     tokio::time::sleep(Duration::from_millis(150)).await;
     let t0 = Instant::now();
@@ -524,7 +524,7 @@ async fn shutdown_ends_under_a_constant_stream_and_accounts_for_every_span() {
         shutdown_timeout_ms: 300,
         ..config(h.addr)
     };
-    let (exporter, sender) = Exporter::with_metrics(&cfg, m).unwrap();
+    let (exporter, mut sender) = Exporter::with_metrics(&cfg, m).unwrap();
     let stop = CancellationToken::new();
     let task = tokio::spawn(exporter.run(stop.clone()));
     let producing = CancellationToken::new();
@@ -534,7 +534,7 @@ async fn shutdown_ends_under_a_constant_stream_and_accounts_for_every_span() {
             let mut sent = 0u64;
             let r = resource(1);
             while !producing.is_cancelled() {
-                sender.send(r.clone(), span(sent as usize));
+                sender.send(&r, span(sent as usize));
                 sent += 1;
                 if sent.is_multiple_of(64) {
                     tokio::task::yield_now().await;
@@ -571,17 +571,17 @@ async fn queue_full_while_the_collector_is_down_is_counted_exactly() {
         l.local_addr().unwrap()
     };
     let m = metrics();
-    let one = prost::Message::encoded_len(&span(0));
+    let one = prost::encoding::message::encoded_len(2, &span(0));
     let cfg = ExporterConfig {
         max_queue_bytes: one * 10,
         shutdown_timeout_ms: 100,
         ..config(addr)
     };
-    let (exporter, sender) = Exporter::with_metrics(&cfg, m).unwrap();
+    let (exporter, mut sender) = Exporter::with_metrics(&cfg, m).unwrap();
     let stop = CancellationToken::new();
     let task = tokio::spawn(exporter.run(stop.clone()));
     let accepted = (0..25)
-        .filter(|i| sender.send(resource(1), span(*i)))
+        .filter(|i| sender.send(&resource(1), span(*i)))
         .count();
     assert_eq!(accepted, 10);
     stop.cancel();
@@ -598,7 +598,7 @@ async fn queue_full_while_the_collector_is_down_is_counted_exactly() {
 #[test]
 fn new_needs_no_runtime_and_validates() {
     let (_e, s) = Exporter::new(&ExporterConfig::default()).expect("defaults are valid");
-    let _clone: SpanSender = s.clone();
+    let _sender: SpanSender = s;
     for bad in [
         ExporterConfig {
             max_batch_spans: 0,

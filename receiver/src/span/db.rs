@@ -25,10 +25,7 @@
 //!   considered errors"); its message is the SQLSTATE when known, never the server's error text,
 //!   which can echo literals from the query.
 
-use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use opentelemetry_proto::tonic::trace::v1::{Span, Status};
-
-use super::{kv_str, network, non_empty};
+use super::{SpanBuf, network, non_empty};
 use crate::model::{ConnMeta, Protocol};
 use crate::record::{DbExchange, DbOutcome};
 
@@ -61,51 +58,54 @@ fn system(protocol: Protocol) -> System {
 }
 
 /// Sets the name, attributes and status of a database span.
-pub(super) fn fill(span: &mut Span, conn: &ConnMeta, protocol: Protocol, db: &DbExchange) {
+pub(super) fn fill(sb: &mut SpanBuf, conn: &ConnMeta, protocol: Protocol, db: &DbExchange) {
     let sys = system(protocol);
-    let attrs = &mut span.attributes;
-    attrs.reserve(12);
-    attrs.push(kv_str("db.system.name", sys.name));
+    sb.str("db.system.name", sys.name);
     let namespace = non_empty(&db.namespace);
     if let Some(ns) = namespace {
-        attrs.push(kv_str("db.namespace", ns));
+        sb.str("db.namespace", ns);
     }
     if let Some(text) = non_empty(&db.query_text) {
-        attrs.push(kv_str("db.query.text", text));
+        sb.str("db.query.text", text);
     }
     let summary = non_empty(&db.query_summary);
     let operation = non_empty(&db.operation);
-    span.name = if db.prepare_only {
+    if db.prepare_only {
         // A round trip that only prepares: named apart from the execution it prepares, and no
         // `db.query.summary`, so span metrics keyed by either never count it as that query.
-        attrs.push(kv_str("db.operation.name", "PREPARE"));
-        match summary {
-            Some(s) => format!("PREPARE {s}"),
-            None => "PREPARE".to_string(),
+        sb.str("db.operation.name", "PREPARE");
+        let name = sb.name_mut();
+        name.push_str("PREPARE");
+        if let Some(s) = summary {
+            name.push(' ');
+            name.push_str(s);
         }
     } else if let Some(s) = summary {
-        attrs.push(kv_str("db.query.summary", s));
+        sb.str("db.query.summary", s);
         if let Some(op) = operation {
-            attrs.push(kv_str("db.operation.name", op));
+            sb.str("db.operation.name", op);
         }
-        s.to_string()
+        sb.set_name(s);
     } else if let Some(op) = operation {
-        attrs.push(kv_str("db.operation.name", op));
-        match namespace.filter(|_| sys.namespace_in_name) {
-            Some(ns) => format!("{op} {ns}"),
-            None => op.to_string(),
+        sb.str("db.operation.name", op);
+        let name = sb.name_mut();
+        name.push_str(op);
+        if let Some(ns) = namespace.filter(|_| sys.namespace_in_name) {
+            name.push(' ');
+            name.push_str(ns);
         }
     } else {
-        namespace
-            .filter(|_| sys.namespace_in_name)
-            .unwrap_or(sys.name)
-            .to_string()
-    };
+        sb.set_name(
+            namespace
+                .filter(|_| sys.namespace_in_name)
+                .unwrap_or(sys.name),
+        );
+    }
     if let Some(n) = db.batch_size.filter(|&n| n > 1) {
-        attrs.push(super::kv_int(
+        sb.int(
             "db.operation.batch.size",
             i64::try_from(n).unwrap_or(i64::MAX),
-        ));
+        );
     }
     if let DbOutcome::Error { code, detail } = &db.outcome {
         // `error.type` must be low-cardinality: the error code is; fall back to `_OTHER`.
@@ -114,14 +114,11 @@ pub(super) fn fill(span: &mut Span, conn: &ConnMeta, protocol: Protocol, db: &Db
         } else {
             code.as_str()
         };
-        attrs.push(kv_str("db.response.status_code", code));
-        attrs.push(kv_str("error.type", code));
-        span.status = Some(Status {
-            code: StatusCode::Error as i32,
-            message: detail.clone().unwrap_or_default(),
-        });
+        sb.str("db.response.status_code", code);
+        sb.str("error.type", code);
+        sb.error(detail.as_deref().unwrap_or_default());
     }
-    network(attrs, conn, Some(sys.default_port));
+    network(sb, conn, Some(sys.default_port));
 }
 
 #[cfg(test)]

@@ -22,41 +22,29 @@
 //!   the retry is its own span.
 //! - No status description: the RCODE is already `error.type`, and the server sends no text.
 
-use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use opentelemetry_proto::tonic::trace::v1::{Span, Status};
-
-use super::{kv_int, kv_str, kv_str_array, server_from_socket};
+use super::{SpanBuf, server_from_socket};
 use crate::model::ConnMeta;
 use crate::record::DnsExchange;
 
 /// Sets the name, attributes and status of a DNS span.
-pub(super) fn fill(span: &mut Span, conn: &ConnMeta, dns: &DnsExchange) {
-    span.name = format!("DNS {}", dns.question_type);
-    let attrs = &mut span.attributes;
-    attrs.reserve(9);
-    attrs.push(kv_str("dns.question.name", dns.question_name.as_str()));
+pub(super) fn fill(sb: &mut SpanBuf, conn: &ConnMeta, dns: &DnsExchange) {
+    let name = sb.name_mut();
+    name.push_str("DNS ");
+    name.push_str(&dns.question_type);
+    sb.str("dns.question.name", dns.question_name.as_str());
     if !dns.answers.is_empty() {
-        attrs.push(kv_str_array(
-            "dns.answers",
-            dns.answers.iter().map(|ip| ip.to_canonical().to_string()),
-        ));
+        sb.ip_array("dns.answers", &dns.answers);
     }
     if let Some(rcode) = dns.error {
-        attrs.push(kv_str("error.type", rcode));
-        span.status = Some(Status {
-            code: StatusCode::Error as i32,
-            message: String::new(),
-        });
+        sb.str("error.type", rcode);
+        sb.error("");
     }
-    server_from_socket(attrs, conn, None);
+    server_from_socket(sb, conn, None);
     if let Some(peer) = conn.peer {
-        attrs.push(kv_str(
-            "network.peer.address",
-            peer.ip().to_canonical().to_string(),
-        ));
-        attrs.push(kv_int("network.peer.port", i64::from(peer.port())));
+        sb.ip("network.peer.address", peer.ip());
+        sb.int("network.peer.port", i64::from(peer.port()));
     }
-    attrs.push(kv_str("network.transport", dns.transport.as_str()));
+    sb.str("network.transport", dns.transport.as_str());
 }
 
 #[cfg(test)]

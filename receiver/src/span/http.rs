@@ -20,11 +20,8 @@
 //! `X-Forwarded-For`, a header we do not read; `network.peer.address` is the socket peer), and
 //! `http.route` (unknowable without the application's routing table).
 
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use opentelemetry_proto::tonic::trace::v1::{Span, Status};
-
-use super::{kv_int, kv_str, peer, server_from_socket};
+use super::wire::push_ip;
+use super::{ServerAddress, SpanBuf, peer, socket_server, write_server};
 use crate::model::{ConnMeta, Role};
 use crate::record::HttpExchange;
 
@@ -32,76 +29,65 @@ use crate::record::HttpExchange;
 const HTTP_DEFAULT_PORT: u16 = 80;
 
 /// Sets the name, attributes and status of an HTTP span.
-pub(super) fn fill(span: &mut Span, conn: &ConnMeta, h: &HttpExchange) {
+pub(super) fn fill(sb: &mut SpanBuf, conn: &ConnMeta, h: &HttpExchange) {
     let server = conn.role == Some(Role::Server);
-    let attrs = &mut span.attributes;
-    attrs.reserve(16);
     let known = !h.method.is_empty() && h.method != "_OTHER";
-    span.name = if known {
-        h.method.to_string()
-    } else {
-        "HTTP".to_string()
-    };
-    attrs.push(kv_str(
+    sb.set_name(if known { h.method } else { "HTTP" });
+    sb.str(
         "http.request.method",
         if known { h.method } else { "_OTHER" },
-    ));
+    );
     if !known && let Some(original) = h.method_original.as_deref() {
-        attrs.push(kv_str("http.request.method_original", original));
+        sb.str("http.request.method_original", original);
     }
     if let Some(code) = h.status_code {
-        attrs.push(kv_int("http.response.status_code", i64::from(code)));
+        sb.int("http.response.status_code", i64::from(code));
     }
-    attrs.push(kv_str("url.scheme", "http"));
+    sb.str("url.scheme", "http");
     if let Some(path) = h.path.as_deref() {
-        attrs.push(kv_str("url.path", path));
+        sb.str("url.path", path);
     }
     if let Some(query) = h.query.as_deref() {
-        attrs.push(kv_str("url.query", query));
+        sb.str("url.query", query);
     }
-    let host = h.server_address.as_deref().filter(|a| !a.is_empty());
-    match host {
-        Some(address) => {
-            attrs.push(kv_str("server.address", address));
-            // A `Host` without a port is the default port only when the client followed the
-            // rules; proxies often send a bare host to any port (nginx `Host $host`). The
-            // socket's server port is a fact; 80 would be a guess.
-            if let Some(port) = h.server_port.or_else(|| socket_server_port(conn)) {
-                attrs.push(kv_int("server.port", i64::from(port)));
-            }
-        }
-        None => server_from_socket(attrs, conn, None),
+    let (address, port) = match h.server_address.as_deref().filter(|a| !a.is_empty()) {
+        // A `Host` without a port is the default port only when the client followed the
+        // rules; proxies often send a bare host to any port (nginx `Host $host`). The socket's
+        // server port is a fact; 80 would be a guess.
+        Some(host) => (
+            Some(ServerAddress::Path(host)),
+            h.server_port.or_else(|| socket_server_port(conn)),
+        ),
+        None => socket_server(conn, None),
+    };
+    write_server(sb, address.as_ref(), port);
+    if !server && let Some(address) = address.as_ref() {
+        url_full(sb, address, port, h);
     }
-    if !server && let Some(full) = url_full(attrs, h) {
-        attrs.push(kv_str("url.full", full));
-    }
-    peer(attrs, conn);
+    peer(sb, conn);
     if let Some(v) = h.protocol_version {
-        attrs.push(kv_str("network.protocol.version", v));
+        sb.str("network.protocol.version", v);
     }
     if server && let Some(ua) = h.user_agent.as_deref() {
-        attrs.push(kv_str("user_agent.original", ua));
+        sb.str("user_agent.original", ua);
     }
     if let Some(n) = h.request_body_size {
-        attrs.push(kv_int(
+        sb.int(
             "http.request.body.size",
             i64::try_from(n).unwrap_or(i64::MAX),
-        ));
+        );
     }
     if let Some(n) = h.response_body_size {
-        attrs.push(kv_int(
+        sb.int(
             "http.response.body.size",
             i64::try_from(n).unwrap_or(i64::MAX),
-        ));
+        );
     }
     // `docs/http/http-spans.md` "Status": 4xx is an error for the client only.
     let threshold = if server { 500 } else { 400 };
     if let Some(code) = h.status_code.filter(|&c| c >= threshold) {
-        attrs.push(kv_str("error.type", code.to_string()));
-        span.status = Some(Status {
-            code: StatusCode::Error as i32,
-            message: String::new(),
-        });
+        sb.fmt("error.type", format_args!("{code}"));
+        sb.error("");
     }
 }
 
@@ -115,40 +101,44 @@ fn socket_server_port(conn: &ConnMeta) -> Option<u16> {
     addr.map(|a| a.port())
 }
 
-/// `url.full` of a client request, from attributes already set (so it never carries more than
-/// they do): `http://address[:port]path[?query]`, the port left out when it is 80.
-fn url_full(attrs: &[KeyValue], h: &HttpExchange) -> Option<String> {
-    let get = |key: &str| {
-        attrs
-            .iter()
-            .find(|kv| kv.key == key)
-            .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-    };
-    use opentelemetry_proto::tonic::common::v1::any_value::Value;
-    let address = match get("server.address") {
-        Some(Value::StringValue(s)) => s.clone(),
-        _ => return None,
-    };
-    let port = match get("server.port") {
-        Some(Value::IntValue(p)) => Some(*p),
-        _ => None,
-    };
-    // An IPv6 literal goes in brackets (RFC 3986 §3.2.2).
-    let host = if address.contains(':') && !address.starts_with('[') {
-        format!("[{address}]")
-    } else {
-        address
-    };
-    let mut full = format!("http://{host}");
-    if let Some(p) = port.filter(|&p| p != i64::from(HTTP_DEFAULT_PORT)) {
-        full.push_str(&format!(":{p}"));
+/// `url.full` of a client request, from the same parts as `server.address`/`server.port` (so it
+/// never carries more than they do): `http://address[:port]path[?query]`, the port left out
+/// when it is 80.
+fn url_full(sb: &mut SpanBuf, address: &ServerAddress<'_>, port: Option<u16>, h: &HttpExchange) {
+    use std::fmt::Write as _;
+    let mut full = sb.take_scratch();
+    full.push_str("http://");
+    match address {
+        ServerAddress::Path(a) => {
+            // An IPv6 literal goes in brackets (RFC 3986 §3.2.2).
+            if a.contains(':') && !a.starts_with('[') {
+                full.push('[');
+                full.push_str(a);
+                full.push(']');
+            } else {
+                full.push_str(a);
+            }
+        }
+        ServerAddress::Ip(ip) => {
+            if ip.is_ipv6() {
+                full.push('[');
+                push_ip(&mut full, *ip);
+                full.push(']');
+            } else {
+                push_ip(&mut full, *ip);
+            }
+        }
+    }
+    if let Some(p) = port.filter(|&p| p != HTTP_DEFAULT_PORT) {
+        let _ = write!(full, ":{p}");
     }
     full.push_str(h.path.as_deref().unwrap_or("/"));
     if let Some(q) = h.query.as_deref() {
         full.push('?');
         full.push_str(q);
     }
-    Some(full)
+    sb.str("url.full", &full);
+    sb.put_scratch(full);
 }
 
 #[cfg(test)]

@@ -22,22 +22,21 @@ pub mod db;
 pub mod dns;
 pub mod http;
 pub mod resource;
+pub mod wire;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-
-use opentelemetry_proto::tonic::trace::v1::Status;
-use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 
 use crate::model::{ConnMeta, Role, Transport};
 use crate::record::{ConnRecord, Exchange};
 
-pub use resource::build_resource;
+pub use resource::{EncodedResource, build_resource, encode_resource};
+pub use wire::SpanBuf;
 
 /// `InstrumentationScope.name` of every span we produce.
 pub const SCOPE_NAME: &str = "ebpf-receiver";
@@ -51,40 +50,50 @@ const FLAG_SAMPLED: u32 = 0x01;
 /// `SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK`: the is-remote bit (0, no remote parent) is known.
 const FLAG_HAS_IS_REMOTE: u32 = 0x100;
 
-/// Builds the span for one exchange.
-pub fn build_span(rec: &ConnRecord) -> Span {
+/// Encodes the span of one exchange and appends it to `out` as one `ScopeSpans.spans` field
+/// (see [`wire`]). `sb` is scratch space reused from span to span.
+pub fn encode_span(rec: &ConnRecord, sb: &mut SpanBuf, out: &mut Vec<u8>) {
     let (trace_id, span_id) = new_ids();
     let kind = match rec.conn.role {
         Some(Role::Server) => SpanKind::Server,
         Some(Role::Client) | None => SpanKind::Client,
     };
-    let mut span = Span {
-        trace_id: trace_id.to_vec(),
-        span_id: span_id.to_vec(),
-        flags: FLAG_SAMPLED | FLAG_HAS_IS_REMOTE,
-        kind: kind as i32,
-        start_time_unix_nano: rec.start_unix_ns,
-        end_time_unix_nano: rec.end_unix_ns.max(rec.start_unix_ns),
-        ..Default::default()
-    };
+    wire::begin(sb);
     match &rec.exchange {
-        Exchange::Db(db) => db::fill(&mut span, &rec.conn, rec.protocol, db),
-        Exchange::Http(h) => http::fill(&mut span, &rec.conn, h),
-        Exchange::Dns(dns) => dns::fill(&mut span, &rec.conn, dns),
+        Exchange::Db(db) => db::fill(sb, &rec.conn, rec.protocol, db),
+        Exchange::Http(h) => http::fill(sb, &rec.conn, h),
+        Exchange::Dns(dns) => dns::fill(sb, &rec.conn, dns),
     }
     // A response whose end was never seen: an error saying so, unless the protocol already
     // reported one of its own.
     if let Some(incomplete) = rec.incomplete
-        && span.status.is_none()
+        && !sb.has_status()
     {
-        span.attributes
-            .push(kv_str("error.type", incomplete.as_str()));
-        span.status = Some(Status {
-            code: StatusCode::Error as i32,
-            message: String::new(),
-        });
+        sb.str("error.type", incomplete.as_str());
+        sb.error("");
     }
-    span
+    let head = wire::SpanHead {
+        trace_id,
+        span_id,
+        kind: kind as i32,
+        start_unix_ns: rec.start_unix_ns,
+        end_unix_ns: rec.end_unix_ns.max(rec.start_unix_ns),
+        flags: FLAG_SAMPLED | FLAG_HAS_IS_REMOTE,
+    };
+    wire::finish(sb, &head, out);
+}
+
+/// The span of one exchange as prost's `Span` (decoded from [`encode_span`]'s bytes): for
+/// tests and tools, never the export path.
+pub fn build_span(rec: &ConnRecord) -> Span {
+    use prost::Message as _;
+    let mut out = Vec::new();
+    encode_span(rec, &mut SpanBuf::default(), &mut out);
+    // The bytes are one `ScopeSpans.spans` field: decode them as a ScopeSpans.
+    opentelemetry_proto::tonic::trace::v1::ScopeSpans::decode(out.as_slice())
+        .ok()
+        .and_then(|mut ss| ss.spans.pop())
+        .unwrap_or_default()
 }
 
 // ---- network attributes, shared by every family ----------------------------------------------
@@ -95,64 +104,88 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
 
 /// `server.*`, `network.peer.*` and `network.transport` from the socket; `server.port` only
 /// when it differs from `default_port` (`None`: always).
-pub(crate) fn network(attrs: &mut Vec<KeyValue>, conn: &ConnMeta, default_port: Option<u16>) {
-    server_from_socket(attrs, conn, default_port);
-    peer(attrs, conn);
+pub(crate) fn network(sb: &mut SpanBuf, conn: &ConnMeta, default_port: Option<u16>) {
+    server_from_socket(sb, conn, default_port);
+    peer(sb, conn);
+}
+
+/// The server side of a socket, as `server.address` / `server.port` name it.
+pub(crate) enum ServerAddress<'a> {
+    Path(&'a str),
+    Ip(std::net::IpAddr),
 }
 
 /// `server.address` / `server.port` from the socket: the peer for a client, the local address
-/// for a server, the socket path for Unix sockets.
-pub(crate) fn server_from_socket(
-    attrs: &mut Vec<KeyValue>,
+/// for a server, the socket path for Unix sockets. `server.port` is `None` when it equals
+/// `default_port` (`None`: always kept).
+pub(crate) fn socket_server(
     conn: &ConnMeta,
     default_port: Option<u16>,
-) {
+) -> (Option<ServerAddress<'_>>, Option<u16>) {
     if is_unix(conn) {
-        if let Some(path) = non_empty(&conn.unix_path) {
-            attrs.push(kv_str("server.address", path));
-        }
-        return;
+        return (non_empty(&conn.unix_path).map(ServerAddress::Path), None);
     }
     let server = if conn.role == Some(Role::Server) {
         conn.local
     } else {
         conn.peer
     };
-    if let Some(addr) = server {
+    match server {
         // `::ffff:a.b.c.d` (dual-stack sockets) is reported as the IPv4 address it is; a
         // wildcard (a listener's `0.0.0.0`, known when the accepted socket was already gone)
         // names no server, so only the port is kept.
-        let ip = addr.ip().to_canonical();
-        if !ip.is_unspecified() {
-            attrs.push(kv_str("server.address", ip.to_string()));
+        Some(addr) => {
+            let ip = addr.ip().to_canonical();
+            let port = Some(addr.port()).filter(|p| Some(*p) != default_port);
+            (
+                (!ip.is_unspecified()).then_some(ServerAddress::Ip(ip)),
+                port,
+            )
         }
-        if Some(addr.port()) != default_port {
-            attrs.push(kv_int("server.port", i64::from(addr.port())));
-        }
+        None => (None, None),
     }
 }
 
+/// Writes `server.address` and `server.port`.
+pub(crate) fn write_server(
+    sb: &mut SpanBuf,
+    address: Option<&ServerAddress<'_>>,
+    port: Option<u16>,
+) {
+    match address {
+        Some(ServerAddress::Path(p)) => sb.str("server.address", p),
+        Some(ServerAddress::Ip(ip)) => sb.ip("server.address", *ip),
+        None => {}
+    }
+    if let Some(port) = port {
+        sb.int("server.port", i64::from(port));
+    }
+}
+
+/// `server.address` / `server.port` from the socket (see [`socket_server`]).
+pub(crate) fn server_from_socket(sb: &mut SpanBuf, conn: &ConnMeta, default_port: Option<u16>) {
+    let (address, port) = socket_server(conn, default_port);
+    write_server(sb, address.as_ref(), port);
+}
+
 /// `network.peer.*` and `network.transport`.
-pub(crate) fn peer(attrs: &mut Vec<KeyValue>, conn: &ConnMeta) {
+pub(crate) fn peer(sb: &mut SpanBuf, conn: &ConnMeta) {
     if is_unix(conn) {
         // A client's peer is the named server socket; a server's peer is usually unnamed.
         if conn.role != Some(Role::Server)
             && let Some(path) = non_empty(&conn.unix_path)
         {
-            attrs.push(kv_str("network.peer.address", path));
+            sb.str("network.peer.address", path);
         }
-        attrs.push(kv_str("network.transport", Transport::Unix.as_str()));
+        sb.str("network.transport", Transport::Unix.as_str());
         return;
     }
     if let Some(peer) = conn.peer {
-        attrs.push(kv_str(
-            "network.peer.address",
-            peer.ip().to_canonical().to_string(),
-        ));
-        attrs.push(kv_int("network.peer.port", i64::from(peer.port())));
+        sb.ip("network.peer.address", peer.ip());
+        sb.int("network.peer.port", i64::from(peer.port()));
     }
     if let Some(t) = conn.transport {
-        attrs.push(kv_str("network.transport", t.as_str()));
+        sb.str("network.transport", t.as_str());
     }
 }
 
@@ -164,29 +197,13 @@ fn is_unix(conn: &ConnMeta) -> bool {
     }
 }
 
-// ---- attribute helpers ----------------------------------------------------------------------
+// ---- attribute helpers (prost types: resources, tests) --------------------------------------
 
 pub(crate) fn kv_str(key: &str, v: impl Into<String>) -> KeyValue {
     KeyValue {
         key: key.to_string(),
         value: Some(AnyValue {
             value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-pub(crate) fn kv_str_array(key: &str, values: impl IntoIterator<Item = String>) -> KeyValue {
-    let values = values
-        .into_iter()
-        .map(|v| AnyValue {
-            value: Some(any_value::Value::StringValue(v)),
-        })
-        .collect();
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::ArrayValue(ArrayValue { values })),
         }),
         ..Default::default()
     }

@@ -25,6 +25,30 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use super::{SCOPE_NAME, SCOPE_VERSION, kv_int, kv_str};
 use crate::model::ProcessMeta;
 
+/// A resource encoded once (the `Resource` message's bytes), shared by every span of its
+/// process; the exporter groups spans by the identity of its `Arc`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EncodedResource(Vec<u8>);
+
+impl EncodedResource {
+    pub fn new(r: &Resource) -> EncodedResource {
+        EncodedResource(prost::Message::encode_to_vec(r))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// [`build_resource`], encoded.
+pub fn encode_resource(
+    p: &ProcessMeta,
+    host_name: &str,
+    extra: &[(String, String)],
+) -> EncodedResource {
+    EncodedResource::new(&build_resource(p, host_name, extra))
+}
+
 /// Builds the resource of one traced process.
 pub fn build_resource(p: &ProcessMeta, host_name: &str, extra: &[(String, String)]) -> Resource {
     let extra_value = |key: &str| {

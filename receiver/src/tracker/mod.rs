@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::bpf::{DataEvent, KernelEvent, OpenEvent, SocketFamily};
-use crate::model::{ConnId, ConnMeta, ProcessMeta, Protocol, Role, Transport};
+use crate::model::{ConnId, ConnMeta, PROTOCOL_COUNT, ProcessMeta, Protocol, Role, Transport};
 use crate::protocol::{Chunk, ConnParser, ParseStats, ParserLimits};
 use crate::record::{ConnRecord, Record};
 use crate::telemetry;
@@ -33,6 +33,43 @@ pub use clock::WallClock;
 /// A connection is switched off in the kernel when it produced this many invalid positions or
 /// unpairable responses without a single record: it is not the protocol the kernel inferred.
 const DISABLE_AFTER_INVALID: u64 = 32;
+
+/// The connection table's hasher. Connection ids are three small integers the kernel hands
+/// out (no attacker picks them), so a multiply-rotate mix is enough, at a fraction of SipHash's
+/// cost on the per-event lookup.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdHash;
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // Final avalanche (the SplitMix64 finaliser) so the table's top bits vary too.
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(23) ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 
 /// Bounds and timeouts of the tracker.
 #[derive(Clone, Debug)]
@@ -59,14 +96,15 @@ struct Conn {
 /// See the module documentation.
 pub struct Tracker {
     settings: TrackerSettings,
-    conns: HashMap<ConnId, Conn>,
+    conns: HashMap<ConnId, Conn, IdHash>,
     processes: HashMap<u32, Arc<ProcessMeta>>,
     clock: WallClock,
     pending_closes: Vec<ConnId>,
     to_disable: Vec<ConnId>,
     to_enable: Vec<ConnId>,
     records: Vec<Record>,
-    batch_stats: HashMap<Protocol, ParseStats>,
+    /// Parser counters of the current batch, per protocol (`Protocol::index`).
+    batch_stats: [ParseStats; PROTOCOL_COUNT],
     /// Tuples of sockets that predate the receiver, read from `/proc` when they were registered
     /// with the kernel: such a socket may be closed before its first inferred message reaches
     /// us. Bounded by the registration limit; forgotten at the first idle sweep.
@@ -78,17 +116,21 @@ impl Tracker {
     pub fn new(settings: TrackerSettings, clock: WallClock) -> Tracker {
         Tracker {
             settings,
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             processes: HashMap::new(),
             clock,
             pending_closes: Vec::new(),
             to_disable: Vec::new(),
             to_enable: Vec::new(),
             records: Vec::new(),
-            batch_stats: HashMap::new(),
+            batch_stats: Default::default(),
             preloaded: HashMap::new(),
             started_ns: clock::boot_now_ns(),
         }
+    }
+
+    fn stats_of(&mut self, p: Protocol) -> &mut ParseStats {
+        stats_of(&mut self.batch_stats, p)
     }
 
     /// Remembers the tuple of a socket that existed before the receiver started.
@@ -103,6 +145,11 @@ impl Tracker {
 
     pub fn is_empty(&self) -> bool {
         self.conns.is_empty()
+    }
+
+    /// What the tracker knows of connection `id` (the event recorder writes its tuple).
+    pub fn conn_meta(&self, id: ConnId) -> Option<&ConnMeta> {
+        self.conns.get(&id).map(|c| &c.meta)
     }
 
     /// Applies one kernel event; finished exchanges are appended to `out`.
@@ -228,7 +275,7 @@ impl Tracker {
         }
         let protocol = conn.protocol;
         emit(&self.clock, &conn.meta, &mut self.records, out);
-        self.batch_stats.entry(protocol).or_default().add(&stats);
+        self.stats_of(protocol).add(&stats);
     }
 
     /// Makes sure connection `id` is tracked, resolving its tuple and process when new. False
@@ -330,10 +377,7 @@ impl Tracker {
                 emit(&self.clock, &conn.meta, &mut self.records, out);
             }
             self.records.clear();
-            self.batch_stats
-                .entry(conn.protocol)
-                .or_default()
-                .add(&stats);
+            self.stats_of(conn.protocol).add(&stats);
         }
         if conn.disabled {
             self.to_enable.push(id);
@@ -351,8 +395,12 @@ impl Tracker {
         }
         self.pending_closes = closes;
         self.pending_closes.clear();
-        for (protocol, s) in self.batch_stats.drain() {
-            let m = telemetry::metrics().protocol(protocol);
+        for (protocol, s) in Protocol::ALL.iter().zip(self.batch_stats.iter_mut()) {
+            if *s == ParseStats::default() {
+                continue;
+            }
+            let s = std::mem::take(s);
+            let m = telemetry::metrics().protocol(*protocol);
             m.frames.fetch_add(s.frames, Ordering::Relaxed);
             m.frames_invalid.fetch_add(s.invalid, Ordering::Relaxed);
             m.resyncs.fetch_add(s.resyncs, Ordering::Relaxed);
@@ -385,10 +433,7 @@ impl Tracker {
             self.records.clear();
             parser.expire(deadline, &mut self.records, &mut stats);
             emit(&self.clock, &conn.meta, &mut self.records, out);
-            self.batch_stats
-                .entry(conn.protocol)
-                .or_default()
-                .add(&stats);
+            stats_of(&mut self.batch_stats, conn.protocol).add(&stats);
         }
         for id in idle {
             self.remove(id, Some(&mut *out));
@@ -409,6 +454,11 @@ impl Tracker {
     pub fn take_enable_requests(&mut self) -> Vec<ConnId> {
         std::mem::take(&mut self.to_enable)
     }
+}
+
+fn stats_of(stats: &mut [ParseStats; PROTOCOL_COUNT], p: Protocol) -> &mut ParseStats {
+    // `index()` is dense in `0..PROTOCOL_COUNT`, the array's length.
+    &mut stats[p.index().min(PROTOCOL_COUNT - 1)]
 }
 
 /// A tuple is resolved from `(pid, fd)` after the kernel's events, by which time the fd may

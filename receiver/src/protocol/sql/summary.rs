@@ -6,7 +6,7 @@ use super::lexer::{Lexer, Tok};
 use super::{Dialect, MAX_SUMMARY_BYTES};
 
 /// Most tokens a summary looks at.
-const MAX_TOKENS: usize = 4096;
+pub(super) const MAX_TOKENS: usize = 4096;
 
 /// A low-cardinality `db.query.summary` such as `SELECT users orders`; `None` when no
 /// operation is recognised.
@@ -71,6 +71,20 @@ fn word_is(t: Option<&Tok<'_>>, words: &[&str]) -> bool {
     matches!(t, Some(Tok::Word(w)) if words.iter().any(|k| k.eq_ignore_ascii_case(w)))
 }
 
+/// Longest keyword the summary matches (`STRAIGHT_JOIN`, `HIGH_PRIORITY`), with room to spare.
+const KEYWORD_MAX: usize = 24;
+
+/// `w` in upper case, in `buf` (no allocation per word); "" for a word longer than any keyword.
+fn keyword<'b>(w: &str, buf: &'b mut [u8; KEYWORD_MAX]) -> &'b str {
+    let Some(dst) = buf.get_mut(..w.len()) else {
+        return "";
+    };
+    dst.copy_from_slice(w.as_bytes());
+    dst.make_ascii_uppercase();
+    // ASCII case mapping keeps UTF-8 valid.
+    std::str::from_utf8(dst).unwrap_or("")
+}
+
 /// The summary of already lexed tokens.
 pub(super) fn summary_of(toks: &[Tok<'_>], dialect: Dialect) -> Option<String> {
     // Before these, INSERT / UPDATE / DELETE name a clause, not a statement: `FOR UPDATE`,
@@ -93,8 +107,9 @@ pub(super) fn summary_of(toks: &[Tok<'_>], dialect: Dialect) -> Option<String> {
             continue;
         };
         let clause = word_is(i.checked_sub(2).and_then(|j| toks.get(j)), CLAUSE_BEFORE);
-        let kw = w.to_ascii_uppercase();
-        match kw.as_str() {
+        let mut upper = [0u8; KEYWORD_MAX];
+        let kw = keyword(w, &mut upper);
+        match kw {
             "SELECT" => s.op("SELECT"),
             "INSERT" if !clause => {
                 s.op("INSERT");
@@ -129,7 +144,7 @@ pub(super) fn summary_of(toks: &[Tok<'_>], dialect: Dialect) -> Option<String> {
                 i = table_list(toks, i, &mut s, false, dialect);
             }
             "CREATE" | "DROP" | "ALTER" | "TRUNCATE" | "RENAME" if first => {
-                i = ddl(toks, i, &kw, &mut s, dialect);
+                i = ddl(toks, i, kw, &mut s, dialect);
             }
             "USE" if first && dialect == Dialect::Mysql => {
                 s.op("USE");
@@ -150,7 +165,7 @@ pub(super) fn summary_of(toks: &[Tok<'_>], dialect: Dialect) -> Option<String> {
             }
             "GRANT" | "REVOKE" if first => {
                 // Privileges (`SELECT, INSERT`) are not operations run here.
-                s.op_owned(kw.clone());
+                s.op(kw);
                 while toks.get(i).is_some_and(|t| *t != Tok::Punct(";")) {
                     i += 1;
                 }
@@ -179,7 +194,7 @@ pub(super) fn summary_of(toks: &[Tok<'_>], dialect: Dialect) -> Option<String> {
             | "REFRESH"
                 if first =>
             {
-                s.op_owned(kw.clone());
+                s.op(kw);
             }
             _ => {}
         }
@@ -192,8 +207,8 @@ pub(super) fn summary_of(toks: &[Tok<'_>], dialect: Dialect) -> Option<String> {
 struct Summary {
     out: String,
     full: bool,
-    /// The last part was an operation with no target yet.
-    bare_op: Option<String>,
+    /// The last part was an operation with no target yet: where it is in `out`.
+    bare_op: Option<std::ops::Range<usize>>,
     ops: u32,
     /// The last operation is `COPY`.
     in_copy: bool,
@@ -219,11 +234,15 @@ impl Summary {
     fn op(&mut self, op: &str) {
         self.in_copy = false;
         // `SELECT … FROM (SELECT …)`: one SELECT is enough.
-        if self.bare_op.as_deref() == Some(op) {
+        if self
+            .bare_op
+            .as_ref()
+            .is_some_and(|r| self.out.get(r.clone()) == Some(op))
+        {
             return;
         }
         if self.push(op) {
-            self.bare_op = Some(op.to_owned());
+            self.bare_op = Some(self.out.len() - op.len()..self.out.len());
             self.ops += 1;
         }
     }
