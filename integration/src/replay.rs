@@ -32,22 +32,62 @@ pub fn run(words: &[String]) -> Result<ExitCode> {
     if has("record") {
         record()?;
     }
+    measure(has("gzip"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The replay benchmark's totals over every recording.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Summary {
+    pub ns_per_span: f64,
+    pub spans_per_s_per_core: f64,
+    pub allocs_per_span: f64,
+    /// Callgrind instructions per span inside the measured pass (None without valgrind).
+    pub instructions_per_span: Option<f64>,
+}
+
+/// Builds and runs the replay bench over every recording (printing its lines), then callgrind
+/// when valgrind is installed; returns the totals.
+pub fn measure(gzip: bool) -> Result<Summary> {
     let bin = build_bench()?;
     let mut args: Vec<String> = Vec::new();
-    if has("gzip") {
+    if gzip {
         args.push("--gzip".into());
     }
     println!("[replay] {} {}", bin.display(), args.join(" "));
-    let st = Command::new(&bin)
+    let out = Command::new(&bin)
         .args(&args)
-        .status()
+        .output()
         .context("running the replay bench")?;
-    if !st.success() {
-        bail!("the replay bench failed: {st}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    if !out.status.success() {
+        bail!(
+            "the replay bench failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
+    let total = stdout
+        .lines()
+        .find(|l| l.starts_with("[replay] total"))
+        .context("the replay bench printed no total line")?;
+    let num = |key: &str| {
+        total
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.parse::<f64>().ok())
+            .with_context(|| format!("no `{key}` in `{total}`"))
+    };
+    let mut summary = Summary {
+        ns_per_span: num("ns_per_span=")?,
+        spans_per_s_per_core: num("spans_per_s_per_core=")?,
+        allocs_per_span: num("allocs_per_span=")?,
+        instructions_per_span: None,
+    };
     if Command::new("valgrind").arg("--version").output().is_err() {
         println!("[replay] valgrind not installed: no instruction counts");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(summary);
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(recordings_dir())?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -65,12 +105,13 @@ pub fn run(words: &[String]) -> Result<ExitCode> {
         ir_total += ir;
         spans_total += spans;
     }
+    let per_span = ir_total as f64 / spans_total.max(1) as f64;
     println!(
-        "[callgrind] {:<14} instructions={ir_total} spans={spans_total} instructions_per_span={:.0}",
-        "total",
-        ir_total as f64 / spans_total.max(1) as f64
+        "[callgrind] {:<14} instructions={ir_total} spans={spans_total} instructions_per_span={per_span:.0}",
+        "total"
     );
-    Ok(ExitCode::SUCCESS)
+    summary.instructions_per_span = Some(per_span);
+    Ok(summary)
 }
 
 /// `cargo bench --profile profiling --bench replay --no-run`; returns the executable.

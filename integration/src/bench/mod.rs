@@ -144,6 +144,8 @@ pub struct Options {
     pub bulk_rate: String,
     pub syscall_cost: bool,
     pub attribution: bool,
+    /// Run the replay benchmark (no kernel) and report it beside the live runs.
+    pub replay: bool,
     pub quick: bool,
     /// Where the report goes; `target/bench/<run id>` when `None`.
     pub out_dir: Option<PathBuf>,
@@ -170,6 +172,7 @@ impl Options {
             scope: Scope::Server,
             bulk_rate: "1G".to_string(),
             syscall_cost: true,
+            replay: true,
             attribution: true,
             quick,
             out_dir: None,
@@ -594,7 +597,14 @@ pub fn run(opts: &Options, receiver_bin: &Path) -> Result<PathBuf> {
     drop(collector);
     paths::remove_scratch_dir(&scratch);
 
-    let meta = report::Meta::collect(opts, &env, started.elapsed());
+    let replay = if opts.replay {
+        println!("[bench] replay benchmark: recorded ring streams, no kernel (then callgrind)");
+        Some(crate::replay::measure(false)?)
+    } else {
+        None
+    };
+    let mut meta = report::Meta::collect(opts, &env, started.elapsed());
+    meta.replay = replay;
     report::write(
         &out,
         &meta,

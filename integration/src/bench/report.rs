@@ -204,6 +204,8 @@ pub struct Meta {
     pub tracepoints: usize,
     pub no_inference_unavailable: Option<String>,
     pub tshark_resp: bool,
+    /// The replay benchmark's totals, when it ran.
+    pub replay: Option<crate::replay::Summary>,
 }
 
 fn first_line(mut c: Command) -> String {
@@ -308,6 +310,7 @@ impl Meta {
             tracepoints: env.tracepoints.len(),
             no_inference_unavailable: env.no_inference_unavailable.clone(),
             tshark_resp: super::configs::tshark_has_dissector("resp"),
+            replay: None,
         }
     }
 }
@@ -507,6 +510,24 @@ pub fn targets(groups: &[Group], syscall: Option<&SyscallCost>, meta: &Meta) -> 
             })
         }
         None => rows.push(none(fig, "≤ 4 µs", "not run")),
+    }
+    // The same pipeline with no kernel: recorded ring streams, one core.
+    let fig = "replay spans/s per core";
+    match &meta.replay {
+        Some(r) => rows.push(TargetRow {
+            figure: fig.into(),
+            target: "≥ 250k".into(),
+            measured: format!(
+                "{:.0}k ({:.0} ns/span{})",
+                r.spans_per_s_per_core / 1e3,
+                r.ns_per_span,
+                r.instructions_per_span
+                    .map(|i| format!(", {i:.0} instructions/span"))
+                    .unwrap_or_default()
+            ),
+            met: Some(r.spans_per_s_per_core >= 250_000.0),
+        }),
+        None => rows.push(none(fig, "≥ 250k", "not run")),
     }
     // Memory: the largest VmHWM of the open-loop (fixed, moderate rate) receiver runs; the
     // largest of any run is shown beside it.
@@ -1330,6 +1351,7 @@ mod tests {
             tracepoints: 37,
             no_inference_unavailable: Some("x".into()),
             tshark_resp: true,
+            replay: None,
         };
         let t = targets(&g, None, &meta);
         let thr = &t[0];

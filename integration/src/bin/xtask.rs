@@ -95,6 +95,9 @@ struct BenchArgs {
     /// Skip the dd per-syscall cost.
     #[arg(long)]
     no_syscall_cost: bool,
+    /// Skip the replay benchmark (recorded ring streams, no kernel).
+    #[arg(long)]
+    no_replay: bool,
     /// Skip the bpf_stats attribution run.
     #[arg(long)]
     no_attribution: bool,
@@ -422,6 +425,7 @@ fn bench_options(a: &BenchArgs) -> Result<bench::Options> {
     }
     o.bulk_rate = a.bulk_rate.clone();
     o.syscall_cost = !a.no_syscall_cost;
+    o.replay = !a.no_replay;
     o.attribution = !a.no_attribution;
     o.out_dir = a.out.clone();
     Ok(o)
