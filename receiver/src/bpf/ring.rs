@@ -74,6 +74,9 @@ pub struct RingReader {
     data: Ring,
     pending_closes: Vec<CloseEvent>,
     malformed: u64,
+    /// The last `wait` returned because a ring signalled: the items drained until the next
+    /// `wait` count as that wakeup's.
+    woken: bool,
 }
 
 impl RingReader {
@@ -91,21 +94,30 @@ impl RingReader {
             data: Ring::Plain(data),
             pending_closes: Vec::with_capacity(64),
             malformed: 0,
+            woken: false,
         })
     }
 
     /// Waits until either ring is readable or `poll` elapses (tokio AsyncFd on the ring fds).
+    /// Wakeups by a ring signal are counted in `ebpf_receiver_ring_wakeups_total`.
     pub async fn wait(&mut self, poll: Duration) -> io::Result<()> {
+        self.woken = false;
         self.control.register()?;
         self.data.register()?;
         let (Ring::Async(control), Ring::Async(data)) = (&self.control, &self.data) else {
             tokio::time::sleep(poll).await;
             return Ok(());
         };
-        tokio::select! {
-            ready = control.readable() => ready?.clear_ready(),
-            ready = data.readable() => ready?.clear_ready(),
-            () = tokio::time::sleep(poll) => {}
+        let woken = tokio::select! {
+            ready = control.readable() => { ready?.clear_ready(); true }
+            ready = data.readable() => { ready?.clear_ready(); true }
+            () = tokio::time::sleep(poll) => false,
+        };
+        if woken {
+            self.woken = true;
+            crate::telemetry::metrics()
+                .ring_wakeups
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }
@@ -147,6 +159,11 @@ impl RingReader {
             for close in self.pending_closes.drain(..) {
                 f(KernelEvent::Close(close));
             }
+        }
+        if self.woken && n > 0 {
+            crate::telemetry::metrics()
+                .ring_wakeup_items
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         }
         n
     }

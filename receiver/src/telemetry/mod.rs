@@ -136,6 +136,10 @@ pub struct Metrics {
     pub kernel_infer_gave_up: AtomicU64,
     /// Ring items that could not be decoded (wrong size or unknown kind).
     pub ring_items_malformed: AtomicU64,
+    /// Times the ring reader woke because a ring signalled (not the poll timer).
+    pub ring_wakeups: AtomicU64,
+    /// Ring items drained in the rounds a ring signal started.
+    pub ring_wakeup_items: AtomicU64,
     pub connections_tracked: AtomicU64,
     /// Connections evicted because the table was full.
     pub connections_evicted: AtomicU64,
@@ -243,6 +247,18 @@ impl Metrics {
             "counter",
             "Ring buffer items that could not be decoded.",
             &plain(r(&self.ring_items_malformed)),
+        );
+        family(
+            "ebpf_receiver_ring_wakeups_total",
+            "counter",
+            "Times the ring reader woke because a ring signalled (the kernel signals when a ring is a quarter full), not the poll timer.",
+            &plain(r(&self.ring_wakeups)),
+        );
+        family(
+            "ebpf_receiver_ring_wakeup_items_total",
+            "counter",
+            "Ring items drained in the rounds a ring signal started (divided by ring_wakeups_total: items per wakeup).",
+            &plain(r(&self.ring_wakeup_items)),
         );
         family(
             "ebpf_receiver_connections_tracked",
