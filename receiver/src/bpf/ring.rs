@@ -127,10 +127,12 @@ impl RingReader {
     /// that fail to decode are counted in [`RingReader::malformed`] and skipped.
     pub fn drain(&mut self, max_items: usize, mut f: impl FnMut(KernelEvent<'_>)) -> usize {
         let mut n = 0;
+        let (mut control_bytes, mut data_bytes) = (0u64, 0u64);
         if let Some(ring) = self.control.get() {
             while n < max_items {
                 let Some(item) = ring.next() else { break };
                 n += 1;
+                control_bytes += item.len() as u64;
                 match decode_control(&item) {
                     Some(KernelEvent::Close(close)) => self.pending_closes.push(close),
                     Some(event) => f(event),
@@ -149,6 +151,7 @@ impl RingReader {
                     break;
                 };
                 n += 1;
+                data_bytes += item.len() as u64;
                 match decode_data(&item) {
                     Some(event) => f(KernelEvent::Data(event)),
                     None => self.malformed += 1,
@@ -160,10 +163,14 @@ impl RingReader {
                 f(KernelEvent::Close(close));
             }
         }
-        if self.woken && n > 0 {
-            crate::telemetry::metrics()
-                .ring_wakeup_items
-                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        if n > 0 {
+            use std::sync::atomic::Ordering::Relaxed;
+            let m = crate::telemetry::metrics();
+            m.ring_control_bytes.fetch_add(control_bytes, Relaxed);
+            m.ring_data_bytes.fetch_add(data_bytes, Relaxed);
+            if self.woken {
+                m.ring_wakeup_items.fetch_add(n as u64, Relaxed);
+            }
         }
         n
     }

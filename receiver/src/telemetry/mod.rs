@@ -140,6 +140,10 @@ pub struct Metrics {
     pub ring_wakeups: AtomicU64,
     /// Ring items drained in the rounds a ring signal started.
     pub ring_wakeup_items: AtomicU64,
+    /// Bytes of the items read from the control and data rings (headers, payloads, trailers):
+    /// what crossed from the kernel to user space.
+    pub ring_control_bytes: AtomicU64,
+    pub ring_data_bytes: AtomicU64,
     pub connections_tracked: AtomicU64,
     /// Connections evicted because the table was full.
     pub connections_evicted: AtomicU64,
@@ -247,6 +251,15 @@ impl Metrics {
             "counter",
             "Ring buffer items that could not be decoded.",
             &plain(r(&self.ring_items_malformed)),
+        );
+        family(
+            "ebpf_receiver_ring_bytes_total",
+            "counter",
+            "Bytes of the items read from the ring buffers (headers, payloads and trailers), by stream.",
+            &[
+                ("{stream=\"control\"}".into(), r(&self.ring_control_bytes)),
+                ("{stream=\"data\"}".into(), r(&self.ring_data_bytes)),
+            ],
         );
         family(
             "ebpf_receiver_ring_wakeups_total",
