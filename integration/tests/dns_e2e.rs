@@ -727,10 +727,11 @@ fn c_twenty_thousand_udp_queries_lose_nothing() -> Result<()> {
     check!(checks, invalid == 0.0, "{invalid} invalid DNS frames");
     let kernel_bytes = after.get(bytes_key) - before.get(bytes_key);
     println!(
-        "[figures] protocol=dns tool=dns_load.py requests={count} spans={} invalid_frames={invalid} kernel_bytes_per_request={:.1} receiver_cpu_us_per_1000={:.1}",
+        "[figures] protocol=dns tool=dns_load.py requests={count} spans={} invalid_frames={invalid} kernel_bytes_per_request={:.1} receiver_cpu_us_per_1000={:.1}{}",
         spans.len(),
         kernel_bytes / count as f64,
-        (cpu1 - cpu0) / count as f64 * 1000.0
+        (cpu1 - cpu0) / count as f64 * 1000.0,
+        integration::figures::kernel_per_request(&before, &after, count as u64)
     );
     eprintln!(
         "[e2e:dns_load] load and spans drained in {:.2} s",

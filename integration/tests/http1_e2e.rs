@@ -937,10 +937,11 @@ fn c_twenty_thousand_wrk_requests_lose_nothing() -> Result<()> {
     let requests = run.requests;
     eprintln!("[e2e:http_load] CLIENT spans (wrk) {client}, SERVER spans (nginx) {server}");
     println!(
-        "[figures] protocol=http1 tool=wrk requests={requests} spans={} invalid_frames={invalid:.0} kernel_bytes_per_request={:.1} receiver_cpu_us_per_1000={:.1}",
+        "[figures] protocol=http1 tool=wrk requests={requests} spans={} invalid_frames={invalid:.0} kernel_bytes_per_request={:.1} receiver_cpu_us_per_1000={:.1}{}",
         client + server,
         kernel_bytes / requests.max(1) as f64,
-        cpu * 1e6 / requests.max(1) as f64 * 1000.0
+        cpu * 1e6 / requests.max(1) as f64 * 1000.0,
+        integration::figures::kernel_per_request(&before, &m, requests as u64)
     );
     check!(
         checks,

@@ -853,9 +853,10 @@ fn benchmark_run(name: &str, pipeline: u32) -> Result<()> {
         "redis-benchmark".to_string()
     };
     println!(
-        "[figures] protocol=redis tool={tool} requests={total} spans={span_count} invalid_frames={invalid} kernel_bytes_per_request={:.1} receiver_cpu_us_per_1000={:.1}",
+        "[figures] protocol=redis tool={tool} requests={total} spans={span_count} invalid_frames={invalid} kernel_bytes_per_request={:.1} receiver_cpu_us_per_1000={:.1}{}",
         bytes / total.max(1) as f64,
-        (cpu1 - cpu0) / total.max(1) as f64 * 1e6 * 1000.0
+        (cpu1 - cpu0) / total.max(1) as f64 * 1e6 * 1000.0,
+        integration::figures::kernel_per_request(&before, &after, total)
     );
     check!(checks, invalid == 0.0, "{invalid} invalid Redis frames");
     w.done(checks)

@@ -17,6 +17,9 @@ use ebpf_receiver::{
     model::{ConnId, Direction, Protocol, Role},
 };
 
+/// Most instructions the verifier may process for one program: 25 % of its 1M limit.
+const MAX_VERIFIED_INSNS: u32 = 250_000;
+
 fn require_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
@@ -343,6 +346,14 @@ fn mysql_over_tcp_and_unix_socket() {
             p.verified_instructions.is_some_and(|n| n > 0),
             "{} not loaded",
             p.name
+        );
+        // A quarter of the verifier's 1M budget: room for the kernels and protocols to come.
+        assert!(
+            p.verified_instructions
+                .is_some_and(|n| n <= MAX_VERIFIED_INSNS),
+            "{}: {:?} verified instructions, above the budget of {MAX_VERIFIED_INSNS}",
+            p.name,
+            p.verified_instructions
         );
     }
     let mut reader = probes.take_reader().expect("reader");

@@ -30,6 +30,17 @@ pub const INFER_MIN_BYTES: u64 = 5;
 /// assigns to sockets that predate it (seeding) always do.
 pub const SEEDED_GENERATION_BIT: u32 = 0x8000_0000;
 
+/// Slot of (pid, fd) in the tracked-fd filter (`FD_FILTER`), before masking to the filter's
+/// size: every syscall on an fd first reads this one array slot, and only a non-zero count
+/// (some tracked socket hashes there) costs a `CONNS` lookup. Kernel and user space (seeding,
+/// purging) compute it with this one function.
+#[inline(always)]
+pub const fn fd_slot(pid: u32, fd: u32) -> u32 {
+    let key = ((pid as u64) << 32) | fd as u64;
+    // Fibonacci hashing: the high half of the product mixes every bit of the key.
+    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32
+}
+
 /// Closed set of protocols the kernel can infer. `0` is "not inferred yet". User space names
 /// them in its one protocol declaration (`receiver/src/model.rs`), which checks at compile time
 /// that every id there is one of these.
@@ -45,6 +56,36 @@ pub mod proto {
     /// Not a protocol: the kernel looked at the first messages of the connection, matched no
     /// supported protocol and will never inspect it again.
     pub const GAVE_UP: u8 = 0xff;
+}
+
+/// Syscalls the probes handle: the values of the `SYSCALL_KIND` array (syscall number → kind,
+/// `NONE` for every other syscall), which the loader fills from the host's syscall table.
+pub mod syscall {
+    pub const NONE: u8 = 0;
+    pub const READ: u8 = 1;
+    pub const WRITE: u8 = 2;
+    pub const READV: u8 = 3;
+    pub const WRITEV: u8 = 4;
+    pub const SENDTO: u8 = 5;
+    pub const RECVFROM: u8 = 6;
+    pub const SENDMSG: u8 = 7;
+    pub const RECVMSG: u8 = 8;
+    pub const SENDMMSG: u8 = 9;
+    pub const RECVMMSG: u8 = 10;
+    pub const SENDFILE: u8 = 11;
+    pub const SPLICE: u8 = 12;
+    pub const SOCKET: u8 = 13;
+    pub const CONNECT: u8 = 14;
+    /// accept and accept4.
+    pub const ACCEPT: u8 = 15;
+    pub const CLOSE: u8 = 16;
+    pub const CLONE: u8 = 17;
+    pub const CLONE3: u8 = 18;
+    pub const FORK: u8 = 19;
+    /// One past the largest kind.
+    pub const COUNT: u8 = 20;
+    /// Entries of the `SYSCALL_KIND` array: syscall numbers at or above it are none of ours.
+    pub const TABLE_SLOTS: u32 = 512;
 }
 
 /// Socket types the kernel distinguishes (`ConnState::sock_type`).

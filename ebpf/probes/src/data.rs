@@ -1,9 +1,10 @@
 //! The read/write family: read, write, readv, writev, sendto, recvfrom, sendmsg, recvmsg,
 //! sendmmsg, recvmmsg; and sendfile/splice, whose bytes never pass through a buffer we can read.
 //!
-//! sys_enter does one `CONNS` lookup and stops for every fd that is not a tracked socket (the
-//! common case, so the cost for untraced fds is one hash miss); for tracked ones it stashes the
-//! buffer or iovec pointer per thread. sys_exit, with the byte count, infers the protocol of a
+//! sys_enter reads one slot of the tracked-fd filter and stops for every fd that is not a
+//! tracked socket (the common case: one array read, no hash lookup); for tracked ones it stashes
+//! the buffer or iovec pointer per thread, and sys_exit looks the stash up only when its thread
+//! has one pending (again one array read otherwise). sys_exit, with the byte count, infers the protocol of a
 //! connection not inferred yet, or forwards the bytes of an inferred one to the `DATA` ring.
 //!
 //! The payload is copied into a per-CPU scratch buffer after the header, at an offset masked to
@@ -146,6 +147,10 @@ fn is_egress(k: u8) -> bool {
 /// given up on.
 #[inline(always)]
 fn tracked(tgid: u32, fd: u32) -> Option<*mut ConnState> {
+    // One array read for every fd that is not a tracked socket.
+    if !maps::maybe_tracked(tgid, fd) {
+        return None;
+    }
     let conn = CONNS.get_ptr_mut(&ConnKey { pid: tgid, fd })?;
     // SAFETY: a live CONNS value; one byte read.
     if unsafe { (*conn).protocol } == proto::GAVE_UP {
@@ -156,14 +161,14 @@ fn tracked(tgid: u32, fd: u32) -> Option<*mut ConnState> {
 
 #[inline(always)]
 fn enter(ctx: &TracePointContext, k: u8) {
-    // Filter: the receiver and filtered pids.
+    // Only tracked sockets: one array read for every other fd.
     let (pid_tgid, tgid) = current();
-    if !traced(tgid) {
-        return;
-    }
-    // Only tracked sockets: one hash miss for every other fd.
     let fd = arg(ctx, 0) as u32;
     if tracked(tgid, fd).is_none() {
+        return;
+    }
+    // The receiver and filtered pids.
+    if !traced(tgid) {
         return;
     }
     // Where the bytes are: a flat buffer, an iovec array, a msghdr's iovec array or an
@@ -455,7 +460,9 @@ fn message(tgid: u32, args: &SyscallArgs, egress: bool, src: Src, total: u64) {
                 unsafe {
                     (*conn).infer_attempts += 1;
                     if (*conn).infer_attempts >= INFER_MAX_ATTEMPTS {
-                        (*conn).protocol = proto::GAVE_UP;
+                        // Never inspected again: forgotten, so its syscalls cost what any
+                        // other fd's do.
+                        maps::conn_remove(&key);
                         bump(stat::INFER_GAVE_UP);
                     }
                 }
@@ -604,12 +611,12 @@ fn write_peer(buf: *mut u8, at: usize, addr: u64) -> bool {
 #[inline(always)]
 fn enter_uncaptured(fd: u32, k: u8) -> bool {
     let (pid_tgid, tgid) = current();
-    if !traced(tgid) {
-        return false;
-    }
     let Some(conn) = tracked(tgid, fd) else {
         return false;
     };
+    if !traced(tgid) {
+        return false;
+    }
     // SAFETY: a live CONNS value; one byte read.
     if unsafe { (*conn).protocol } == proto::UNKNOWN {
         return false;

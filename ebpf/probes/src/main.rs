@@ -18,6 +18,7 @@
 #![allow(internal_features)]
 
 mod data;
+mod floor;
 mod infer;
 mod maps;
 mod stats;

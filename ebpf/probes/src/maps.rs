@@ -36,6 +36,56 @@ static ENABLED_PROTOCOLS: u32 = u32::MAX;
 #[unsafe(no_mangle)]
 static FORK_CHILD_PID_OFFSET: u32 = 20;
 
+/// `FD_FILTER` slots - 1 (a power of two minus one), set by the loader with the map's size.
+#[unsafe(no_mangle)]
+static FD_FILTER_MASK: u32 = FD_FILTER_DEFAULT_SLOTS - 1;
+
+/// Offsets in `struct pt_regs` of the six syscall arguments at sys_enter (x86_64 defaults: di,
+/// si, dx, r10, r8, r9), of the first argument at sys_exit (arm64 overwrites x0 with the return
+/// value and keeps it in orig_x0), and of the syscall number; set by the loader for the host.
+#[unsafe(no_mangle)]
+static REGS_ARG_OFFSETS: [u32; 6] = [112, 104, 96, 56, 72, 64];
+#[unsafe(no_mangle)]
+static REGS_EXIT_ARG0_OFFSET: u32 = 112;
+#[unsafe(no_mangle)]
+static REGS_NR_OFFSET: u32 = 120;
+
+/// Syscall argument `i` from the saved user registers of a raw syscall tracepoint.
+#[inline(always)]
+pub fn reg_arg(regs: *const u8, i: usize) -> u64 {
+    let off = read_global(&REGS_ARG_OFFSETS[i]) as usize;
+    // SAFETY: `regs` is the tracepoint's `struct pt_regs *` (a BTF pointer: the verifier checks
+    // the constant offset against the struct and turns the load into a fault-safe one).
+    unsafe { *(regs.add(off) as *const u64) }
+}
+
+/// The first syscall argument at sys_exit.
+#[inline(always)]
+pub fn reg_exit_arg0(regs: *const u8) -> u64 {
+    let off = read_global(&REGS_EXIT_ARG0_OFFSET) as usize;
+    // SAFETY: as in `reg_arg`.
+    unsafe { *(regs.add(off) as *const u64) }
+}
+
+/// The syscall number at sys_exit (a 32-bit read: arm64's `syscallno` is an int).
+#[inline(always)]
+pub fn reg_nr(regs: *const u8) -> u64 {
+    let off = read_global(&REGS_NR_OFFSET) as usize;
+    // SAFETY: as in `reg_arg`.
+    u64::from(unsafe { *(regs.add(off) as *const u32) })
+}
+
+/// `syscall::*` kind of syscall number `nr`; `None` for every syscall the probes ignore.
+#[inline(always)]
+pub fn syscall_kind(nr: u64) -> Option<u8> {
+    if nr >= u64::from(ebpf_common::syscall::TABLE_SLOTS) {
+        return None;
+    }
+    // SAFETY: a live array slot, read once.
+    let k = unsafe { *SYSCALL_KIND.get_ptr(nr as u32)? };
+    (k != ebpf_common::syscall::NONE).then_some(k)
+}
+
 /// See [`FORK_CHILD_PID_OFFSET`]; masked to stay inside a record.
 #[inline(always)]
 pub fn fork_child_pid_offset() -> u32 {
@@ -80,6 +130,31 @@ pub static CONNS: HashMap<ConnKey, ConnState> = HashMap::with_max_entries(65536,
 /// Connections user space asked to stop capturing; value unused.
 #[map]
 pub static DISABLED: HashMap<DisabledKey, u8> = HashMap::with_max_entries(16384, 0);
+
+/// `BPF_F_MMAPABLE`: user space maps the array and updates counts with atomic instructions too.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+/// Default size of `FD_FILTER` (the loader sizes it from `max_connections`).
+const FD_FILTER_DEFAULT_SLOTS: u32 = 1 << 16;
+
+/// The tracked-fd filter: slot `fd_slot(pid, fd) & FD_FILTER_MASK` counts the `CONNS` keys that
+/// hash there. Every insert into `CONNS` adds one, every successful delete takes one away
+/// (kernel and user space alike, with atomic operations), so a zero proves that (pid, fd) is not
+/// tracked with one array read, the only cost of syscalls on other fds.
+#[map]
+pub static FD_FILTER: Array<u32> = Array::with_max_entries(FD_FILTER_DEFAULT_SLOTS, BPF_F_MMAPABLE);
+
+/// Slots of [`PENDING`] (a power of two).
+const PENDING_SLOTS: u32 = 1 << 14;
+
+/// Stashes in `ARGS` not yet taken, counted per slot of the thread id: a sys_exit looks up
+/// `ARGS` only when its thread's slot is not zero, so exits of syscalls that stashed nothing
+/// (every fd that is not a tracked socket) cost one array read.
+#[map]
+pub static PENDING: Array<u32> = Array::with_max_entries(PENDING_SLOTS, 0);
+
+/// Syscall number → `syscall::*` kind, filled by the loader for the host's syscall table.
+#[map]
+pub static SYSCALL_KIND: Array<u8> = Array::with_max_entries(ebpf_common::syscall::TABLE_SLOTS, 0);
 
 /// pid → `PID_INCLUDE` / `PID_EXCLUDE`.
 #[map]
@@ -227,20 +302,97 @@ pub fn traced(tgid: u32) -> bool {
     }
 }
 
-/// Takes (looks up and deletes) the current thread's stashed arguments.
+/// Adds `delta` (wrapping) to a u32 array slot, atomically.
+#[inline(always)]
+fn count(slot: Option<*mut u32>, delta: u32) {
+    if let Some(slot) = slot {
+        // SAFETY: array map values are 4-byte aligned and live as long as the map.
+        unsafe { atomic_xadd::<u32, u32, { AtomicOrdering::SeqCst }>(slot, delta) };
+    }
+}
+
+/// The current thread's `PENDING` slot.
+#[inline(always)]
+fn pending_slot(pid_tgid: u64) -> Option<*mut u32> {
+    let tid = pid_tgid as u32;
+    PENDING.get_ptr_mut(tid.wrapping_mul(0x9e37_79b1) >> 18 & (PENDING_SLOTS - 1))
+}
+
+/// Takes (looks up and deletes) the current thread's stashed arguments. One array read when
+/// the thread stashed nothing.
 #[inline(always)]
 pub fn take_args(pid_tgid: u64) -> Option<SyscallArgs> {
+    let slot = pending_slot(pid_tgid)?;
+    // SAFETY: a live array slot; a plain read (a stale value only costs a lookup or is
+    // corrected by the atomic updates).
+    if unsafe { core::ptr::read_volatile(slot) } == 0 {
+        return None;
+    }
     // SAFETY: copied out before the entry is deleted.
     let args = unsafe { ARGS.get(&pid_tgid) }.copied()?;
-    let _ = ARGS.remove(&pid_tgid);
+    if ARGS.remove(&pid_tgid).is_ok() {
+        count(Some(slot), u32::MAX);
+    }
     Some(args)
 }
 
 /// Stashes arguments for the exit of the current thread's syscall.
 #[inline(always)]
 pub fn stash_args(pid_tgid: u64, args: &SyscallArgs) {
+    // Counted first, so an exit never misses a stash that exists.
+    let slot = pending_slot(pid_tgid);
+    count(slot, 1);
     if ARGS.insert(&pid_tgid, args, 0).is_err() {
+        count(slot, u32::MAX);
         crate::stats::bump(stat::DROP_ARGS_MAP_FULL);
+    }
+}
+
+/// `FD_FILTER` slot of (pid, fd).
+#[inline(always)]
+fn fd_filter_slot(pid: u32, fd: u32) -> Option<*mut u32> {
+    FD_FILTER.get_ptr_mut(ebpf_common::fd_slot(pid, fd) & read_global(&FD_FILTER_MASK))
+}
+
+/// False when (pid, fd) is certainly not in `CONNS`: one array read.
+#[inline(always)]
+pub fn maybe_tracked(pid: u32, fd: u32) -> bool {
+    match fd_filter_slot(pid, fd) {
+        // SAFETY: a live array slot, read once.
+        Some(slot) => unsafe { core::ptr::read_volatile(slot) != 0 },
+        None => true,
+    }
+}
+
+/// `BPF_NOEXIST` / `BPF_EXIST` map update flags.
+pub const BPF_NOEXIST: u64 = 1;
+const BPF_EXIST: u64 = 2;
+
+/// Inserts a new `CONNS` entry (counted in `FD_FILTER`, before it becomes visible); with
+/// `replace`, an existing entry for the key is overwritten instead (not counted again).
+/// False when the map is full (counted in `STATS`), or the key exists and `!replace`.
+#[inline(always)]
+pub fn conn_insert(key: &ConnKey, state: &ConnState, replace: bool) -> bool {
+    let slot = fd_filter_slot(key.pid, key.fd);
+    count(slot, 1);
+    if CONNS.insert(key, state, BPF_NOEXIST).is_ok() {
+        return true;
+    }
+    count(slot, u32::MAX);
+    if replace && CONNS.insert(key, state, BPF_EXIST).is_ok() {
+        return true;
+    }
+    if replace {
+        crate::stats::bump(stat::DROP_CONN_MAP_FULL);
+    }
+    false
+}
+
+/// Removes a `CONNS` entry; only the deleter that succeeds uncounts it.
+#[inline(always)]
+pub fn conn_remove(key: &ConnKey) {
+    if CONNS.remove(key).is_ok() {
+        count(fd_filter_slot(key.pid, key.fd), u32::MAX);
     }
 }
 

@@ -277,6 +277,9 @@ fn inherit(parent: u32, child: u32) {
     // operation per fork instead of one per socket, and a simpler loop for the verifier).
     let first = maps::next_generations(MAX_INHERITED_FDS);
     for fd in 0..MAX_INHERITED_FDS {
+        if !maps::maybe_tracked(parent, fd) {
+            continue;
+        }
         let Some(entry) = CONNS.get_ptr(&ConnKey { pid: parent, fd }) else {
             continue;
         };
@@ -288,32 +291,26 @@ fn inherit(parent: u32, child: u32) {
         state.generation = maps::generation_in_block(first, fd);
         state.send_pos = core::hint::black_box(0);
         state.recv_pos = core::hint::black_box(0);
-        // BPF_NOEXIST: never overwrite what the child already has (it cannot have run yet).
-        if CONNS
-            .insert(&ConnKey { pid: child, fd }, &state, BPF_NOEXIST)
-            .is_err()
-        {
+        // Never overwrite what the child already has (it cannot have run yet).
+        if !maps::conn_insert(&ConnKey { pid: child, fd }, &state, false) {
             bump(stat::DROP_CONN_MAP_FULL);
         }
     }
 }
 
-/// `BPF_NOEXIST`: insert only if the key is absent.
-const BPF_NOEXIST: u64 = 1;
-
 // ---- close ----
 
 #[tracepoint]
 pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
+    // One array read for every fd that is not a tracked socket.
     let (_, tgid) = current();
-    if !traced(tgid) {
-        return 0;
-    }
-    // One lookup: misses for every fd that is not a tracked socket.
     let key = ConnKey {
         pid: tgid,
         fd: arg(&ctx, 0) as u32,
     };
+    if !maps::maybe_tracked(key.pid, key.fd) {
+        return 0;
+    }
     let Some(state) = CONNS.get_ptr(&key) else {
         return 0;
     };
@@ -322,7 +319,7 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     if is_inferred(state.protocol) {
         emit_control(control::CLOSE, &key, &state);
     }
-    let _ = CONNS.remove(&key);
+    maps::conn_remove(&key);
     0
 }
 
@@ -396,7 +393,12 @@ fn read_peer(ptr: u64) -> Option<Peer> {
 fn create_conn(tgid: u32, fd: u32, role_hint: u8, peer: &Peer, listen_fd: u32, sock_type: u8) {
     let key = ConnKey { pid: tgid, fd };
     let mut sock_type = sock_type;
-    if let Some(old) = CONNS.get_ptr(&key) {
+    let old = if maps::maybe_tracked(tgid, fd) {
+        CONNS.get_ptr(&key)
+    } else {
+        None
+    };
+    if let Some(old) = old {
         // SAFETY: copied out of the live map value.
         let old = unsafe { *old };
         if is_inferred(old.protocol) {
@@ -427,9 +429,7 @@ fn create_conn(tgid: u32, fd: u32, role_hint: u8, peer: &Peer, listen_fd: u32, s
         listen_pid: if listen_fd == NO_FD { 0 } else { tgid },
         _pad2: 0,
     };
-    if CONNS.insert(&key, &state, 0).is_err() {
-        bump(stat::DROP_CONN_MAP_FULL);
-    }
+    maps::conn_insert(&key, &state, true);
 }
 
 /// Writes one control event for `key` / `state` to the control ring.

@@ -80,8 +80,9 @@ fn category(program: &str) -> &'static str {
     }
 }
 
-/// The tracepoints the programs need, as `category/name` (for `check`).
-pub(super) fn tracepoints() -> Vec<String> {
+/// The tracepoints the programs attach to, as `category/name` (for `check` and the benchmark's
+/// empty-program floor).
+pub fn tracepoints() -> Vec<String> {
     PROGRAMS
         .iter()
         .map(|p| format!("{}/{p}", category(p)))
@@ -130,6 +131,68 @@ fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
 }
 
 pub(super) const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// Where the raw syscall tracepoints find things in `struct pt_regs` on this architecture: the
+/// six arguments at sys_enter, the first argument at sys_exit, the syscall number.
+#[cfg(target_arch = "x86_64")]
+const REGS: ([u32; 6], u32, u32) = ([112, 104, 96, 56, 72, 64], 112, 120);
+// user_pt_regs.regs[0..6]; x0 holds the return value at exit, the argument stays in orig_x0 (272);
+// syscallno (an int) at 280.
+#[cfg(target_arch = "aarch64")]
+const REGS: ([u32; 6], u32, u32) = ([0, 8, 16, 24, 32, 40], 272, 280);
+
+/// The host's syscall numbers of every syscall the probes handle, with their kind.
+fn syscall_table() -> Vec<(i64, u8)> {
+    use ebpf_common::syscall as k;
+    #[allow(unused_mut)]
+    let mut table = vec![
+        (libc::SYS_read, k::READ),
+        (libc::SYS_write, k::WRITE),
+        (libc::SYS_readv, k::READV),
+        (libc::SYS_writev, k::WRITEV),
+        (libc::SYS_sendto, k::SENDTO),
+        (libc::SYS_recvfrom, k::RECVFROM),
+        (libc::SYS_sendmsg, k::SENDMSG),
+        (libc::SYS_recvmsg, k::RECVMSG),
+        (libc::SYS_sendmmsg, k::SENDMMSG),
+        (libc::SYS_recvmmsg, k::RECVMMSG),
+        (libc::SYS_sendfile, k::SENDFILE),
+        (libc::SYS_splice, k::SPLICE),
+        (libc::SYS_socket, k::SOCKET),
+        (libc::SYS_connect, k::CONNECT),
+        (libc::SYS_accept, k::ACCEPT),
+        (libc::SYS_accept4, k::ACCEPT),
+        (libc::SYS_close, k::CLOSE),
+        (libc::SYS_clone, k::CLONE),
+        (libc::SYS_clone3, k::CLONE3),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    table.push((libc::SYS_fork, k::FORK));
+    table
+}
+
+/// Fills `SYSCALL_KIND` from [`syscall_table`].
+fn fill_syscall_kinds(ebpf: &mut Ebpf) -> Result<(), LoadError> {
+    let map = ebpf.map_mut("SYSCALL_KIND").ok_or(LoadError::MissingMap {
+        map: "SYSCALL_KIND",
+    })?;
+    let mut array: aya::maps::Array<&mut MapData, u8> =
+        aya::maps::Array::try_from(map).map_err(|source| LoadError::Map {
+            map: "SYSCALL_KIND",
+            source,
+        })?;
+    for (nr, kind) in syscall_table() {
+        let Ok(nr) = u32::try_from(nr) else { continue };
+        if nr >= ebpf_common::syscall::TABLE_SLOTS {
+            continue;
+        }
+        array.set(nr, kind, 0).map_err(|source| LoadError::Map {
+            map: "SYSCALL_KIND",
+            source,
+        })?;
+    }
+    Ok(())
+}
 
 /// `PIDS` map values (mirror `ebpf/probes/src/maps.rs`).
 const PID_INCLUDE: u8 = 1;
@@ -224,6 +287,7 @@ impl Probes {
         if fork_offset.is_none() {
             tracing::info!("no sched_process_fork format: forked children inherit no sockets");
         }
+        let fd_filter_slots = super::maps::fd_filter_slots(settings.max_connections);
         let ebpf = EbpfLoader::new()
             .override_global("FORK_CHILD_PID_OFFSET", &fork_offset.unwrap_or(20), true)
             .override_global("SELF_PID", &settings.self_pid, true)
@@ -231,7 +295,9 @@ impl Probes {
             .override_global("FILTER_INCLUDE_ONLY", &include_only, true)
             .override_global("MAX_CAPTURE_BYTES", &max_capture, true)
             .override_global("ENABLED_PROTOCOLS", &enabled, true)
+            .override_global("FD_FILTER_MASK", &(fd_filter_slots - 1), true)
             .map_max_entries("CONNS", settings.max_connections)
+            .map_max_entries("FD_FILTER", fd_filter_slots)
             .map_max_entries("SCRATCH", possible_cpus()?)
             .map_max_entries("DATA", ring_size(settings.data_ring_bytes))
             .map_max_entries("CONTROL", ring_size(settings.control_ring_bytes))
@@ -318,7 +384,7 @@ impl Probes {
         RingReader::new(control, data)
     }
 
-    /// Handle to `CONNS` and `DISABLED`. Can be taken once.
+    /// Handle to `CONNS`, `DISABLED` and the tracked-fd filter. Can be taken once.
     pub fn conn_control(&mut self) -> Result<ConnControl, LoadError> {
         let conns = self
             .ebpf
@@ -328,7 +394,11 @@ impl Probes {
             .ebpf
             .take_map("DISABLED")
             .ok_or(LoadError::MissingMap { map: "DISABLED" })?;
-        ConnControl::new(conns, disabled)
+        let filter = self
+            .ebpf
+            .take_map("FD_FILTER")
+            .ok_or(LoadError::MissingMap { map: "FD_FILTER" })?;
+        ConnControl::new(conns, disabled, filter)
     }
 
     /// Kernel counters, summed over CPUs and decoded.
@@ -381,10 +451,16 @@ impl Probes {
 
     /// Verifier facts per program (for tests and `check`-style reports).
     pub fn program_stats(&self) -> Result<Vec<ProgramStats>, LoadError> {
-        let mut out = Vec::with_capacity(PROGRAMS.len());
-        for &name in PROGRAMS {
-            let program = self
-                .ebpf
+        program_stats(&self.ebpf, PROGRAMS)
+    }
+}
+
+/// Verifier facts and run-time counters of the loaded programs `names`.
+fn program_stats(ebpf: &Ebpf, names: &[&'static str]) -> Result<Vec<ProgramStats>, LoadError> {
+    {
+        let mut out = Vec::with_capacity(names.len());
+        for &name in names {
+            let program = ebpf
                 .program(name)
                 .ok_or_else(|| LoadError::MissingProgram {
                     program: name.into(),
@@ -402,6 +478,115 @@ impl Probes {
             });
         }
         Ok(out)
+    }
+}
+
+/// Which empty programs [`FloorProbes`] attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Floor {
+    /// One empty classic tracepoint program on every tracepoint the receiver uses.
+    Tracepoints,
+    /// Empty raw tracepoint programs on `sys_enter` and `sys_exit` (every syscall).
+    Raw,
+    /// The same as BTF-typed raw tracepoints (`tp_btf`).
+    Btf,
+    /// `tp_btf` programs that only run the raw design's filter (syscall kind, tracked fd).
+    BtfFilter,
+}
+
+/// Empty programs from the same object, attached where the receiver's would be: the floor of
+/// a syscall-tracepoint design, for the `bpf_cost` benchmark. Dropping it detaches them.
+pub struct FloorProbes {
+    ebpf: Ebpf,
+    programs: Vec<&'static str>,
+}
+
+impl FloorProbes {
+    pub fn load(floor: Floor) -> Result<FloorProbes, LoadError> {
+        if PROBES_OBJECT.is_empty() {
+            return Err(LoadError::NotBuilt);
+        }
+        ensure_tracefs()?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global("REGS_ARG_OFFSETS", &REGS.0, true)
+            .override_global("REGS_EXIT_ARG0_OFFSET", &REGS.1, true)
+            .override_global("REGS_NR_OFFSET", &REGS.2, true)
+            .load(PROBES_OBJECT)
+            .map_err(|source| LoadError::Load { source })?;
+        fill_syscall_kinds(&mut ebpf)?;
+        let err = |name: &str| {
+            let program = name.to_string();
+            move |source| LoadError::Program { program, source }
+        };
+        let missing = |name: &str| LoadError::MissingProgram {
+            program: name.into(),
+        };
+        match floor {
+            Floor::Tracepoints => {
+                let name = "floor_tp";
+                let tp: &mut TracePoint = ebpf
+                    .program_mut(name)
+                    .ok_or_else(|| missing(name))?
+                    .try_into()
+                    .map_err(err(name))?;
+                tp.load().map_err(err(name))?;
+                for &p in PROGRAMS {
+                    tp.attach(category(p), p).map_err(err(p))?;
+                }
+            }
+            Floor::Raw => {
+                for (name, tp) in [
+                    ("floor_raw_enter", "sys_enter"),
+                    ("floor_raw_exit", "sys_exit"),
+                ] {
+                    let prog: &mut aya::programs::RawTracePoint = ebpf
+                        .program_mut(name)
+                        .ok_or_else(|| missing(name))?
+                        .try_into()
+                        .map_err(err(name))?;
+                    prog.load().map_err(err(name))?;
+                    prog.attach(tp).map_err(err(name))?;
+                }
+            }
+            Floor::Btf | Floor::BtfFilter => {
+                let btf = aya::Btf::from_sys_fs().map_err(|e| LoadError::Settings {
+                    setting: "kernel BTF",
+                    reason: e.to_string(),
+                })?;
+                let programs = if floor == Floor::Btf {
+                    [
+                        ("floor_btf_enter", "sys_enter"),
+                        ("floor_btf_exit", "sys_exit"),
+                    ]
+                } else {
+                    [
+                        ("floor_btf_filter_enter", "sys_enter"),
+                        ("floor_btf_filter_exit", "sys_exit"),
+                    ]
+                };
+                for (name, tp) in programs {
+                    let prog: &mut aya::programs::BtfTracePoint = ebpf
+                        .program_mut(name)
+                        .ok_or_else(|| missing(name))?
+                        .try_into()
+                        .map_err(err(name))?;
+                    prog.load(tp, &btf).map_err(err(name))?;
+                    prog.attach().map_err(err(name))?;
+                }
+            }
+        }
+        let programs = match floor {
+            Floor::Tracepoints => vec!["floor_tp"],
+            Floor::Raw => vec!["floor_raw_enter", "floor_raw_exit"],
+            Floor::Btf => vec!["floor_btf_enter", "floor_btf_exit"],
+            Floor::BtfFilter => vec!["floor_btf_filter_enter", "floor_btf_filter_exit"],
+        };
+        Ok(FloorProbes { ebpf, programs })
+    }
+
+    /// Run-time counters of the attached programs (see [`Probes::program_stats`]).
+    pub fn program_stats(&self) -> Result<Vec<ProgramStats>, LoadError> {
+        program_stats(&self.ebpf, &self.programs)
     }
 }
 

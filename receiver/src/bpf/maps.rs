@@ -1,9 +1,13 @@
 //! User-space writes to the kernel's connection maps.
 
+use std::os::fd::{AsFd as _, AsRawFd as _};
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use aya::maps::{HashMap, Map, MapData, MapError};
-use ebpf_common::{ConnKey, ConnState, DisabledKey, SEEDED_GENERATION_BIT, proto, role, sock};
+use ebpf_common::{
+    ConnKey, ConnState, DisabledKey, SEEDED_GENERATION_BIT, fd_slot, proto, role, sock,
+};
 
 use super::LoadError;
 use crate::model::ConnId;
@@ -11,17 +15,105 @@ use crate::model::ConnId;
 /// `BPF_NOEXIST`: insert only if the key is absent.
 const BPF_NOEXIST: u64 = 1;
 
-/// Handle to `CONNS` and `DISABLED`.
+/// Slots of the kernel's tracked-fd filter for a connection map of `max_connections` entries: a
+/// power of two, at least twice the entries (at most one false "maybe" in two when the map is
+/// full, far fewer in practice), 4 Ki..4 Mi slots of 8 bytes.
+pub(super) fn fd_filter_slots(max_connections: u32) -> u32 {
+    (u64::from(max_connections) * 2)
+        .next_power_of_two()
+        .clamp(4096, 1 << 22) as u32
+}
+
+/// The kernel's `FD_FILTER` array, mapped into this process: user space keeps its counts exact
+/// for the `CONNS` entries it inserts and deletes, with the same atomic instructions the kernel
+/// uses (an array element is 8 bytes; the count is its first 4).
+struct FdFilter {
+    base: *mut u8,
+    len: usize,
+    mask: u32,
+    _map: MapData,
+}
+
+// SAFETY: the mapping is shared memory that every access touches through atomics; the pointer
+// is owned by this value and unmapped once, in Drop.
+unsafe impl Send for FdFilter {}
+
+impl FdFilter {
+    fn new(map: Map) -> Result<FdFilter, LoadError> {
+        let err = |source| LoadError::Map {
+            map: "FD_FILTER",
+            source,
+        };
+        let Map::Array(data) = map else {
+            return Err(LoadError::MissingMap { map: "FD_FILTER" });
+        };
+        let slots = data.info().map_err(err)?.max_entries();
+        if !slots.is_power_of_two() {
+            return Err(LoadError::Settings {
+                setting: "FD_FILTER",
+                reason: format!("{slots} slots is not a power of two"),
+            });
+        }
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let len = (slots as usize * 8).div_ceil(page) * page;
+        // SAFETY: a shared read-write mapping of an mmapable array map's fd, of the map's size
+        // rounded up to a page (what the kernel allows); checked for MAP_FAILED below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                data.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(err(MapError::SyscallError(aya::sys::SyscallError {
+                call: "mmap",
+                io_error: std::io::Error::last_os_error(),
+            })));
+        }
+        Ok(FdFilter {
+            base: base.cast(),
+            len,
+            mask: slots - 1,
+            _map: data,
+        })
+    }
+
+    /// Adds `delta` (wrapping) to the count of (pid, fd)'s slot.
+    fn add(&self, pid: u32, fd: u32, delta: u32) {
+        let slot = (fd_slot(pid, fd) & self.mask) as usize;
+        // SAFETY: slot ≤ mask < slots, and slot * 8 + 4 ≤ len; the element is 8-byte aligned
+        // in a page-aligned mapping that lives as long as self; the kernel updates it only
+        // with atomic instructions too.
+        let count = unsafe { &*self.base.add(slot * 8).cast::<AtomicU32>() };
+        count.fetch_add(delta, Ordering::SeqCst);
+    }
+}
+
+impl Drop for FdFilter {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+/// Handle to `CONNS`, `DISABLED` and the tracked-fd filter.
 pub struct ConnControl {
     conns: HashMap<MapData, ConnKey, ConnState>,
     disabled: HashMap<MapData, DisabledKey, u8>,
+    filter: FdFilter,
     /// Last seeded generation counter (without the seeded bit).
     seeded: u32,
 }
 
 impl ConnControl {
-    pub(super) fn new(conns: Map, disabled: Map) -> Result<ConnControl, LoadError> {
+    pub(super) fn new(conns: Map, disabled: Map, filter: Map) -> Result<ConnControl, LoadError> {
         Ok(ConnControl {
+            filter: FdFilter::new(filter)?,
             conns: HashMap::try_from(conns).map_err(|source| LoadError::Map {
                 map: "CONNS",
                 source,
@@ -88,13 +180,21 @@ impl ConnControl {
             listen_pid: 0,
             _pad2: 0,
         };
+        // Counted before the entry is visible, as the kernel does.
+        self.filter.add(pid, fd, 1);
         match self.conns.insert(key, state, BPF_NOEXIST) {
             Ok(()) => Ok(Some(generation)),
-            Err(e) if is_errno(&e, libc::EEXIST) => Ok(None),
-            Err(source) => Err(LoadError::Map {
-                map: "CONNS",
-                source,
-            }),
+            Err(e) => {
+                self.filter.add(pid, fd, u32::MAX);
+                if is_errno(&e, libc::EEXIST) {
+                    Ok(None)
+                } else {
+                    Err(LoadError::Map {
+                        map: "CONNS",
+                        source: e,
+                    })
+                }
+            }
         }
     }
 
@@ -120,7 +220,12 @@ impl ConnControl {
         let mut removed = 0;
         for key in dead {
             match self.conns.remove(&key) {
-                Ok(()) => removed += 1,
+                Ok(()) => {
+                    // Only the deleter that succeeds uncounts the entry (the kernel may have
+                    // closed it meanwhile).
+                    self.filter.add(key.pid, key.fd, u32::MAX);
+                    removed += 1;
+                }
                 Err(e) if is_errno(&e, libc::ENOENT) => {}
                 Err(source) => {
                     return Err(LoadError::Map {

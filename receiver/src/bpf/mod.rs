@@ -23,7 +23,9 @@ mod ring;
 
 pub use check::{CheckItem, check};
 pub use event::{CloseEvent, DataEvent, KernelEvent, OpenEvent, SocketFamily};
-pub use load::{BpfSettings, KernelStats, Probes, ProgramStats, attach_points};
+pub use load::{
+    BpfSettings, Floor, FloorProbes, KernelStats, Probes, ProgramStats, attach_points, tracepoints,
+};
 pub use maps::ConnControl;
 pub use ring::RingReader;
 

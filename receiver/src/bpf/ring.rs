@@ -74,6 +74,9 @@ pub struct RingReader {
     data: Ring,
     pending_closes: Vec<CloseEvent>,
     malformed: u64,
+    /// The last `wait` returned because a ring signalled: the items drained until the next
+    /// `wait` count as that wakeup's.
+    woken: bool,
 }
 
 impl RingReader {
@@ -91,21 +94,30 @@ impl RingReader {
             data: Ring::Plain(data),
             pending_closes: Vec::with_capacity(64),
             malformed: 0,
+            woken: false,
         })
     }
 
     /// Waits until either ring is readable or `poll` elapses (tokio AsyncFd on the ring fds).
+    /// Wakeups by a ring signal are counted in `ebpf_receiver_ring_wakeups_total`.
     pub async fn wait(&mut self, poll: Duration) -> io::Result<()> {
+        self.woken = false;
         self.control.register()?;
         self.data.register()?;
         let (Ring::Async(control), Ring::Async(data)) = (&self.control, &self.data) else {
             tokio::time::sleep(poll).await;
             return Ok(());
         };
-        tokio::select! {
-            ready = control.readable() => ready?.clear_ready(),
-            ready = data.readable() => ready?.clear_ready(),
-            () = tokio::time::sleep(poll) => {}
+        let woken = tokio::select! {
+            ready = control.readable() => { ready?.clear_ready(); true }
+            ready = data.readable() => { ready?.clear_ready(); true }
+            () = tokio::time::sleep(poll) => false,
+        };
+        if woken {
+            self.woken = true;
+            crate::telemetry::metrics()
+                .ring_wakeups
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }
@@ -115,10 +127,12 @@ impl RingReader {
     /// that fail to decode are counted in [`RingReader::malformed`] and skipped.
     pub fn drain(&mut self, max_items: usize, mut f: impl FnMut(KernelEvent<'_>)) -> usize {
         let mut n = 0;
+        let (mut control_bytes, mut data_bytes) = (0u64, 0u64);
         if let Some(ring) = self.control.get() {
             while n < max_items {
                 let Some(item) = ring.next() else { break };
                 n += 1;
+                control_bytes += item.len() as u64;
                 match decode_control(&item) {
                     Some(KernelEvent::Close(close)) => self.pending_closes.push(close),
                     Some(event) => f(event),
@@ -137,6 +151,7 @@ impl RingReader {
                     break;
                 };
                 n += 1;
+                data_bytes += item.len() as u64;
                 match decode_data(&item) {
                     Some(event) => f(KernelEvent::Data(event)),
                     None => self.malformed += 1,
@@ -146,6 +161,15 @@ impl RingReader {
         if data_empty || self.pending_closes.len() > MAX_PENDING_CLOSES {
             for close in self.pending_closes.drain(..) {
                 f(KernelEvent::Close(close));
+            }
+        }
+        if n > 0 {
+            use std::sync::atomic::Ordering::Relaxed;
+            let m = crate::telemetry::metrics();
+            m.ring_control_bytes.fetch_add(control_bytes, Relaxed);
+            m.ring_data_bytes.fetch_add(data_bytes, Relaxed);
+            if self.woken {
+                m.ring_wakeup_items.fetch_add(n as u64, Relaxed);
             }
         }
         n

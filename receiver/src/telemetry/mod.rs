@@ -136,6 +136,14 @@ pub struct Metrics {
     pub kernel_infer_gave_up: AtomicU64,
     /// Ring items that could not be decoded (wrong size or unknown kind).
     pub ring_items_malformed: AtomicU64,
+    /// Times the ring reader woke because a ring signalled (not the poll timer).
+    pub ring_wakeups: AtomicU64,
+    /// Ring items drained in the rounds a ring signal started.
+    pub ring_wakeup_items: AtomicU64,
+    /// Bytes of the items read from the control and data rings (headers, payloads, trailers):
+    /// what crossed from the kernel to user space.
+    pub ring_control_bytes: AtomicU64,
+    pub ring_data_bytes: AtomicU64,
     pub connections_tracked: AtomicU64,
     /// Connections evicted because the table was full.
     pub connections_evicted: AtomicU64,
@@ -243,6 +251,27 @@ impl Metrics {
             "counter",
             "Ring buffer items that could not be decoded.",
             &plain(r(&self.ring_items_malformed)),
+        );
+        family(
+            "ebpf_receiver_ring_bytes_total",
+            "counter",
+            "Bytes of the items read from the ring buffers (headers, payloads and trailers), by stream.",
+            &[
+                ("{stream=\"control\"}".into(), r(&self.ring_control_bytes)),
+                ("{stream=\"data\"}".into(), r(&self.ring_data_bytes)),
+            ],
+        );
+        family(
+            "ebpf_receiver_ring_wakeups_total",
+            "counter",
+            "Times the ring reader woke because a ring signalled (the kernel signals when a ring is a quarter full), not the poll timer.",
+            &plain(r(&self.ring_wakeups)),
+        );
+        family(
+            "ebpf_receiver_ring_wakeup_items_total",
+            "counter",
+            "Ring items drained in the rounds a ring signal started (divided by ring_wakeups_total: items per wakeup).",
+            &plain(r(&self.ring_wakeup_items)),
         );
         family(
             "ebpf_receiver_connections_tracked",
