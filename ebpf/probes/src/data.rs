@@ -3,9 +3,10 @@
 //!
 //! sys_enter reads one slot of the tracked-fd filter and stops for every fd that is not a
 //! tracked socket (the common case: one array read, no hash lookup); for tracked ones it stashes
-//! the buffer or iovec pointer per thread, and sys_exit looks the stash up only when its thread
-//! has one pending (again one array read otherwise). sys_exit, with the byte count, infers the protocol of a
-//! connection not inferred yet, or forwards the bytes of an inferred one to the `DATA` ring.
+//! the buffer or iovec pointer in its thread's slot of the stash table, and sys_exit reads its
+//! thread's set of that table (again one array read when nothing is stashed). sys_exit, with
+//! the byte count, infers the protocol of a connection not inferred yet, or forwards the bytes
+//! of an inferred one to the `DATA` ring.
 //!
 //! The payload is copied into a per-CPU scratch buffer after the header, at an offset masked to
 //! `MAX_CAPTURE - 1` and with a length clamped to `MAX_CAPTURE`: the verifier on this kernel
@@ -161,10 +162,12 @@ fn tracked(tgid: u32, fd: u32) -> Option<*mut ConnState> {
 
 #[inline(always)]
 fn enter(ctx: &TracePointContext, k: u8) {
-    // Only tracked sockets: one array read for every other fd.
+    // Only tracked sockets: one array read for every other fd. The CONNS lookup waits for
+    // sys_exit, which needs the entry anyway: a filter false positive (another (pid, fd) in
+    // the same slot) only costs a stash.
     let (pid_tgid, tgid) = current();
     let fd = arg(ctx, 0) as u32;
-    if tracked(tgid, fd).is_none() {
+    if !maps::maybe_tracked(tgid, fd) {
         return;
     }
     // The receiver and filtered pids.

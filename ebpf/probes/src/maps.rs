@@ -3,12 +3,12 @@
 
 // SeqCst, not Relaxed: LLVM 22's BPF backend lowers a relaxed fetch-add to the non-fetching
 // `lock +=` even when the result is used (the "previous value" is then garbage).
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
+use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id},
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use ebpf_common::{
     ConnKey, ConnState, DataEventHeader, DisabledKey, MAX_CAPTURE, PeerTrailer, stat,
@@ -143,15 +143,6 @@ const FD_FILTER_DEFAULT_SLOTS: u32 = 1 << 16;
 #[map]
 pub static FD_FILTER: Array<u32> = Array::with_max_entries(FD_FILTER_DEFAULT_SLOTS, BPF_F_MMAPABLE);
 
-/// Slots of [`PENDING`] (a power of two).
-const PENDING_SLOTS: u32 = 1 << 14;
-
-/// Stashes in `ARGS` not yet taken, counted per slot of the thread id: a sys_exit looks up
-/// `ARGS` only when its thread's slot is not zero, so exits of syscalls that stashed nothing
-/// (every fd that is not a tracked socket) cost one array read.
-#[map]
-pub static PENDING: Array<u32> = Array::with_max_entries(PENDING_SLOTS, 0);
-
 /// Syscall number → `syscall::*` kind, filled by the loader for the host's syscall table.
 #[map]
 pub static SYSCALL_KIND: Array<u8> = Array::with_max_entries(ebpf_common::syscall::TABLE_SLOTS, 0);
@@ -164,10 +155,25 @@ pub static PIDS: HashMap<u32, u8> = HashMap::with_max_entries(1024, 0);
 #[map]
 pub static EXCLUDE_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(64, 0);
 
-/// Per-thread syscall arguments between sys_enter and sys_exit, keyed by pid_tgid.
-/// LRU so threads that die inside a syscall never leak slots.
+/// Sets of [`ARG_OWNERS`] (a power of two); each set has `ARG_WAYS` slots of [`ARG_VALUES`].
+const ARG_SETS: u32 = 1 << 12;
+/// Slots per set.
+const ARG_WAYS: u32 = 4;
+/// Owner word bit: the owner is still writing the slot's arguments.
+const ARG_BUSY: u64 = 1 << 63;
+
+/// Per-thread syscall arguments between sys_enter and sys_exit: a 4-way set-associative table
+/// indexed by a hash of the thread id, instead of a hash map (an LRU map update cost about
+/// 300 ns per stash here; this costs a few array reads). `ARG_OWNERS[set][way]` is the
+/// pid_tgid whose arguments are in `ARG_VALUES[set * ARG_WAYS + way]`, 0 when the slot is free.
+/// Slots are claimed and released with compare-and-swap, so a slot taken over by another
+/// thread is never read half-written. Threads that die inside a syscall leave their slot
+/// behind; it is reused when its set is full (counted like any evicted stash).
 #[map]
-pub static ARGS: LruHashMap<u64, SyscallArgs> = LruHashMap::with_max_entries(16384, 0);
+pub static ARG_OWNERS: Array<[u64; ARG_WAYS as usize]> = Array::with_max_entries(ARG_SETS, 0);
+
+#[map]
+pub static ARG_VALUES: Array<SyscallArgs> = Array::with_max_entries(ARG_SETS * ARG_WAYS, 0);
 
 /// Slot 0: the last connection generation handed out.
 #[map]
@@ -311,40 +317,89 @@ fn count(slot: Option<*mut u32>, delta: u32) {
     }
 }
 
-/// The current thread's `PENDING` slot.
+/// The current thread's set in the stash table.
 #[inline(always)]
-fn pending_slot(pid_tgid: u64) -> Option<*mut u32> {
+fn arg_set(pid_tgid: u64) -> u32 {
     let tid = pid_tgid as u32;
-    PENDING.get_ptr_mut(tid.wrapping_mul(0x9e37_79b1) >> 18 & (PENDING_SLOTS - 1))
+    tid.wrapping_mul(0x9e37_79b1) >> 20 & (ARG_SETS - 1)
 }
 
-/// Takes (looks up and deletes) the current thread's stashed arguments. One array read when
-/// the thread stashed nothing.
+/// Compare-and-swap of an owner word; true when it held `old` and now holds `new`.
+#[inline(always)]
+fn owner_cas(word: *mut u64, old: u64, new: u64) -> bool {
+    // SAFETY: array map values are 8-byte aligned and live as long as the map.
+    unsafe {
+        atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(word, old, new)
+    }
+    .1
+}
+
+/// Takes the current thread's stashed arguments (and frees their slot). One array read of the
+/// set's four owner words when the thread stashed nothing.
 #[inline(always)]
 pub fn take_args(pid_tgid: u64) -> Option<SyscallArgs> {
-    let slot = pending_slot(pid_tgid)?;
-    // SAFETY: a live array slot; a plain read (a stale value only costs a lookup or is
-    // corrected by the atomic updates).
-    if unsafe { core::ptr::read_volatile(slot) } == 0 {
-        return None;
+    let set = arg_set(pid_tgid);
+    let owners = ARG_OWNERS.get_ptr_mut(set)?;
+    for way in 0..ARG_WAYS {
+        // SAFETY: a live array value of ARG_WAYS words; `way` < ARG_WAYS.
+        let word = unsafe { (owners as *mut u64).add(way as usize) };
+        // SAFETY: as above; a plain read, confirmed by the compare-and-swap below.
+        if unsafe { core::ptr::read_volatile(word) } != pid_tgid {
+            continue;
+        }
+        let value = ARG_VALUES.get_ptr_mut(set * ARG_WAYS + way)?;
+        // SAFETY: a live array value; copied before the slot is released. If another thread
+        // took the slot over meanwhile, the swap below fails and the copy is discarded.
+        let args = unsafe { core::ptr::read_volatile(value) };
+        return owner_cas(word, pid_tgid, 0).then_some(args);
     }
-    // SAFETY: copied out before the entry is deleted.
-    let args = unsafe { ARGS.get(&pid_tgid) }.copied()?;
-    if ARGS.remove(&pid_tgid).is_ok() {
-        count(Some(slot), u32::MAX);
-    }
-    Some(args)
+    None
 }
 
-/// Stashes arguments for the exit of the current thread's syscall.
+/// Stashes arguments for the exit of the current thread's syscall: in the thread's own slot,
+/// else a free one of its set, else (the set is full: threads blocked in long reads, or dead
+/// ones) over another thread's, whose exit then finds nothing (counted as `args_map_full`).
 #[inline(always)]
 pub fn stash_args(pid_tgid: u64, args: &SyscallArgs) {
-    // Counted first, so an exit never misses a stash that exists.
-    let slot = pending_slot(pid_tgid);
-    count(slot, 1);
-    if ARGS.insert(&pid_tgid, args, 0).is_err() {
-        count(slot, u32::MAX);
+    let set = arg_set(pid_tgid);
+    let Some(owners) = ARG_OWNERS.get_ptr_mut(set) else {
+        return;
+    };
+    let mut pick = ARG_WAYS;
+    let mut old = 0;
+    for way in 0..ARG_WAYS {
+        // SAFETY: a live array value of ARG_WAYS words; `way` < ARG_WAYS.
+        let owner = unsafe { core::ptr::read_volatile((owners as *const u64).add(way as usize)) };
+        if owner == pid_tgid || owner == 0 {
+            pick = way;
+            old = owner;
+            break;
+        }
+    }
+    if pick == ARG_WAYS {
+        // Full: take over the slot this thread id maps to, unless it is being written.
+        pick = (pid_tgid as u32) & (ARG_WAYS - 1);
+        // SAFETY: as above.
+        old = unsafe { core::ptr::read_volatile((owners as *const u64).add(pick as usize)) };
+        if old & ARG_BUSY != 0 {
+            crate::stats::bump(stat::DROP_ARGS_MAP_FULL);
+            return;
+        }
         crate::stats::bump(stat::DROP_ARGS_MAP_FULL);
+    }
+    // SAFETY: as above; `pick` < ARG_WAYS.
+    let word = unsafe { (owners as *mut u64).add(pick as usize) };
+    if !owner_cas(word, old, pid_tgid | ARG_BUSY) {
+        // Another thread of this set claimed it first.
+        crate::stats::bump(stat::DROP_ARGS_MAP_FULL);
+        return;
+    }
+    if let Some(value) = ARG_VALUES.get_ptr_mut(set * ARG_WAYS + pick) {
+        // SAFETY: a live array value; ours while the busy bit is set.
+        unsafe { core::ptr::write_volatile(value, *args) };
+        owner_cas(word, pid_tgid | ARG_BUSY, pid_tgid);
+    } else {
+        owner_cas(word, pid_tgid | ARG_BUSY, 0);
     }
 }
 
