@@ -195,7 +195,7 @@ pub static CONTROL: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 
 /// Data events (header + captured bytes).
 #[map]
-pub static DATA: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+pub static DATA: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
 // ---- Map value types private to the kernel side ----
 
