@@ -227,7 +227,15 @@ impl SpanSender {
             return true;
         }
         self.last_resource = None;
-        let chunk = std::mem::replace(&mut self.chunk, self.budget.fresh_chunk());
+        let mut chunk = std::mem::replace(&mut self.chunk, self.budget.fresh_chunk());
+        // The budget counts encoded bytes, but a buffer that grew by doubling holds up to twice
+        // that: once the queue holds more than a quarter of its budget (the Collector is not
+        // keeping up and chunks wait in the channel), trim the slack, so resident memory stays
+        // near the budget (glibc shrinks a block in place, without copying).
+        if self.budget.used() > self.budget.capacity as usize / 4 {
+            chunk.buf.shrink_to_fit();
+            chunk.spans.shrink_to_fit();
+        }
         match self.tx.send(chunk) {
             Ok(()) => true,
             Err(mpsc::error::SendError(chunk)) => {
