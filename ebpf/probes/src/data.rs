@@ -33,7 +33,8 @@ use ebpf_common::{
 use crate::{
     infer::{self, Message},
     maps::{
-        self, CONNS, DATA, DISABLED, SyscallArgs, current, kind, stash_args, take_args, traced,
+        self, CONNS, DATA, DISABLED, DISABLED_ANY, SyscallArgs, current, kind, stash_args,
+        take_args, traced,
     },
     stats::{add, bump},
     syscalls::{AF_INET, AF_INET6, arg, emit_control, now_ns, ret},
@@ -762,6 +763,10 @@ fn low_bytes(n: u64) -> u64 {
 /// Whether user space disabled capture for this connection.
 #[inline(always)]
 fn is_disabled(pid: u32, fd: u32, generation: u32) -> bool {
+    // One array read while nothing is disabled (the common case).
+    if DISABLED_ANY.get(0).is_none_or(|v| *v == 0) {
+        return false;
+    }
     let key = DisabledKey {
         pid,
         fd,

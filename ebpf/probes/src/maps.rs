@@ -131,6 +131,11 @@ pub static CONNS: HashMap<ConnKey, ConnState> = HashMap::with_max_entries(65536,
 #[map]
 pub static DISABLED: HashMap<DisabledKey, u8> = HashMap::with_max_entries(16384, 0);
 
+/// Slot 0 is 1 while `DISABLED` may hold an entry (user space, its only writer, keeps it):
+/// otherwise every message skips the `DISABLED` lookup.
+#[map]
+pub static DISABLED_ANY: Array<u32> = Array::with_max_entries(1, 0);
+
 /// `BPF_F_MMAPABLE`: user space maps the array and updates counts with atomic instructions too.
 const BPF_F_MMAPABLE: u32 = 1 << 10;
 /// Default size of `FD_FILTER` (the loader sizes it from `max_connections`).

@@ -398,7 +398,13 @@ impl Probes {
             .ebpf
             .take_map("FD_FILTER")
             .ok_or(LoadError::MissingMap { map: "FD_FILTER" })?;
-        ConnControl::new(conns, disabled, filter)
+        let disabled_any = self
+            .ebpf
+            .take_map("DISABLED_ANY")
+            .ok_or(LoadError::MissingMap {
+                map: "DISABLED_ANY",
+            })?;
+        ConnControl::new(conns, disabled, filter, disabled_any)
     }
 
     /// Kernel counters, summed over CPUs and decoded.

@@ -4,7 +4,7 @@ use std::os::fd::{AsFd as _, AsRawFd as _};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use aya::maps::{HashMap, Map, MapData, MapError};
+use aya::maps::{Array, HashMap, Map, MapData, MapError};
 use ebpf_common::{
     ConnKey, ConnState, DisabledKey, SEEDED_GENERATION_BIT, fd_slot, proto, role, sock,
 };
@@ -105,14 +105,30 @@ impl Drop for FdFilter {
 pub struct ConnControl {
     conns: HashMap<MapData, ConnKey, ConnState>,
     disabled: HashMap<MapData, DisabledKey, u8>,
+    /// `DISABLED_ANY[0]`: 1 while `DISABLED` may hold an entry, so the kernel skips the lookup
+    /// on every message otherwise. Only user space writes `DISABLED`, so it knows.
+    disabled_any: Array<MapData, u32>,
+    /// Entries inserted into `DISABLED` and not removed yet (an overwrite counts twice, which
+    /// only keeps the flag set longer).
+    disabled_entries: u64,
     filter: FdFilter,
     /// Last seeded generation counter (without the seeded bit).
     seeded: u32,
 }
 
 impl ConnControl {
-    pub(super) fn new(conns: Map, disabled: Map, filter: Map) -> Result<ConnControl, LoadError> {
+    pub(super) fn new(
+        conns: Map,
+        disabled: Map,
+        filter: Map,
+        disabled_any: Map,
+    ) -> Result<ConnControl, LoadError> {
         Ok(ConnControl {
+            disabled_any: Array::try_from(disabled_any).map_err(|source| LoadError::Map {
+                map: "DISABLED_ANY",
+                source,
+            })?,
+            disabled_entries: 0,
             filter: FdFilter::new(filter)?,
             conns: HashMap::try_from(conns).map_err(|source| LoadError::Map {
                 map: "CONNS",
@@ -128,24 +144,49 @@ impl ConnControl {
 
     /// Stops data capture for one connection (DISABLED map).
     pub fn disable(&mut self, conn: ConnId) -> Result<(), LoadError> {
+        // The flag first, so the kernel never skips a lookup that would find the entry.
+        if self.disabled_entries == 0 {
+            self.set_disabled_any(1)?;
+        }
         self.disabled
             .insert(disabled_key(conn), 1, 0)
             .map_err(|source| LoadError::Map {
                 map: "DISABLED",
                 source,
-            })
+            })?;
+        self.disabled_entries += 1;
+        Ok(())
     }
 
     /// Removes a connection from DISABLED (call when it closes). Absent keys are fine.
     pub fn enable(&mut self, conn: ConnId) -> Result<(), LoadError> {
+        if self.disabled_entries == 0 {
+            // Nothing was inserted: no syscall per closed connection.
+            return Ok(());
+        }
         match self.disabled.remove(&disabled_key(conn)) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.disabled_entries -= 1;
+                if self.disabled_entries == 0 {
+                    self.set_disabled_any(0)?;
+                }
+                Ok(())
+            }
             Err(e) if is_errno(&e, libc::ENOENT) => Ok(()),
             Err(source) => Err(LoadError::Map {
                 map: "DISABLED",
                 source,
             }),
         }
+    }
+
+    fn set_disabled_any(&mut self, v: u32) -> Result<(), LoadError> {
+        self.disabled_any
+            .set(0, v, 0)
+            .map_err(|source| LoadError::Map {
+                map: "DISABLED_ANY",
+                source,
+            })
     }
 
     /// Registers a socket that existed before the receiver started, so the kernel starts
