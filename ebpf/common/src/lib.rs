@@ -8,6 +8,8 @@
 
 use core::mem::size_of;
 
+pub mod infer;
+
 /// Largest number of payload bytes captured from one syscall. The kernel copies into a per-CPU
 /// scratch buffer of `2 * MAX_CAPTURE` bytes with masked offsets (verifier-friendly), so this
 /// must be a power of two.
@@ -53,6 +55,12 @@ pub mod proto {
     pub const DNS: u8 = 5;
     /// One past the largest id: sizes the per-protocol counters.
     pub const COUNT: u8 = 6;
+    /// Not a protocol: `ebpf.kernel_inference` is false (the diagnostic "traditional
+    /// pipeline", kept for the benchmark comparison), so the kernel did not infer the
+    /// connection and forwards every message's bytes for user space to infer with the same
+    /// [`infer`](crate::infer::infer). Set on the first message with bytes, announced by an
+    /// OPEN like an inferred protocol, never given up.
+    pub const RAW: u8 = 0xfe;
     /// Not a protocol: the kernel looked at the first messages of the connection, matched no
     /// supported protocol and will never inspect it again.
     pub const GAVE_UP: u8 = 0xff;

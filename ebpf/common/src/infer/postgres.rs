@@ -6,7 +6,7 @@
 //! Connections that predate the receiver are inferred from a regular message: a type byte, a
 //! big-endian length that fits the syscall, and a shape check per type.
 
-use ebpf_common::{direction, proto, role};
+use crate::{direction, proto, role};
 
 use super::{Inferred, Message};
 
