@@ -4,7 +4,7 @@
 //! size assertion, so the BPF object (built for `bpfel-unknown-none` by a pinned nightly) and the
 //! receiver (built on stable) agree byte for byte. Nothing outside `receiver/src/bpf/` sees these
 //! types: it decodes them into borrowed views.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 use core::mem::size_of;
 

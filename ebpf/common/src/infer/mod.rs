@@ -72,3 +72,6 @@ pub fn glues(pending: u32, len: u8, total: u64) -> Option<u8> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests;

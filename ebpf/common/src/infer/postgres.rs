@@ -56,7 +56,7 @@ pub fn infer(msg: &Message<'_>) -> Option<Inferred> {
     if !(4..=MAX_LEN).contains(&len) {
         return None;
     }
-    let whole = u64::from(len) + 1 <= msg.total;
+    let whole = u64::from(len) < msg.total;
     if !whole && msg.total < PARTIAL_MIN {
         return None;
     }
