@@ -22,7 +22,13 @@ const KERNEL_BYTES: &str = "ebpf_receiver_kernel_bytes_total{stream=\"data\"}";
 /// of the receiver's metrics; appended to a `[figures]` line.
 pub fn kernel_per_request(before: &Metrics, after: &Metrics, requests: u64) -> String {
     let delta = |k: &str| (after.get(k) - before.get(k)).max(0.0);
-    let per = |v: f64| if requests == 0 { 0.0 } else { v / requests as f64 };
+    let per = |v: f64| {
+        if requests == 0 {
+            0.0
+        } else {
+            v / requests as f64
+        }
+    };
     let events = delta("ebpf_receiver_kernel_events_total{stream=\"data\"}");
     let bytes = delta("ebpf_receiver_ring_bytes_total{stream=\"data\"}")
         + delta("ebpf_receiver_ring_bytes_total{stream=\"control\"}");
