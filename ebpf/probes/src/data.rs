@@ -342,7 +342,6 @@ fn message(tgid: u32, args: &SyscallArgs, egress: bool, src: Src, total: u64) {
     // `ebpf.kernel_inference: false` (the diagnostic traditional pipeline): no inference here.
     // The connection is forwarded raw from its first message with bytes on, announced by an
     // OPEN like an inferred one, and never given up: user space infers it.
-    let mut protocol = protocol;
     if protocol == proto::UNKNOWN && !maps::kernel_inference() {
         // SAFETY: as above.
         unsafe {
@@ -351,10 +350,12 @@ fn message(tgid: u32, args: &SyscallArgs, egress: bool, src: Src, total: u64) {
                 (*conn).sock_type = sock::DGRAM;
             }
         }
-        protocol = proto::RAW;
         // SAFETY: as above; read-only borrow for the duration of the call.
         emit_control(ebpf_common::control::OPEN, &key, unsafe { &*conn });
     }
+    // Read again rather than carried over: one verifier state whichever way the branch went.
+    // SAFETY: as above.
+    let mut protocol = unsafe { (*conn).protocol };
 
     // Known connection: advance the position whatever happens next, so user space sees a gap
     // for bytes it does not get; then honour a disable request from user space.
