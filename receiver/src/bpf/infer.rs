@@ -54,6 +54,11 @@ impl RawInference {
         if self.gave_up {
             return Inference::GaveUp;
         }
+        // Bytes moved by sendfile/splice (reported by length only): the kernel never infers
+        // from those.
+        if data.bytes.is_empty() {
+            return Inference::Unknown;
+        }
         let total = u64::from(data.len);
         let bytes = data.bytes;
         let datagram = data.datagram;
@@ -199,10 +204,16 @@ mod tests {
         }
         assert_eq!(r.on_message(&e, &on), Inference::GaveUp);
         assert!(r.gave_up());
-        // Short messages do not count as attempts; nothing revives a given-up connection.
+        // Short messages and length-only events (sendfile) do not count as attempts; nothing
+        // revives a given-up connection.
         let mut r = RawInference::default();
         let short = event(Direction::Egress, None, b"ab\r\n");
+        let sendfile = DataEvent {
+            len: 4096,
+            ..event(Direction::Egress, None, b"")
+        };
         for _ in 0..100 {
+            assert_eq!(r.on_message(&sendfile, &on), Inference::Unknown);
             assert_eq!(r.on_message(&short, &on), Inference::Unknown);
         }
         assert_eq!(
