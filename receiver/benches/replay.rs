@@ -142,6 +142,7 @@ impl Pipeline {
             limits: ParserLimits::default(),
             proc_root: PathBuf::from("/nonexistent"),
             resolve: false,
+            enabled_protocols: ebpf_receiver::model::Protocol::ALL.to_vec(),
         };
         Pipeline {
             tracker: Tracker::new(settings, WallClock::new()),

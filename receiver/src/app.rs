@@ -196,6 +196,7 @@ fn bpf_settings(cfg: &Config) -> BpfSettings {
             .copied()
             .filter(|p| cfg.protocols.enabled(*p))
             .collect(),
+        kernel_inference: cfg.ebpf.kernel_inference,
     }
 }
 
@@ -211,6 +212,11 @@ fn tracker_settings(cfg: &Config) -> TrackerSettings {
         },
         proc_root: "/proc".into(),
         resolve: true,
+        enabled_protocols: Protocol::ALL
+            .iter()
+            .copied()
+            .filter(|p| cfg.protocols.enabled(*p))
+            .collect(),
     }
 }
 

@@ -73,6 +73,11 @@ pub struct EbpfConfig {
     /// How often user space drains the rings when no wakeup came, in ms. The kernel wakes the
     /// reader only when a ring is a quarter full, so this bounds latency. Default 10.
     pub poll_interval_ms: u64,
+    /// Infer protocols in the kernel. Default true. false is a diagnostic kept only for the
+    /// benchmark comparison with "the traditional pipeline": the kernel forwards every
+    /// read/write of every tracked socket (capped like any capture) and user space infers the
+    /// protocol with the same inference code; same spans, far more kernel→user bytes.
+    pub kernel_inference: bool,
 }
 
 impl Default for EbpfConfig {
@@ -83,6 +88,7 @@ impl Default for EbpfConfig {
             control_ring_bytes: DEFAULT_CONTROL_RING_BYTES,
             max_connections: DEFAULT_KERNEL_MAX_CONNECTIONS,
             poll_interval_ms: DEFAULT_POLL_INTERVAL_MS,
+            kernel_inference: true,
         }
     }
 }

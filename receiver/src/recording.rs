@@ -40,6 +40,12 @@ const MAGIC: &[u8; 8] = b"EBPFREC1";
 const OPEN: u8 = 1;
 const CLOSE: u8 = 2;
 const DATA: u8 = 3;
+/// Protocol byte of an event of a connection the kernel did not infer.
+const RAW_PROTOCOL: u8 = 0xff;
+
+fn protocol_byte(p: Option<Protocol>) -> u8 {
+    p.map_or(RAW_PROTOCOL, |p| p.index() as u8)
+}
 const TUPLE: u8 = 4;
 const BATCH: u8 = 5;
 const SWEEP: u8 = 6;
@@ -103,7 +109,7 @@ impl Recorder {
                 b.push(OPEN);
                 conn(b, o.conn);
                 b.extend_from_slice(&o.ts_ns.to_le_bytes());
-                b.push(o.protocol.index() as u8);
+                b.push(protocol_byte(o.protocol));
                 b.push(role(o.role));
                 b.push(match o.family {
                     None => 0,
@@ -128,7 +134,7 @@ impl Recorder {
                 b.push(DATA);
                 conn(b, d.conn);
                 b.extend_from_slice(&d.ts_ns.to_le_bytes());
-                b.push(d.protocol.index() as u8);
+                b.push(protocol_byte(d.protocol));
                 b.push(role(d.role));
                 b.push(match d.direction {
                     Direction::Egress => 0,
@@ -430,9 +436,12 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn protocol(&mut self) -> Option<Protocol> {
-        let i = usize::from(self.u8()?);
-        self.protocols.get(i).copied()
+    /// `Some(None)`: a connection not inferred in the kernel (`ebpf.kernel_inference: false`).
+    fn protocol(&mut self) -> Option<Option<Protocol>> {
+        match self.u8()? {
+            RAW_PROTOCOL => Some(None),
+            i => self.protocols.get(usize::from(i)).copied().map(Some),
+        }
     }
 
     fn role(&mut self) -> Option<Option<Role>> {
@@ -479,7 +488,7 @@ mod tests {
         let open = KernelEvent::Open(OpenEvent {
             conn: c,
             ts_ns: 11,
-            protocol: Protocol::Redis,
+            protocol: Some(Protocol::Redis),
             role: Some(Role::Server),
             family: Some(SocketFamily::Inet6),
             peer: Some("[::1]:6379".parse().unwrap()),
@@ -490,7 +499,7 @@ mod tests {
         let data = KernelEvent::Data(DataEvent {
             conn: c,
             ts_ns: 12,
-            protocol: Protocol::Redis,
+            protocol: Some(Protocol::Redis),
             role: None,
             direction: Direction::Ingress,
             pos: 5,

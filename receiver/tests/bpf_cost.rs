@@ -217,6 +217,7 @@ fn settings() -> BpfSettings {
         exclude_pids: Vec::new(),
         exclude_ports: Vec::new(),
         enabled_protocols: Protocol::ALL.to_vec(),
+        kernel_inference: true,
     }
 }
 

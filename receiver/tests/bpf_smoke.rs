@@ -224,7 +224,12 @@ fn collect(conns: &mut BTreeMap<ConnId, Conn>, event: KernelEvent<'_>) {
         KernelEvent::Open(o) => {
             let c = conns.entry(o.conn).or_default();
             c.open_seen_before_data = c.egress.is_empty() && c.ingress.is_empty();
-            c.open = Some((o.role.expect("role"), o.family, o.peer, o.protocol));
+            c.open = Some((
+                o.role.expect("role"),
+                o.family,
+                o.peer,
+                o.protocol.expect("inferred"),
+            ));
         }
         KernelEvent::Close(cl) => conns.entry(cl.conn).or_default().closed = true,
         KernelEvent::Data(d) => {
@@ -329,6 +334,7 @@ fn mysql_over_tcp_and_unix_socket() {
         exclude_pids: Vec::new(),
         exclude_ports: vec![4317],
         enabled_protocols: Protocol::ALL.to_vec(),
+        kernel_inference: true,
     };
     // Sockets that predate the probes: the kernel only learns of them by seeding.
     let (mut pre, pre_pid, pre_fds) = db.preexisting_clients();

@@ -4,9 +4,11 @@
 //! size assertion, so the BPF object (built for `bpfel-unknown-none` by a pinned nightly) and the
 //! receiver (built on stable) agree byte for byte. Nothing outside `receiver/src/bpf/` sees these
 //! types: it decodes them into borrowed views.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 use core::mem::size_of;
+
+pub mod infer;
 
 /// Largest number of payload bytes captured from one syscall. The kernel copies into a per-CPU
 /// scratch buffer of `2 * MAX_CAPTURE` bytes with masked offsets (verifier-friendly), so this
@@ -53,6 +55,12 @@ pub mod proto {
     pub const DNS: u8 = 5;
     /// One past the largest id: sizes the per-protocol counters.
     pub const COUNT: u8 = 6;
+    /// Not a protocol: `ebpf.kernel_inference` is false (the diagnostic "traditional
+    /// pipeline", kept for the benchmark comparison), so the kernel did not infer the
+    /// connection and forwards every message's bytes for user space to infer with the same
+    /// [`infer`](crate::infer::infer). Set on the first message with bytes, announced by an
+    /// OPEN like an inferred protocol, never given up.
+    pub const RAW: u8 = 0xfe;
     /// Not a protocol: the kernel looked at the first messages of the connection, matched no
     /// supported protocol and will never inspect it again.
     pub const GAVE_UP: u8 = 0xff;

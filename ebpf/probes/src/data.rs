@@ -7,6 +7,8 @@
 //! thread's set of that table (again one array read when nothing is stashed). sys_exit, with
 //! the byte count, infers the protocol of a connection not inferred yet, or forwards the bytes
 //! of an inferred one to the `DATA` ring.
+//! With `ebpf.kernel_inference: false` (a diagnostic) nothing is inferred: every connection is
+//! forwarded as `proto::RAW` from its first message on, for user space to infer.
 //!
 //! The payload is copied into a per-CPU scratch buffer after the header, at an offset masked to
 //! `MAX_CAPTURE - 1` and with a length clamped to `MAX_CAPTURE`: the verifier on this kernel
@@ -341,6 +343,24 @@ fn message(tgid: u32, args: &SyscallArgs, egress: bool, src: Src, total: u64) {
     let (generation, sock_type) = unsafe { ((*conn).generation, (*conn).sock_type) };
     let datagram = src.mmsg || sock_type == sock::DGRAM;
 
+    // `ebpf.kernel_inference: false` (the diagnostic traditional pipeline): no inference here.
+    // The connection is forwarded raw from its first message with bytes on, announced by an
+    // OPEN like an inferred one, and never given up: user space infers it.
+    if protocol == proto::UNKNOWN && !maps::kernel_inference() {
+        // SAFETY: as above.
+        unsafe {
+            (*conn).protocol = proto::RAW;
+            if datagram {
+                (*conn).sock_type = sock::DGRAM;
+            }
+        }
+        // SAFETY: as above; read-only borrow for the duration of the call.
+        emit_control(ebpf_common::control::OPEN, &key, unsafe { &*conn });
+    }
+    // Read again rather than carried over: one verifier state whichever way the branch went.
+    // SAFETY: as above.
+    let mut protocol = unsafe { (*conn).protocol };
+
     // Known connection: advance the position whatever happens next, so user space sees a gap
     // for bytes it does not get; then honour a disable request from user space.
     let mut pos = 0;
@@ -385,7 +405,6 @@ fn message(tgid: u32, args: &SyscallArgs, egress: bool, src: Src, total: u64) {
 
     // Unknown connection: infer from the first bytes; no match → count, maybe give up, and
     // nothing reaches user space.
-    let mut protocol = protocol;
     if protocol == proto::UNKNOWN {
         // SAFETY: the scratch holds at least HDR + INFER_BYTES bytes; unaligned read.
         let head = unsafe { core::ptr::read_unaligned(buf.add(HDR) as *const [u64; 2]) };

@@ -7,7 +7,8 @@
 //! - `syscalls`: connection lifecycle (socket, connect, accept, accept4, close, and
 //!   `sched_process_fork`: a forked child inherits its parent's sockets) → `CONNS`.
 //! - `data`: the read/write family on fds present in `CONNS` → `DATA` ring.
-//! - `infer`: one function per protocol behind the closed `proto` set.
+//! - `infer`: the shared inference (`ebpf_common::infer`, one function per protocol of the
+//!   closed `proto` set), filtered by the protocols switched on.
 //! - `maps`: every map and runtime knob (globals set by the loader).
 //! - `stats`: the per-CPU counters.
 #![no_std]

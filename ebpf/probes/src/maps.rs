@@ -31,6 +31,11 @@ static MAX_CAPTURE_BYTES: u32 = 4096;
 /// Bit `1 << proto::X` set for every protocol inference may report (config `protocols.*`).
 #[unsafe(no_mangle)]
 static ENABLED_PROTOCOLS: u32 = u32::MAX;
+/// 0 when `ebpf.kernel_inference` is false (the diagnostic "traditional pipeline", kept for
+/// the benchmark comparison): connections are not inferred here but forwarded as `proto::RAW`
+/// from their first message with bytes, for user space to infer.
+#[unsafe(no_mangle)]
+static KERNEL_INFERENCE: u8 = 1;
 /// Offset of `child_pid` in the `sched_process_fork` record (from its format file: 20 on
 /// kernels that store the comms as `__data_loc` strings, 44 before).
 #[unsafe(no_mangle)]
@@ -96,6 +101,12 @@ pub fn fork_child_pid_offset() -> u32 {
 #[inline(always)]
 pub fn protocol_enabled(protocol: u8) -> bool {
     read_global(&ENABLED_PROTOCOLS) & (1u32 << (protocol & 31)) != 0
+}
+
+/// Whether the kernel infers protocols (`ebpf.kernel_inference`, default true).
+#[inline(always)]
+pub fn kernel_inference() -> bool {
+    read_global(&KERNEL_INFERENCE) != 0
 }
 
 /// `PIDS` value: trace this pid (with `FILTER_INCLUDE_ONLY`, only these).

@@ -14,12 +14,21 @@ macro_rules! kernel_ids {
             }
         }
 
-        /// Decodes the kernel's protocol id; `None` for "unknown", "gave up" or garbage.
+        /// Decodes the kernel's protocol id; `None` for "unknown", "gave up", "raw" or garbage.
         pub fn protocol_of(id: u8) -> Option<Protocol> {
             match id {
                 $(ebpf_common::proto::$kernel => Some(Protocol::$variant),)*
                 _ => None,
             }
+        }
+
+        /// Decodes an event's protocol id: `Some(None)` for a connection the kernel forwards
+        /// uninferred (`proto::RAW`), `None` for anything that is not a protocol.
+        pub fn event_protocol(id: u8) -> Option<Option<Protocol>> {
+            if id == ebpf_common::proto::RAW {
+                return Some(None);
+            }
+            protocol_of(id).map(Some)
         }
     };
 }
@@ -43,12 +52,15 @@ pub enum SocketFamily {
     Unix,
 }
 
-/// A connection whose protocol the kernel inferred (control stream).
+/// A connection whose protocol the kernel inferred (control stream), or that it forwards
+/// uninferred (`ebpf.kernel_inference: false`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpenEvent {
     pub conn: ConnId,
     pub ts_ns: u64,
-    pub protocol: Protocol,
+    /// `None`: the kernel did not infer the connection (`ebpf.kernel_inference: false`) and
+    /// forwards all of its bytes; user space infers it.
+    pub protocol: Option<Protocol>,
     /// `None` when the kernel could not tell.
     pub role: Option<Role>,
     pub family: Option<SocketFamily>,
@@ -83,12 +95,16 @@ pub struct CloseEvent {
     pub ts_ns: u64,
 }
 
-/// Bytes of one syscall (or one datagram) on an inferred connection (data stream).
+/// Bytes of one syscall (or one datagram) on an inferred connection (data stream), or on one
+/// the kernel forwards uninferred.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataEvent<'a> {
     pub conn: ConnId,
     pub ts_ns: u64,
-    pub protocol: Protocol,
+    /// `None`: not inferred by the kernel (`ebpf.kernel_inference: false`); positions then
+    /// count from the connection's first message, not from its inference.
+    pub protocol: Option<Protocol>,
+    /// The kernel's role; before inference, only what connect/accept said.
     pub role: Option<Role>,
     pub direction: Direction,
     /// Stream position of the first byte.

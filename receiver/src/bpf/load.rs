@@ -219,6 +219,9 @@ pub struct BpfSettings {
     pub exclude_ports: Vec<u16>,
     /// Protocols the kernel may infer (config `protocols.*`); others are given up on.
     pub enabled_protocols: Vec<Protocol>,
+    /// false: the kernel infers nothing and forwards every message of every tracked socket as
+    /// `proto::RAW` for user space to infer (`ebpf.kernel_inference`, a diagnostic).
+    pub kernel_inference: bool,
 }
 
 /// The kernel's cumulative counters, summed over CPUs and decoded.
@@ -295,6 +298,11 @@ impl Probes {
             .override_global("FILTER_INCLUDE_ONLY", &include_only, true)
             .override_global("MAX_CAPTURE_BYTES", &max_capture, true)
             .override_global("ENABLED_PROTOCOLS", &enabled, true)
+            .override_global(
+                "KERNEL_INFERENCE",
+                &u8::from(settings.kernel_inference),
+                true,
+            )
             .override_global("FD_FILTER_MASK", &(fd_filter_slots - 1), true)
             .map_max_entries("CONNS", settings.max_connections)
             .map_max_entries("FD_FILTER", fd_filter_slots)

@@ -6,6 +6,8 @@
 //! - [`RingReader`] drains the control and data rings into decoded [`KernelEvent`]s.
 //! - [`ConnControl`] disables/enables capture per connection and seeds pre-existing sockets.
 //! - [`check`] is `ebpf-receiver check`.
+//! - [`RawInference`] infers in user space the connections the kernel forwards uninferred
+//!   (`ebpf.kernel_inference: false`), with the kernel's own inference code.
 //!
 //! Known limits of the kernel side (see `ebpf/probes`): sockets are tracked from connect/accept
 //! in the process that made them, and in a child forked after an accept whose socket the parent
@@ -17,12 +19,14 @@
 
 mod check;
 pub mod event;
+mod infer;
 mod load;
 mod maps;
 mod ring;
 
 pub use check::{CheckItem, check};
 pub use event::{CloseEvent, DataEvent, KernelEvent, OpenEvent, SocketFamily};
+pub use infer::{Inference, RawInference};
 pub use load::{
     BpfSettings, Floor, FloorProbes, KernelStats, Probes, ProgramStats, attach_points, tracepoints,
 };

@@ -20,7 +20,7 @@ use ebpf_common::{
 };
 use tokio::io::{Interest, unix::AsyncFd};
 
-use super::event::protocol_of;
+use super::event::event_protocol;
 use super::{CloseEvent, DataEvent, KernelEvent, LoadError, OpenEvent, SocketFamily};
 use crate::model::{ConnId, Direction, Role};
 
@@ -227,7 +227,7 @@ pub(super) fn decode_control(bytes: &[u8]) -> Option<KernelEvent<'static>> {
             Some(KernelEvent::Open(OpenEvent {
                 conn,
                 ts_ns: ev.ts_ns,
-                protocol: protocol_of(ev.protocol)?,
+                protocol: event_protocol(ev.protocol)?,
                 role: conn_role(ev.role),
                 family,
                 peer,
@@ -289,7 +289,7 @@ pub(super) fn decode_data(bytes: &[u8]) -> Option<DataEvent<'_>> {
             generation: h.generation,
         },
         ts_ns: h.ts_ns,
-        protocol: protocol_of(h.protocol)?,
+        protocol: event_protocol(h.protocol)?,
         role: conn_role(h.role),
         direction,
         pos: h.pos,

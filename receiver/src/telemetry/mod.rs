@@ -113,6 +113,8 @@ impl ExportOutcome {
 #[derive(Default)]
 pub struct ProtocolMetrics {
     pub inferences: AtomicU64,
+    /// Connections inferred in user space (`ebpf.kernel_inference: false`).
+    pub user_inferences: AtomicU64,
     pub frames: AtomicU64,
     pub frames_invalid: AtomicU64,
     pub resyncs: AtomicU64,
@@ -148,6 +150,11 @@ pub struct Metrics {
     /// Connections evicted because the table was full.
     pub connections_evicted: AtomicU64,
     pub connections_disabled: AtomicU64,
+    /// `ebpf.kernel_inference: false`: connections user space gave up on, and the events and
+    /// captured bytes of uninferred connections it discarded.
+    pub user_infer_gave_up: AtomicU64,
+    pub user_infer_discarded_events: AtomicU64,
+    pub user_infer_discarded_bytes: AtomicU64,
     pub protocols: [ProtocolMetrics; PROTOCOL_COUNT],
     pub spans_exported: AtomicU64,
     pub spans_dropped: [AtomicU64; SpanDrop::ALL.len()],
@@ -307,6 +314,33 @@ impl Metrics {
             "counter",
             "Connections whose protocol the kernel inferred, by protocol.",
             &per_proto(&|m| &m.inferences),
+        );
+        family(
+            "ebpf_receiver_user_inferences_total",
+            "counter",
+            "Connections whose protocol user space inferred (ebpf.kernel_inference: false), by protocol.",
+            &per_proto(&|m| &m.user_inferences),
+        );
+        family(
+            "ebpf_receiver_user_inference_gave_up_total",
+            "counter",
+            "Connections user space stopped inspecting (ebpf.kernel_inference: false): no supported protocol in their first messages.",
+            &plain(r(&self.user_infer_gave_up)),
+        );
+        family(
+            "ebpf_receiver_user_inference_discarded_total",
+            "counter",
+            "Events and captured bytes of uninferred connections user space discarded (ebpf.kernel_inference: false): before inference, or after giving up.",
+            &[
+                (
+                    "{unit=\"events\"}".into(),
+                    r(&self.user_infer_discarded_events),
+                ),
+                (
+                    "{unit=\"bytes\"}".into(),
+                    r(&self.user_infer_discarded_bytes),
+                ),
+            ],
         );
         family(
             "ebpf_receiver_frames_total",

@@ -12,6 +12,13 @@
 //! loses data delivered in the same batch whatever order the events came in. A data event for
 //! an unknown connection starts tracking it (data events carry protocol and role). Requests past
 //! `request_timeout` are given up in [`Tracker::sweep`], once a second, not per event.
+//!
+//! With `ebpf.kernel_inference: false` (a diagnostic for the benchmark) the kernel forwards
+//! connections uninferred: the tracker runs the kernel's inference on each of their messages
+//! ([`RawInference`], a few bytes per connection in a table as bounded as the connection
+//! table), discards (counted) what comes before inference and everything after giving up, and
+//! once a connection is inferred feeds the parser exactly what the kernel would have sent:
+//! positions counted from the inferring message, a glued header first.
 
 pub mod clock;
 pub mod process;
@@ -22,8 +29,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::bpf::{DataEvent, KernelEvent, OpenEvent, SocketFamily};
-use crate::model::{ConnId, ConnMeta, PROTOCOL_COUNT, ProcessMeta, Protocol, Role, Transport};
+use crate::bpf::{DataEvent, Inference, KernelEvent, OpenEvent, RawInference, SocketFamily};
+use crate::model::{
+    ConnId, ConnMeta, Direction, PROTOCOL_COUNT, ProcessMeta, Protocol, Role, Transport,
+};
 use crate::protocol::{Chunk, ConnParser, ParseStats, ParserLimits};
 use crate::record::{ConnRecord, Record};
 use crate::telemetry;
@@ -82,6 +91,8 @@ pub struct TrackerSettings {
     pub proc_root: PathBuf,
     /// Resolve socket tuples and process metadata from `/proc` (off in pure unit tests).
     pub resolve: bool,
+    /// Protocols switched on (`protocols.*`): the only ones user-space inference reports.
+    pub enabled_protocols: Vec<Protocol>,
 }
 
 struct Conn {
@@ -91,12 +102,34 @@ struct Conn {
     last_ns: u64,
     stats: ParseStats,
     disabled: bool,
+    /// Inferred in user space: the kernel's stream positions where the kernel would have
+    /// started counting, per direction (egress, ingress).
+    raw_base: Option<[u64; 2]>,
+}
+
+/// A connection the kernel forwards uninferred, not inferred (or given up on) yet.
+struct RawConn {
+    inference: RawInference,
+    /// The kernel's OPEN, applied once the connection is inferred.
+    open: Option<OpenEvent>,
+    /// End of the bytes seen so far per direction (egress, ingress), in kernel positions.
+    ends: [u64; 2],
+    last_ns: u64,
+}
+
+fn dir_index(d: Direction) -> usize {
+    match d {
+        Direction::Egress => 0,
+        Direction::Ingress => 1,
+    }
 }
 
 /// See the module documentation.
 pub struct Tracker {
     settings: TrackerSettings,
     conns: HashMap<ConnId, Conn, IdHash>,
+    /// `ebpf.kernel_inference: false`: connections not inferred yet or given up on.
+    raw: HashMap<ConnId, RawConn, IdHash>,
     processes: HashMap<u32, Arc<ProcessMeta>>,
     clock: WallClock,
     pending_closes: Vec<ConnId>,
@@ -117,6 +150,7 @@ impl Tracker {
         Tracker {
             settings,
             conns: HashMap::default(),
+            raw: HashMap::default(),
             processes: HashMap::new(),
             clock,
             pending_closes: Vec::new(),
@@ -162,7 +196,18 @@ impl Tracker {
     }
 
     fn on_open(&mut self, open: &OpenEvent) {
-        if !self.ensure_conn(open.conn, open.protocol, open.role, open.ts_ns, true) {
+        let Some(protocol) = open.protocol else {
+            // Forwarded uninferred: applied once user space infers it.
+            raw_conn(
+                &mut self.raw,
+                self.settings.max_connections,
+                open.conn,
+                open.ts_ns,
+            )
+            .open = Some(*open);
+            return;
+        };
+        if !self.ensure_conn(open.conn, protocol, open.role, open.ts_ns, true) {
             return;
         }
         let kernel_transport = match open.family {
@@ -225,16 +270,122 @@ impl Tracker {
     }
 
     fn on_data(&mut self, data: &DataEvent<'_>, out: &mut Vec<ConnRecord>) {
-        let first_byte = data.pos == 0;
-        if !self.ensure_conn(data.conn, data.protocol, data.role, data.ts_ns, first_byte) {
+        let Some(protocol) = data.protocol else {
+            self.on_raw_data(data, out);
             return;
+        };
+        let first_byte = data.pos == 0;
+        if !self.ensure_conn(data.conn, protocol, data.role, data.ts_ns, first_byte) {
+            return;
+        }
+        self.feed(data.conn, Self::chunk(data, data.pos), out);
+    }
+
+    /// The chunk of a data event at stream position `pos`.
+    fn chunk<'a>(data: &DataEvent<'a>, pos: u64) -> Chunk<'a> {
+        Chunk {
+            direction: data.direction,
+            pos,
+            ts_ns: data.ts_ns,
+            bytes: data.bytes,
+            len: data.len,
+            // The kernel's flag, not the resolved tuple: a tuple read after the fd was
+            // reused can describe another socket.
+            datagram: data.datagram,
+            peer: data.peer,
+        }
+    }
+
+    /// A message of a connection the kernel forwards uninferred: to the parser once inferred
+    /// here, rebased to the positions the kernel would have sent; otherwise one more message
+    /// to infer from, and discarded.
+    fn on_raw_data(&mut self, data: &DataEvent<'_>, out: &mut Vec<ConnRecord>) {
+        let d = dir_index(data.direction);
+        if let Some(base) = self.conns.get(&data.conn).and_then(|c| c.raw_base) {
+            let pos = data.pos.saturating_sub(base[d]);
+            self.feed(data.conn, Self::chunk(data, pos), out);
+            return;
+        }
+        let raw = raw_conn(
+            &mut self.raw,
+            self.settings.max_connections,
+            data.conn,
+            data.ts_ns,
+        );
+        let given_up_before = raw.inference.gave_up();
+        let outcome = raw
+            .inference
+            .on_message(data, &self.settings.enabled_protocols);
+        raw.ends[d] = raw.ends[d].max(data.pos + u64::from(data.len));
+        let (protocol, role, header, header_len) = match outcome {
+            Inference::Inferred {
+                protocol,
+                role,
+                header,
+                header_len,
+            } => (protocol, role, header, header_len),
+            Inference::Unknown | Inference::GaveUp => {
+                let m = telemetry::metrics();
+                if outcome == Inference::GaveUp && !given_up_before {
+                    m.user_infer_gave_up.fetch_add(1, Ordering::Relaxed);
+                }
+                m.user_infer_discarded_events
+                    .fetch_add(1, Ordering::Relaxed);
+                m.user_infer_discarded_bytes
+                    .fetch_add(data.bytes.len() as u64, Ordering::Relaxed);
+                return;
+            }
+        };
+        let Some(raw) = self.raw.remove(&data.conn) else {
+            return;
+        };
+        telemetry::metrics()
+            .protocol(protocol)
+            .user_inferences
+            .fetch_add(1, Ordering::Relaxed);
+        // Where the kernel would have started counting: at the glued header in this
+        // direction, after everything seen so far in the other.
+        let mut base = raw.ends;
+        base[d] = data.pos.saturating_sub(header_len as u64);
+        // The OPEN the kernel would have sent, or the data event's facts if it was lost.
+        let open = raw.open.map(|o| OpenEvent {
+            protocol: Some(protocol),
+            role: Some(role),
+            ..o
+        });
+        match open {
+            Some(open) => self.on_open(&open),
+            None => {
+                let at_start = base[d] == 0;
+                self.ensure_conn(data.conn, protocol, Some(role), data.ts_ns, at_start);
+            }
         }
         let Some(conn) = self.conns.get_mut(&data.conn) else {
             return;
         };
-        conn.last_ns = conn.last_ns.max(data.ts_ns);
+        conn.raw_base = Some(base);
+        if header_len > 0 {
+            let head = Chunk {
+                pos: 0,
+                bytes: &header[..header_len],
+                len: header_len as u32,
+                datagram: false,
+                peer: None,
+                ..Self::chunk(data, 0)
+            };
+            self.feed(data.conn, head, out);
+        }
+        self.feed(data.conn, Self::chunk(data, header_len as u64), out);
+    }
+
+    /// Feeds one chunk to the parser of tracked connection `id`.
+    fn feed(&mut self, id: ConnId, chunk: Chunk<'_>, out: &mut Vec<ConnRecord>) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        conn.last_ns = conn.last_ns.max(chunk.ts_ns);
         if conn.meta.transport != Some(Transport::Unix) {
-            let t = if data.datagram {
+            let t = if chunk.datagram {
                 Transport::Udp
             } else {
                 Transport::Tcp
@@ -246,21 +397,7 @@ impl Tracker {
         };
         let mut stats = ParseStats::default();
         self.records.clear();
-        parser.on_data(
-            Chunk {
-                direction: data.direction,
-                pos: data.pos,
-                ts_ns: data.ts_ns,
-                bytes: data.bytes,
-                len: data.len,
-                // The kernel's flag, not the resolved tuple: a tuple read after the fd was
-                // reused can describe another socket.
-                datagram: data.datagram,
-                peer: data.peer,
-            },
-            &mut self.records,
-            &mut stats,
-        );
+        parser.on_data(chunk, &mut self.records, &mut stats);
         conn.stats.add(&stats);
         if !conn.disabled
             && conn.stats.records == 0
@@ -268,7 +405,7 @@ impl Tracker {
         {
             conn.disabled = true;
             conn.parser = None;
-            self.to_disable.push(data.conn);
+            self.to_disable.push(id);
             telemetry::metrics()
                 .connections_disabled
                 .fetch_add(1, Ordering::Relaxed);
@@ -322,6 +459,7 @@ impl Tracker {
                 last_ns: ts_ns,
                 stats: ParseStats::default(),
                 disabled: false,
+                raw_base: None,
             };
             self.conns.insert(id, conn);
             telemetry::metrics()
@@ -392,6 +530,7 @@ impl Tracker {
         let closes = std::mem::take(&mut self.pending_closes);
         for id in &closes {
             self.remove(*id, Some(&mut *out));
+            self.raw.remove(id);
         }
         self.pending_closes = closes;
         self.pending_closes.clear();
@@ -438,6 +577,7 @@ impl Tracker {
         for id in idle {
             self.remove(id, Some(&mut *out));
         }
+        self.raw.retain(|_, c| c.last_ns >= idle_before);
         self.processes.retain(|_, p| Arc::strong_count(p) > 1);
         if now_ns.saturating_sub(self.started_ns) > self.settings.idle_timeout_ns {
             self.preloaded = HashMap::new();
@@ -459,6 +599,33 @@ impl Tracker {
 fn stats_of(stats: &mut [ParseStats; PROTOCOL_COUNT], p: Protocol) -> &mut ParseStats {
     // `index()` is dense in `0..PROTOCOL_COUNT`, the array's length.
     &mut stats[p.index().min(PROTOCOL_COUNT - 1)]
+}
+
+/// The raw-connection entry of `id` in `raw`, created if new (evicting the least recently
+/// active one when the table holds `max` entries).
+fn raw_conn(
+    raw: &mut HashMap<ConnId, RawConn, IdHash>,
+    max: usize,
+    id: ConnId,
+    ts_ns: u64,
+) -> &mut RawConn {
+    if !raw.contains_key(&id) && raw.len() >= max {
+        let oldest = raw.iter().min_by_key(|(_, c)| c.last_ns).map(|(id, _)| *id);
+        if let Some(old) = oldest {
+            raw.remove(&old);
+            telemetry::metrics()
+                .connections_evicted
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let c = raw.entry(id).or_insert(RawConn {
+        inference: RawInference::default(),
+        open: None,
+        ends: [0; 2],
+        last_ns: ts_ns,
+    });
+    c.last_ns = c.last_ns.max(ts_ns);
+    c
 }
 
 /// A tuple is resolved from `(pid, fd)` after the kernel's events, by which time the fd may

@@ -14,6 +14,7 @@ fn tracker(max_connections: usize) -> Tracker {
             limits: ParserLimits::default(),
             proc_root: PathBuf::from("/proc"),
             resolve: false,
+            enabled_protocols: Protocol::ALL.to_vec(),
         },
         WallClock::with_offset(1_000),
     )
@@ -62,7 +63,7 @@ fn data<'a>(
     KernelEvent::Data(DataEvent {
         conn,
         ts_ns: ts,
-        protocol: Protocol::Mysql,
+        protocol: Some(Protocol::Mysql),
         role: Some(role),
         direction,
         pos,
@@ -283,7 +284,7 @@ fn a_process_gone_before_proc_is_read_is_named_from_the_kernel() {
     let open = OpenEvent {
         conn: id(8),
         ts_ns: 1,
-        protocol: Protocol::Mysql,
+        protocol: Some(Protocol::Mysql),
         role: Some(Role::Client),
         family: Some(SocketFamily::Unix),
         peer: None,
@@ -336,7 +337,7 @@ fn dns_open(conn: ConnId, datagram: bool, peer: Option<&str>) -> KernelEvent<'st
     KernelEvent::Open(OpenEvent {
         conn,
         ts_ns: 1,
-        protocol: Protocol::Dns,
+        protocol: Some(Protocol::Dns),
         role: Some(Role::Client),
         family: Some(SocketFamily::Inet),
         peer: peer.map(|p| p.parse().unwrap()),
@@ -356,7 +357,7 @@ fn dns_data(
     KernelEvent::Data(DataEvent {
         conn,
         ts_ns: ts,
-        protocol: Protocol::Dns,
+        protocol: Some(Protocol::Dns),
         role: Some(Role::Client),
         direction,
         pos: 0,
@@ -479,7 +480,7 @@ fn redis_namespace(t: &mut Tracker, conn: ConnId, pos: u64) -> Option<String> {
         KernelEvent::Data(DataEvent {
             conn,
             ts_ns: ts,
-            protocol: Protocol::Redis,
+            protocol: Some(Protocol::Redis),
             role: Some(Role::Client),
             direction,
             pos,
@@ -516,4 +517,126 @@ fn a_connection_seen_from_its_first_byte_knows_its_initial_state() {
     assert_eq!(redis_namespace(&mut t, seeded, 0), None);
     // Forgotten (idle, evicted) and seen again mid-stream: not from its start either.
     assert_eq!(redis_namespace(&mut t, id(22), 4096), None);
+}
+
+// ---- ebpf.kernel_inference: false: the kernel forwards connections uninferred ----
+
+/// A data event of a connection the kernel did not infer (`proto::RAW`): kernel positions count
+/// from the connection's first message, the role is what connect/accept said.
+fn raw_data<'a>(
+    conn: ConnId,
+    role: Option<Role>,
+    direction: Direction,
+    pos: u64,
+    ts: u64,
+    bytes: &'a [u8],
+) -> KernelEvent<'a> {
+    KernelEvent::Data(DataEvent {
+        conn,
+        ts_ns: ts,
+        protocol: None,
+        role,
+        direction,
+        pos,
+        len: bytes.len() as u32,
+        bytes,
+        datagram: false,
+        peer: None,
+    })
+}
+
+fn discarded() -> (u64, u64) {
+    let m = telemetry::metrics();
+    (
+        m.user_infer_discarded_events.load(Ordering::Relaxed),
+        m.user_infer_gave_up.load(Ordering::Relaxed),
+    )
+}
+
+#[test]
+fn a_raw_connection_is_inferred_in_user_space_and_parsed_as_in_the_kernel() {
+    // A MariaDB server (role from accept) reads a query's 4-byte header, then its payload, after
+    // a login exchange that infers nothing on the server side.
+    let mut t = tracker(16);
+    let mut out = Vec::new();
+    let conn = id(21);
+    let (events_before, _) = discarded();
+    let login = vec![0x41; 40];
+    t.on_event(
+        &raw_data(conn, Some(Role::Server), Direction::Ingress, 0, 5, &login),
+        &mut out,
+    );
+    let q = query("SELECT name FROM users WHERE id = 3");
+    let (header, payload) = q.split_at(4);
+    t.on_event(
+        &raw_data(conn, Some(Role::Server), Direction::Ingress, 40, 10, header),
+        &mut out,
+    );
+    t.on_event(
+        &raw_data(
+            conn,
+            Some(Role::Server),
+            Direction::Ingress,
+            44,
+            11,
+            payload,
+        ),
+        &mut out,
+    );
+    // The server's earlier writes (a greeting, an OK) were 100 bytes: positions are rebased.
+    let ok = ok_packet();
+    t.on_event(
+        &raw_data(conn, Some(Role::Server), Direction::Egress, 100, 20, &ok),
+        &mut out,
+    );
+    t.end_batch(&mut out);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let r = &out[0];
+    assert_eq!((r.start_unix_ns, r.end_unix_ns), (1_011, 1_020));
+    assert_eq!(r.conn.role, Some(Role::Server));
+    let Exchange::Db(db) = &r.exchange else {
+        panic!("not a database record");
+    };
+    assert_eq!(db.outcome, DbOutcome::Success);
+    assert!(db.query_text.as_deref().unwrap_or("").starts_with("SELECT"));
+    // The login and the lone header were discarded (counted; other tests may add more).
+    assert!(discarded().0 >= events_before + 2);
+    assert!(t.raw.is_empty());
+}
+
+#[test]
+fn a_raw_connection_of_no_protocol_is_given_up_and_discarded() {
+    let mut t = tracker(16);
+    let mut out = Vec::new();
+    let conn = id(22);
+    let (events_before, gave_up_before) = discarded();
+    let tls = [
+        0x16u8, 3, 1, 2, 0, 1, 0, 1, 0xfc, 3, 3, 0xa1, 0xb2, 0, 0, 0, 0,
+    ];
+    let n = u64::from(ebpf_common::INFER_MAX_ATTEMPTS) + 10;
+    for i in 0..n {
+        t.on_event(
+            &raw_data(conn, Some(Role::Client), Direction::Egress, i * 17, i, &tls),
+            &mut out,
+        );
+    }
+    // A message that would infer, after giving up, is discarded too.
+    let q = query("SELECT 1");
+    t.on_event(
+        &raw_data(conn, Some(Role::Client), Direction::Egress, n * 17, n, &q),
+        &mut out,
+    );
+    t.end_batch(&mut out);
+    assert!(out.is_empty());
+    assert!(t.is_empty());
+    let (events, gave_up) = discarded();
+    assert!(events > events_before + n);
+    assert!(gave_up > gave_up_before);
+    // The close forgets it.
+    t.on_event(
+        &KernelEvent::Close(CloseEvent { conn, ts_ns: n + 1 }),
+        &mut out,
+    );
+    t.end_batch(&mut out);
+    assert!(t.raw.is_empty());
 }

@@ -6,7 +6,7 @@
 //! Connections that predate the receiver are inferred from a regular message: a type byte, a
 //! big-endian length that fits the syscall, and a shape check per type.
 
-use ebpf_common::{direction, proto, role};
+use crate::{direction, proto, role};
 
 use super::{Inferred, Message};
 
@@ -56,7 +56,7 @@ pub fn infer(msg: &Message<'_>) -> Option<Inferred> {
     if !(4..=MAX_LEN).contains(&len) {
         return None;
     }
-    let whole = u64::from(len) + 1 <= msg.total;
+    let whole = u64::from(len) < msg.total;
     if !whole && msg.total < PARTIAL_MIN {
         return None;
     }

@@ -1,7 +1,7 @@
 //! MySQL client/server protocol
 //! (<https://dev.mysql.com/doc/dev/mysql-server/latest/PAGE_PROTOCOL.html>).
 
-use ebpf_common::{direction, proto, role};
+use crate::{direction, proto, role};
 
 use super::{Inferred, Message};
 

@@ -2,7 +2,7 @@
 //! `HTTP/1.x SP 3DIGIT SP reason`. The methods are those of RFC 9110 plus PATCH (RFC 5789) and
 //! QUERY; `PRI * HTTP/2.0` (the HTTP/2 preface) is not HTTP/1.
 
-use ebpf_common::{direction, proto, role};
+use crate::{direction, proto, role};
 
 use super::{Inferred, Message};
 

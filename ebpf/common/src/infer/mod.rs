@@ -1,6 +1,11 @@
-//! In-kernel protocol inference: one file per protocol of the closed `proto` set, each with
-//! one function looking at the first `INFER_BYTES` of one message and answering
-//! (protocol, role) or nothing, and optionally a header-glue hook.
+//! Protocol inference: one file per protocol of the closed `proto` set, each with one function
+//! looking at the first `INFER_BYTES` of one message and answering (protocol, role) or
+//! nothing, and optionally a header-glue hook.
+//!
+//! Pure, `no_std`, `#[inline(always)]` code shared by the kernel programs (which infer every
+//! tracked connection) and user space (which infers the connections the kernel forwards
+//! uninferred when `ebpf.kernel_inference` is false): one implementation for both. The
+//! caller filters the answer by the protocols switched on in the configuration.
 //!
 //! Adding a protocol = its file here and one line in [`infer`] (plus one in [`glues`] if its
 //! peers read a header on its own before the payload).
@@ -11,10 +16,10 @@ mod mysql;
 mod postgres;
 mod redis;
 
-use ebpf_common::{INFER_BYTES, proto, sock};
+use crate::{INFER_BYTES, proto, sock};
 
 /// What the first bytes of a message say about the connection.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Inferred {
     /// `proto::*`.
     pub protocol: u8,
@@ -38,12 +43,12 @@ pub struct Message<'a> {
     pub role_hint: u8,
 }
 
-/// Tries every supported protocol in turn; protocols switched off in the configuration are
-/// never reported (their connections are given up like unknown traffic).
+/// Tries every supported protocol in turn. Callers drop answers naming a protocol switched
+/// off in the configuration (its connections are then given up like unknown traffic).
 #[inline(always)]
 pub fn infer(msg: &Message<'_>) -> Option<Inferred> {
     // A datagram socket carries only datagram protocols.
-    let found = if msg.sock_type == sock::DGRAM {
+    if msg.sock_type == sock::DGRAM {
         dns::infer(msg)
     } else {
         mysql::infer(msg)
@@ -51,8 +56,7 @@ pub fn infer(msg: &Message<'_>) -> Option<Inferred> {
             .or_else(|| postgres::infer(msg))
             .or_else(|| redis::infer(msg))
             .or_else(|| dns::infer(msg))
-    };
-    found.filter(|f| crate::maps::protocol_enabled(f.protocol))
+    }
 }
 
 /// Header-glue hooks: the protocol whose lone header (`len` bytes in memory order, read by
@@ -68,3 +72,6 @@ pub fn glues(pending: u32, len: u8, total: u64) -> Option<u8> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,7 @@
 //! A query (QR = 0) has one question and no answers; a response (QR = 1) has one question. The
 //! opcode must be QUERY (0) and the Z bit clear.
 
-use ebpf_common::{direction, proto, role, sock};
+use crate::{direction, proto, role, sock};
 
 use super::{Inferred, Message};
 

@@ -11,7 +11,7 @@
 //! except a pub/sub `message`/`pmessage`/`smessage`, which only a server sends. Such a connection
 //! is inferred from its next inline command or unambiguous reply instead of guessing a role.
 
-use ebpf_common::{direction, proto, role};
+use crate::{direction, proto, role};
 
 use super::{Inferred, Message};
 
