@@ -403,14 +403,17 @@ pub fn stash_args(pid_tgid: u64, args: &SyscallArgs) {
             crate::stats::bump(stat::DROP_ARGS_MAP_FULL);
             return;
         }
-        crate::stats::bump(stat::DROP_ARGS_MAP_FULL);
     }
     // SAFETY: as above; `pick` < ARG_WAYS.
     let word = unsafe { (owners as *mut u64).add(pick as usize) };
     if !owner_cas(word, old, pid_tgid | ARG_BUSY) {
-        // Another thread of this set claimed it first.
+        // Another thread of this set claimed it first: this stash is the one lost.
         crate::stats::bump(stat::DROP_ARGS_MAP_FULL);
         return;
+    }
+    if old != 0 && old != pid_tgid {
+        // Another thread's stash was taken over: its exit finds nothing. Counted once, here.
+        crate::stats::bump(stat::DROP_ARGS_MAP_FULL);
     }
     if let Some(value) = ARG_VALUES.get_ptr_mut(set * ARG_WAYS + pick) {
         // SAFETY: a live array value; ours while the busy bit is set.
