@@ -796,7 +796,8 @@ impl Ctx<'_> {
         let m1 = active.metrics();
         let (mem, maps) = match active.receiver() {
             Some(r) => {
-                let (rss, hwm) = procs::memory_kib(r.pid());
+                let (rss, hwm) = crate::load::proc_sample(r.pid())
+                    .map_or((0, 0), |p| (p.vm_rss_kib, p.vm_hwm_kib));
                 let (maps, _) = procs::bpf_objects(r.pid());
                 (
                     Some((rss, hwm)),

@@ -89,20 +89,6 @@ pub fn own_cpu(pid: u32) -> f64 {
     stat_of(pid).map_or(0.0, |(_, own, ..)| own)
 }
 
-/// `VmRSS` and `VmHWM` in KiB.
-pub fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (kib("VmRSS:"), kib("VmHWM:"))
-}
-
 /// Waits until child `pid` has exited but is not reaped yet (a zombie, whose `/proc/<pid>/stat`
 /// still holds its final CPU times), up to `timeout`. The caller reaps it afterwards.
 pub fn wait_exited_unreaped(pid: u32, timeout: Duration) -> Result<()> {
@@ -261,7 +247,7 @@ mod tests {
         assert!(x != 1);
         assert!(tree(&[me]).contains(&me));
         assert!(tree_cpu(&[me]) > 0.0);
-        assert!(memory_kib(me).1 > 0);
+        assert!(crate::load::proc_sample(me).is_ok_and(|p| p.vm_hwm_kib > 0));
         assert!(tree(&[u32::MAX]).is_empty());
     }
 
