@@ -88,21 +88,6 @@ impl Round {
     }
 }
 
-/// Redis's own per-command call counters.
-fn commandstats(w: &World<Servers>, name: &str) -> Result<Vec<(String, u64)>> {
-    let out = rc::cli(&w.dir, name, &w.server.0, &["INFO", "commandstats"])?;
-    out.ensure_success()?;
-    Ok(out
-        .stdout
-        .lines()
-        .filter_map(|l| {
-            let (cmd, rest) = l.trim().strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
-            Some((cmd.to_string(), calls.parse().ok()?))
-        })
-        .collect())
-}
-
 /// Runs the workload against the running receiver and checks its spans against the servers'
 /// counters.
 fn round(w: &mut World<Servers>, label: &str, checks: &mut Checks) -> Result<Round> {
@@ -136,7 +121,7 @@ fn round(w: &mut World<Servers>, label: &str, checks: &mut Checks) -> Result<Rou
     noise.arg("-c").arg(NOISE).arg(NOISE_MESSAGES.to_string());
     clients::run_ok(&w.dir, &format!("{label}-noise"), noise)?;
 
-    let stats = commandstats(w, &format!("{label}-stats"))?;
+    let stats = rc::commandstats(&w.dir, &format!("{label}-stats"), &w.server.0)?;
     let calls = |cmd: &str| stats.iter().find(|(c, _)| c == cmd).map_or(0, |(_, n)| *n);
     // Names of the spans and how many of each the server counted.
     let truth = [

@@ -729,21 +729,6 @@ fn d_connection_opened_before_the_receiver() -> Result<()> {
     w.done(checks)
 }
 
-/// Commands per name from `INFO commandstats` (`cmdstat_set:calls=20000,…`).
-fn commandstats(r: &Redis, dir: &std::path::Path, name: &str) -> Result<Vec<(String, u64)>> {
-    let out = rc::cli(dir, name, r, &["INFO", "commandstats"])?;
-    out.ensure_success()?;
-    Ok(out
-        .stdout
-        .lines()
-        .filter_map(|l| {
-            let (cmd, rest) = l.trim().strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
-            Some((cmd.to_string(), calls.parse().ok()?))
-        })
-        .collect())
-}
-
 /// (e) 20,000 requests of each of SET and GET from redis-benchmark at full speed, without and
 /// with `-P 16`: every request it sends (the server's command counters are the ground truth:
 /// SET, GET and the CONFIG GETs it starts with) has its CLIENT span and its SERVER span, the
@@ -771,7 +756,7 @@ fn benchmark_run(name: &str, pipeline: u32) -> Result<()> {
             pipeline,
         },
     )?;
-    let stats = commandstats(&w.server, &w.dir, "stats")?;
+    let stats = rc::commandstats(&w.dir, "stats", &w.server)?;
     let calls = |cmd: &str| stats.iter().find(|(c, _)| c == cmd).map_or(0, |(_, n)| *n);
     let truth = [
         ("SET", calls("set")),

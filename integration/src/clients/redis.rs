@@ -21,6 +21,22 @@ pub fn cli(dir: &Path, name: &str, r: &Redis, args: &[&str]) -> Result<ClientRun
     run(dir, name, c)
 }
 
+/// Calls per command from the server's own `INFO commandstats` (`cmdstat_set:calls=20000,…`),
+/// read over a `redis-cli` connection of its own.
+pub fn commandstats(dir: &Path, name: &str, r: &Redis) -> Result<Vec<(String, u64)>> {
+    let out = cli(dir, name, r, &["INFO", "commandstats"])?;
+    out.ensure_success()?;
+    Ok(out
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let (cmd, rest) = l.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
+            Some((cmd.to_string(), calls.parse().ok()?))
+        })
+        .collect())
+}
+
 /// Runs several commands on ONE `redis-cli` connection: one command per line of `lines` (fed on
 /// stdin; each is sent after the previous reply arrived).
 pub fn cli_lines(dir: &Path, name: &str, r: &Redis, lines: &[&str]) -> Result<ClientRun> {
