@@ -260,6 +260,11 @@ pub fn parse_otlp_json(line: &str) -> Result<Vec<SpanView>> {
     Ok(out)
 }
 
+/// A Collector config of `otel-collector-config/` by file name.
+fn test_config(name: &str) -> PathBuf {
+    paths::collector_config_dir().join(name)
+}
+
 /// Reads the file exporter's output incrementally (complete lines only).
 pub struct SpanReader {
     path: PathBuf,
@@ -306,6 +311,20 @@ impl SpanReader {
     pub fn spans(&self) -> &[SpanView] {
         &self.spans
     }
+
+    /// Cuts an unterminated last line (a writer killed mid-line) off the file and forgets it;
+    /// returns its length.
+    pub fn drop_torn_line(&mut self) -> Result<u64> {
+        self.poll()?;
+        let torn = self.pending.len() as u64;
+        if torn > 0 {
+            let f = std::fs::OpenOptions::new().write(true).open(&self.path)?;
+            self.offset -= torn;
+            f.set_len(self.offset)?;
+            self.pending.clear();
+        }
+        Ok(torn)
+    }
 }
 
 /// A running Collector.
@@ -314,6 +333,8 @@ pub struct Collector {
     pub spans_file: PathBuf,
     reader: SpanReader,
     guard: ProcessGuard,
+    /// Where a test Collector logs (`None` for `cargo xtask run`'s).
+    log: Option<PathBuf>,
 }
 
 impl Collector {
@@ -321,20 +342,60 @@ impl Collector {
     /// port accepts connections.
     pub fn start_test(dir: &Path, otlp_port: u16) -> Result<Collector> {
         let spans_file = dir.join("spans.jsonl");
-        let mut cmd = Command::new(paths::collector_bin());
-        cmd.arg("--config")
-            .arg(paths::collector_config_dir().join("test.yaml"))
-            .env("E2E_OTLP_PORT", otlp_port.to_string())
-            .env("E2E_SPANS_FILE", &spans_file);
-        let guard = ProcessGuard::spawn("otelcol", cmd, Output::File(dir.join("otelcol.log")))?;
+        let log = dir.join("otelcol.log");
+        let guard = Collector::spawn_test(&test_config("test.yaml"), otlp_port, &spans_file, &log)?;
         let mut c = Collector {
             otlp_port,
             reader: SpanReader::new(&spans_file),
             spans_file,
             guard,
+            log: Some(log),
         };
         c.wait_listening()?;
         Ok(c)
+    }
+
+    fn spawn_test(config: &Path, port: u16, spans_file: &Path, log: &Path) -> Result<ProcessGuard> {
+        let mut cmd = Command::new(paths::collector_bin());
+        cmd.arg("--config")
+            .arg(config)
+            .env("E2E_OTLP_PORT", port.to_string())
+            .env("E2E_SPANS_FILE", spans_file);
+        ProcessGuard::spawn("otelcol", cmd, Output::File(log.to_path_buf()))
+    }
+
+    /// Stops the Collector with `sig` and waits until the process is gone (its port refuses
+    /// connections). SIGTERM is a graceful stop (what `kill` and Kubernetes send: in-flight
+    /// requests are answered and the file exporter flushes); after SIGKILL the spans the
+    /// Collector acknowledged but had not written yet are lost *by the Collector*, and its last
+    /// line may be torn (see [`restart_with`](Self::restart_with)).
+    pub fn kill(&mut self, sig: libc::c_int) -> Result<()> {
+        self.guard.signal(sig);
+        self.guard.wait_timeout(Duration::from_secs(15))?;
+        Ok(())
+    }
+
+    /// Starts a test Collector again on the same port and output file (the file exporter
+    /// appends, so the spans read so far stay valid) with `config`, a file of
+    /// `otel-collector-config/` (`test.yaml`, `test-refusing.yaml`, …), after [`kill`]; waits
+    /// until its port accepts connections.
+    ///
+    /// [`kill`]: Self::kill
+    pub fn restart_with(&mut self, config: &str) -> Result<()> {
+        let Some(log) = self.log.clone() else {
+            bail!("only a test Collector can be restarted");
+        };
+        if self.guard.try_wait()?.is_none() {
+            bail!("the Collector is still running: kill it first");
+        }
+        // A line torn by SIGKILL would glue itself to the new Collector's first line.
+        let len = self.reader.drop_torn_line()?;
+        if len > 0 {
+            eprintln!("[harness] the killed Collector left a torn line of {len} bytes: removed");
+        }
+        self.guard =
+            Collector::spawn_test(&test_config(config), self.otlp_port, &self.spans_file, &log)?;
+        self.wait_listening()
     }
 
     /// Starts the Collector with any config, output to the console (`cargo xtask run`).
@@ -347,6 +408,7 @@ impl Collector {
             reader: SpanReader::new(Path::new("/dev/null")),
             spans_file: PathBuf::new(),
             guard,
+            log: None,
         };
         c.wait_listening()?;
         Ok(c)

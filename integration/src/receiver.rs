@@ -33,9 +33,26 @@ pub struct Receiver {
 /// The config the tests use: export to `endpoint` with a short batch delay, metrics on
 /// `metrics_port`, everything else default (the whole host is traced).
 pub fn test_config(endpoint: &str, metrics_port: u16) -> String {
+    test_config_with(endpoint, metrics_port, "")
+}
+
+/// [`test_config`] with more `exporter:` keys, one `key: value` per line (e.g.
+/// `"max_queue_bytes: 262144\nmax_request_bytes: 65536"`).
+pub fn test_config_with(endpoint: &str, metrics_port: u16, exporter_keys: &str) -> String {
+    let keys: String = exporter_keys
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("  {}\n", l.trim()))
+        .collect();
+    // The tests' short batch delay, unless the keys set their own.
+    let delay = if keys.contains("max_batch_delay_ms:") {
+        ""
+    } else {
+        "  max_batch_delay_ms: 50\n"
+    };
     format!(
         "# Written by the integration harness.\n\
-         exporter:\n  endpoint: \"{endpoint}\"\n  max_batch_delay_ms: 50\n\
+         exporter:\n  endpoint: \"{endpoint}\"\n{delay}{keys}\
          telemetry:\n  metrics_address: \"127.0.0.1:{metrics_port}\"\n  log_level: info\n"
     )
 }
@@ -55,8 +72,20 @@ impl Receiver {
         metrics_port: u16,
         extra_yaml: &str,
     ) -> Result<Receiver> {
+        Receiver::start_with_exporter(dir, otlp_endpoint, metrics_port, "", extra_yaml)
+    }
+
+    /// As [`start_with_extra`](Self::start_with_extra) with more `exporter:` keys (see
+    /// [`test_config_with`]).
+    pub fn start_with_exporter(
+        dir: &Path,
+        otlp_endpoint: &str,
+        metrics_port: u16,
+        exporter_keys: &str,
+        extra_yaml: &str,
+    ) -> Result<Receiver> {
         let config_path = dir.join("receiver.yaml");
-        let mut config = test_config(otlp_endpoint, metrics_port);
+        let mut config = test_config_with(otlp_endpoint, metrics_port, exporter_keys);
         if !extra_yaml.is_empty() {
             config.push_str(extra_yaml);
             if !extra_yaml.ends_with('\n') {

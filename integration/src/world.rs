@@ -160,10 +160,21 @@ impl<S: Server> World<S> {
     /// (top-level sections the test config does not set, e.g.
     /// `"protocols:\n  http: true\n"` or `"targets:\n  exclude_ports: [22]\n"`).
     pub fn start_receiver_with(&mut self, extra_yaml: &str) -> Result<()> {
-        self.receiver = Some(Receiver::start_with_extra(
+        self.start_receiver_with_exporter("", extra_yaml)
+    }
+
+    /// As [`start_receiver_with`](Self::start_receiver_with) with more `exporter:` keys, one
+    /// `key: value` per line (`"max_queue_bytes: 262144"`).
+    pub fn start_receiver_with_exporter(
+        &mut self,
+        exporter_keys: &str,
+        extra_yaml: &str,
+    ) -> Result<()> {
+        self.receiver = Some(Receiver::start_with_exporter(
             &self.dir,
             &self.collector.endpoint(),
             free_port()?,
+            exporter_keys,
             extra_yaml,
         )?);
         eprintln!("[e2e:{}] receiver ready", self.name);

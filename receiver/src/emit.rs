@@ -60,7 +60,8 @@ impl Emitter {
             self.sender
                 .encode(&resource, |out| span::encode_span(&rec, sb, out));
         }
-        self.sender.flush();
+        // Counted before the spans reach the exporter, so a scrape never sees a span exported
+        // before it was created.
         let m = telemetry::metrics();
         for (i, n) in created.iter().enumerate() {
             if let (true, Some(p)) = (*n > 0, Protocol::ALL.get(i)) {
@@ -69,6 +70,7 @@ impl Emitter {
                     .fetch_add(*n, Ordering::Relaxed);
             }
         }
+        self.sender.flush();
     }
 
     fn resource(&mut self, process: &Arc<ProcessMeta>) -> Arc<EncodedResource> {

@@ -193,7 +193,7 @@ impl Exporter {
         }
         if left.0 > 0 {
             self.metrics.span_dropped(SpanDrop::Shutdown, left.0);
-            self.budget.release(left.1);
+            self.budget.release(left.1, left.0);
             tracing::warn!(
                 spans = left.0,
                 "export: spans still queued at the shutdown deadline were dropped"
@@ -289,7 +289,7 @@ impl Exporter {
                 }
             }
         }
-        self.budget.release(queue_bytes);
+        self.budget.release(queue_bytes, spans);
         // The transport copied the request: take the buffer back unless it is still shared.
         if let Ok(buf) = request.try_into_mut()
             && buf.capacity() <= MAX_KEPT_REQUEST_BYTES
@@ -488,11 +488,11 @@ impl Offline {
             if self.batch.is_empty() {
                 return requests;
             }
-            let queue_bytes = self.batch.queue_bytes();
+            let (queue_bytes, spans) = (self.batch.queue_bytes(), self.batch.len() as u64);
             self.request.clear();
             self.batch.encode_into(&mut self.request);
             out(&self.request);
-            self.budget.release(queue_bytes);
+            self.budget.release(queue_bytes, spans);
             requests += 1;
         }
     }

@@ -99,6 +99,7 @@ impl Budget {
             .export_queue_capacity_bytes
             .store(capacity, Ordering::Relaxed);
         metrics.export_queue_bytes.store(0, Ordering::Relaxed);
+        metrics.export_queue_spans.store(0, Ordering::Relaxed);
         Budget {
             capacity,
             metrics,
@@ -106,29 +107,37 @@ impl Budget {
         }
     }
 
-    /// Reserves `n` bytes; false when they do not fit. Only the sender reserves, so a plain
-    /// load and add would do; `fetch_update` keeps it correct for any number of senders.
+    /// Reserves `n` bytes for one span; false when they do not fit. Only the sender reserves,
+    /// so a plain load and add would do; `fetch_update` keeps it correct for any number of
+    /// senders.
     fn reserve(&self, n: usize) -> bool {
         let n = n as u64;
-        self.metrics
+        let ok = self
+            .metrics
             .export_queue_bytes
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
                 cur.checked_add(n).filter(|&next| next <= self.capacity)
             })
-            .is_ok()
+            .is_ok();
+        if ok {
+            self.metrics
+                .export_queue_spans
+                .fetch_add(1, Ordering::AcqRel);
+        }
+        ok
     }
 
-    /// Gives back `n` bytes of finished spans.
-    pub fn release(&self, n: usize) {
-        if n == 0 {
-            return;
-        }
-        let n = n as u64;
-        let _ = self.metrics.export_queue_bytes.fetch_update(
-            Ordering::AcqRel,
-            Ordering::Acquire,
-            |cur| Some(cur.saturating_sub(n)),
-        );
+    /// Gives back the `bytes` of `spans` finished spans (exported, rejected or dropped).
+    pub fn release(&self, bytes: usize, spans: u64) {
+        let sub = |a: &std::sync::atomic::AtomicU64, n: u64| {
+            if n > 0 {
+                let _ = a.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                    Some(cur.saturating_sub(n))
+                });
+            }
+        };
+        sub(&self.metrics.export_queue_bytes, bytes as u64);
+        sub(&self.metrics.export_queue_spans, spans);
     }
 
     pub fn used(&self) -> usize {
@@ -239,7 +248,7 @@ impl SpanSender {
         match self.tx.send(chunk) {
             Ok(()) => true,
             Err(mpsc::error::SendError(chunk)) => {
-                self.budget.release(chunk.buf.len());
+                self.budget.release(chunk.buf.len(), chunk.len() as u64);
                 self.budget
                     .metrics
                     .span_dropped(SpanDrop::Shutdown, chunk.len() as u64);
@@ -322,7 +331,9 @@ mod tests {
         assert_eq!(chunk.len(), 1);
         assert_eq!(chunk.bytes_from(0), one);
         assert!(!s.send(&res, span(100)));
-        budget.release(one);
+        assert_eq!(m.export_queue_spans.load(Ordering::Relaxed), 3);
+        budget.release(one, 1);
+        assert_eq!(m.export_queue_spans.load(Ordering::Relaxed), 2);
         assert!(s.send(&res, span(100)));
         assert_eq!(budget.used(), one * 3);
         // A span larger than the whole budget never fits.
@@ -373,5 +384,6 @@ mod tests {
         );
         assert_eq!(budget.used(), 0);
         assert_eq!(m.export_queue_bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(m.export_queue_spans.load(Ordering::Relaxed), 0);
     }
 }

@@ -160,6 +160,9 @@ pub struct Metrics {
     pub spans_dropped: [AtomicU64; SpanDrop::ALL.len()],
     pub export_requests: [AtomicU64; ExportOutcome::ALL.len()],
     pub export_queue_bytes: AtomicU64,
+    /// Spans whose bytes `export_queue_bytes` counts: `spans_created = spans_exported +
+    /// spans_dropped + export_queue_spans`, exactly, whenever the pipeline is quiet.
+    pub export_queue_spans: AtomicU64,
     pub export_queue_capacity_bytes: AtomicU64,
     /// Set once the probes are attached and the pipeline runs.
     pub ready: AtomicBool,
@@ -435,6 +438,12 @@ impl Metrics {
             "gauge",
             "Encoded bytes of spans waiting in the export queue.",
             &plain(r(&self.export_queue_bytes)),
+        );
+        family(
+            "ebpf_receiver_export_queue_spans",
+            "gauge",
+            "Spans waiting in the export queue (created = exported + dropped + queued).",
+            &plain(r(&self.export_queue_spans)),
         );
         family(
             "ebpf_receiver_export_queue_capacity_bytes",
