@@ -165,6 +165,13 @@ impl Receiver {
         Ok(Metrics::parse(&body))
     }
 
+    /// SIGKILL (no cleanup at all), and waits for the exit.
+    pub fn kill(&mut self) -> Result<()> {
+        self.guard.signal(libc::SIGKILL);
+        self.guard.wait_timeout(Duration::from_secs(10))?;
+        Ok(())
+    }
+
     /// SIGTERM (the receiver flushes), wait; returns whether it exited successfully.
     pub fn stop(&mut self) -> bool {
         self.guard.stop().is_some_and(|s| s.success())

@@ -46,6 +46,8 @@ pub enum AppError {
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("the {task} task stopped unexpectedly: {reason}")]
+    TaskDied { task: &'static str, reason: String },
 }
 
 /// Diagnostic switches of the command line, not part of the configuration.
@@ -95,7 +97,20 @@ async fn run_async(
     // The exporter connects lazily: starting never waits for the Collector.
     let (exporter, sender) = Exporter::new(&cfg.exporter)?;
     let stop_export = CancellationToken::new();
-    let export_task = tokio::spawn(exporter.run(stop_export.clone()));
+    // `EBPF_RECEIVER_FAULT=capture|export` makes that task fail on purpose soon after the
+    // start: the supervision test's hook, never set in production.
+    let fault = std::env::var("EBPF_RECEIVER_FAULT").unwrap_or_default();
+    let export_fault = fault == "export";
+    let export_task = tokio::spawn({
+        let stop = stop_export.clone();
+        async move {
+            if export_fault {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                panic!("fault injected (EBPF_RECEIVER_FAULT=export)");
+            }
+            exporter.run(stop).await;
+        }
+    });
 
     let mut probes = Probes::load(&bpf_settings(&cfg))?;
     let reader = probes.take_reader()?;
@@ -131,24 +146,64 @@ async fn run_async(
             poll: Duration::from_millis(cfg.ebpf.poll_interval_ms),
             recorder,
         }
-        .run(stop_capture.clone()),
+        .run(stop_capture.clone(), fault == "capture"),
     );
     metrics.ready.store(true, Ordering::Relaxed);
 
-    signals.wait().await;
-    tracing::info!("shutting down: flushing spans");
+    // Supervision: a signal is the normal end; any task ending first is a failure, and the
+    // process stops with it (exit code 1) rather than run on without capture or export.
+    let mut capture = Some(capture);
+    let mut export_task = Some(export_task);
+    let mut server = Some(server);
+    let failure = tokio::select! {
+        // In this order: a capture that fails also ends the exporter (its sender is dropped);
+        // the capture is the cause.
+        biased;
+        () = signals.wait() => None,
+        r = async { capture.as_mut()?.await.ok() }, if capture.is_some() => {
+            capture = None;
+            Some(("capture", match r {
+                Some(Ok(())) => "ended".to_string(),
+                Some(Err(e)) => e.to_string(),
+                None => "panicked".to_string(),
+            }))
+        }
+        r = async { export_task.as_mut()?.await.ok() }, if export_task.is_some() => {
+            export_task = None;
+            Some(("export", if r.is_some() { "ended" } else { "panicked" }.to_string()))
+        }
+        r = async { server.as_mut()?.await.ok() }, if server.is_some() => {
+            server = None;
+            Some(("metrics server", if r.is_some() { "ended" } else { "panicked" }.to_string()))
+        }
+    };
     metrics.ready.store(false, Ordering::Relaxed);
+    match &failure {
+        None => tracing::info!("shutting down: flushing spans"),
+        Some((task, reason)) => {
+            tracing::error!(task, reason = %reason, "a task stopped unexpectedly: shutting down");
+        }
+    }
     stop_capture.cancel();
     // Dropping the probes (inside the task) detaches every program.
-    let _ = capture.await;
+    if let Some(c) = capture {
+        let _ = c.await;
+    }
     stop_export.cancel();
     let grace = Duration::from_millis(cfg.exporter.shutdown_timeout_ms + 500);
-    if tokio::time::timeout(grace, export_task).await.is_err() {
+    if let Some(e) = export_task
+        && tokio::time::timeout(grace, e).await.is_err()
+    {
         tracing::warn!("exporter did not finish within the shutdown timeout");
     }
     stop_serving.cancel();
-    let _ = server.await;
-    Ok(())
+    if let Some(s) = server {
+        let _ = s.await;
+    }
+    match failure {
+        None => Ok(()),
+        Some((task, reason)) => Err(AppError::TaskDied { task, reason }),
+    }
 }
 
 /// glibc malloc: at most two arenas. The receiver has two busy threads, and every extra arena

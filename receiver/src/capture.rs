@@ -18,7 +18,7 @@ use crate::emit::Emitter;
 use crate::model::{Protocol, Transport};
 use crate::record::ConnRecord;
 use crate::recording::Recorder;
-use crate::telemetry::{self, KernelDrop};
+use crate::telemetry::{self, KernelDrop, MapOp};
 use crate::tracker::{self, Tracker};
 
 /// Ring items handled per drain before housekeeping gets a turn.
@@ -42,8 +42,11 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Runs until `stop` is cancelled, then hands the last records to the emitter.
-    pub async fn run(mut self, stop: CancellationToken) {
+    /// Runs until `stop` is cancelled, then hands the last records to the emitter. Returns an
+    /// error when the ring buffers cannot be waited on any more (the process must stop: a
+    /// capture that silently sees nothing is worse than none). `fault` makes it fail on purpose
+    /// after its first round (the supervision test).
+    pub async fn run(mut self, stop: CancellationToken, fault: bool) -> Result<(), CaptureError> {
         let mut records: Vec<ConnRecord> = Vec::with_capacity(1024);
         let mut last_sweep = Instant::now();
         let mut last_purge = Instant::now();
@@ -51,9 +54,7 @@ impl Capture {
             let stopping = tokio::select! {
                 _ = stop.cancelled() => true,
                 r = self.reader.wait(self.poll) => {
-                    if let Err(e) = r {
-                        tracing::warn!(error = %e, "ring buffer wait failed");
-                    }
+                    r.map_err(CaptureError::RingWait)?;
                     false
                 }
             };
@@ -98,35 +99,62 @@ impl Capture {
                 self.tracker.sweep(now_ns, &mut records);
                 self.emitter.emit(&mut records);
                 self.emitter.prune();
-                if let Ok(k) = self.probes.stats() {
-                    publish_kernel_stats(&k, self.reader.malformed());
+                match self.probes.stats() {
+                    Ok(k) => publish_kernel_stats(&k, self.reader.malformed()),
+                    Err(e) => map_failed(MapOp::Stats, &e),
                 }
             }
             if last_purge.elapsed() >= PURGE_INTERVAL {
                 last_purge = Instant::now();
                 if let Err(e) = self.control.purge_exited() {
-                    tracing::debug!(error = %e, "cannot purge exited processes' connections");
+                    map_failed(MapOp::Purge, &e);
                 }
             }
             if stopping {
                 break;
             }
+            if fault {
+                return Err(CaptureError::Injected);
+            }
         }
         if let Some(mut rec) = self.recorder.take() {
             let _ = rec.flush();
         }
+        Ok(())
     }
 
     /// Disables connections the tracker found unparseable; clears the entries of closed ones.
     fn apply_tracker_requests(&mut self) {
         for id in self.tracker.take_disable_requests() {
             if let Err(e) = self.control.disable(id) {
-                tracing::debug!(error = %e, "cannot disable connection");
+                map_failed(MapOp::Disable, &e);
             }
         }
         for id in self.tracker.take_enable_requests() {
-            let _ = self.control.enable(id);
+            if let Err(e) = self.control.enable(id) {
+                map_failed(MapOp::Enable, &e);
+            }
         }
+    }
+}
+
+/// Why the capture task stopped before it was asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("cannot wait on the ring buffers: {0}")]
+    RingWait(std::io::Error),
+    #[error("fault injected (EBPF_RECEIVER_FAULT=capture)")]
+    Injected,
+}
+
+/// A failed map operation: counted (`ebpf_receiver_map_errors_total{op}`), the first of each
+/// kind logged as a warning, later ones at debug.
+fn map_failed(op: MapOp, e: &dyn std::fmt::Display) {
+    if crate::telemetry::metrics().map_error(op) {
+        tracing::warn!(op = op.as_str(), error = %e,
+            "BPF map operation failed (counted in ebpf_receiver_map_errors_total; further ones logged at debug)");
+    } else {
+        tracing::debug!(op = op.as_str(), error = %e, "BPF map operation failed");
     }
 }
 

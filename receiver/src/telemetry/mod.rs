@@ -109,6 +109,31 @@ impl ExportOutcome {
     }
 }
 
+/// User-space operations on the BPF maps that can fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapOp {
+    /// Reading the kernel's counters.
+    Stats,
+    /// Switching a connection off in the kernel.
+    Disable,
+    /// Switching it on again.
+    Enable,
+    /// Removing the connections of exited processes.
+    Purge,
+}
+
+impl MapOp {
+    pub const ALL: [MapOp; 4] = [MapOp::Stats, MapOp::Disable, MapOp::Enable, MapOp::Purge];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MapOp::Stats => "stats",
+            MapOp::Disable => "disable",
+            MapOp::Enable => "enable",
+            MapOp::Purge => "purge",
+        }
+    }
+}
+
 /// Per-protocol parser counters.
 #[derive(Default)]
 pub struct ProtocolMetrics {
@@ -164,6 +189,8 @@ pub struct Metrics {
     /// spans_dropped + export_queue_spans`, exactly, whenever the pipeline is quiet.
     pub export_queue_spans: AtomicU64,
     pub export_queue_capacity_bytes: AtomicU64,
+    /// Failed operations on the BPF maps, by [`MapOp`] (never swallowed: counted and logged).
+    pub map_errors: [AtomicU64; MapOp::ALL.len()],
     /// Set once the probes are attached and the pipeline runs.
     pub ready: AtomicBool,
 }
@@ -187,6 +214,11 @@ impl Metrics {
 
     pub fn span_dropped(&self, reason: SpanDrop, n: u64) {
         self.spans_dropped[reason as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts a failed map operation; true for the first failure of its kind (log that one).
+    pub fn map_error(&self, op: MapOp) -> bool {
+        self.map_errors[op as usize].fetch_add(1, Ordering::Relaxed) == 0
     }
 
     pub fn export_request(&self, outcome: ExportOutcome) {
@@ -246,6 +278,20 @@ impl Metrics {
                     (
                         format!("{{reason=\"{}\"}}", d.as_str()),
                         r(self.kernel_drop(*d)),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+        family(
+            "ebpf_receiver_map_errors_total",
+            "counter",
+            "Failed operations on the BPF maps from user space, by operation.",
+            &MapOp::ALL
+                .iter()
+                .map(|o| {
+                    (
+                        format!("{{op=\"{}\"}}", o.as_str()),
+                        r(&self.map_errors[*o as usize]),
                     )
                 })
                 .collect::<Vec<_>>(),
