@@ -1,0 +1,214 @@
+//! Memory under many connections (issue 8, R5): 10,000 concurrent idle connections to a traced
+//! Redis server, each seen from its first command (one `PING`), then held open. The receiver's
+//! resident memory must stay within 32 MiB + 2 KiB per connection, every BPF map within its
+//! configured size, and when the client closes them the kernel's and the tracker's connection
+//! tables empty again.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use integration::check;
+use integration::clients;
+use integration::load::proc_sample;
+use integration::paths;
+use integration::process::{poll_until, run_capture};
+use integration::servers::redis::{Redis, RedisOptions};
+use integration::world::{Checks, World};
+use serde_json::Value;
+
+/// Idle connections held open.
+const CONNECTIONS: u64 = 10_000;
+/// The promise: at most this much resident memory...
+const BASE_BYTES: u64 = 32 << 20;
+/// ...plus this much per idle tracked connection.
+const PER_CONNECTION_BYTES: u64 = 2 << 10;
+
+const TRACKED: &str = "ebpf_receiver_connections_tracked";
+
+/// Opens `n` connections, one `PING` each, holds them until the go file exists.
+const CLIENT: &str = r#"
+import os, socket, sys, time
+n, port, ready, go = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+socks = []
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"*1\r\n$4\r\nPING\r\n")
+    buf = b""
+    while not buf.endswith(b"\r\n"):
+        chunk = s.recv(64)
+        if not chunk:
+            sys.exit("connection %d closed by the server" % i)
+        buf += chunk
+    if buf != b"+PONG\r\n":
+        sys.exit("connection %d: unexpected reply %r" % (i, buf))
+    socks.append(s)
+open(ready, "w").write("%d\n" % len(socks))
+while not os.path.exists(go):
+    time.sleep(0.05)
+for s in socks:
+    s.close()
+"#;
+
+/// `(name, max_entries, entries)` of every BPF map `pid` holds.
+fn maps_of(pid: u32) -> Result<Vec<(String, u64, u64)>> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        let Ok(info) = std::fs::read_to_string(entry?.path()) else {
+            continue;
+        };
+        ids.extend(
+            info.lines()
+                .filter_map(|l| l.strip_prefix("map_id:"))
+                .filter_map(|v| v.trim().parse::<u64>().ok()),
+        );
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let mut out = Vec::new();
+    for id in ids {
+        let mut show = Command::new("bpftool");
+        show.args(["-j", "map", "show", "id", &id.to_string()]);
+        let info: Value = serde_json::from_str(&run_capture(show)?)?;
+        let name = info["name"].as_str().unwrap_or("?").to_string();
+        let max = info["max_entries"].as_u64().unwrap_or(0);
+        // Entries of the hash maps (arrays and rings are full by construction).
+        let entries = if info["type"].as_str().is_some_and(|t| t.contains("hash")) {
+            let mut dump = Command::new("bpftool");
+            dump.args(["-j", "map", "dump", "id", &id.to_string()]);
+            let d: Value = serde_json::from_str(&run_capture(dump)?)?;
+            d.as_array().map_or(0, |a| a.len() as u64)
+        } else {
+            0
+        };
+        out.push((name, max, entries));
+    }
+    Ok(out)
+}
+
+fn conns_entries(maps: &[(String, u64, u64)]) -> u64 {
+    maps.iter()
+        .filter(|(n, _, _)| n == "CONNS")
+        .map(|m| m.2)
+        .sum()
+}
+
+#[test]
+fn ten_thousand_idle_connections_stay_within_the_memory_promise() -> Result<()> {
+    let mut checks = Checks::default();
+    let opts = RedisOptions {
+        directives: vec![("maxclients".into(), (CONNECTIONS + 100).to_string())],
+        ..RedisOptions::default()
+    };
+    let mut w = World::start("memory_idle", |d| {
+        Redis::start_with(&d.join("redis"), &opts)
+    })?;
+    let redis = w.server.pid();
+    w.start_receiver_with(&format!("targets:\n  pids: [{redis}]\n"))?;
+    let pid = w.receiver().pid();
+    let before = proc_sample(pid)?;
+    let tracked_before = w.receiver().metrics()?.get(TRACKED);
+
+    let script = w.dir.join("idle_client.py");
+    std::fs::write(&script, CLIENT)?;
+    let (ready, go) = (w.dir.join("idle.ready"), w.dir.join("idle.go"));
+    let mut cmd = Command::new(paths::python());
+    cmd.arg(&script)
+        .arg(CONNECTIONS.to_string())
+        .arg(w.server.port.to_string())
+        .arg(&ready)
+        .arg(&go);
+    let started = Instant::now();
+    let client = clients::spawn(&w.dir, "idle_client", cmd)?;
+    poll_until(
+        "the client's connections",
+        Duration::from_secs(120),
+        Duration::from_millis(100),
+        || Ok(ready.exists().then_some(())),
+    )?;
+    eprintln!(
+        "[memory] {CONNECTIONS} connections opened in {:?}",
+        started.elapsed()
+    );
+    let tracked = poll_until(
+        "the tracker to hold every connection",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let t = w.receiver().metrics()?.get(TRACKED);
+            Ok((t >= tracked_before + CONNECTIONS as f64).then_some(t))
+        },
+    )
+    .context("connections_tracked")?;
+    let held = proc_sample(pid)?;
+    let maps = maps_of(pid)?;
+    let limit = BASE_BYTES + PER_CONNECTION_BYTES * CONNECTIONS;
+    let rss = held.vm_rss_kib * 1024;
+    let per_conn = (rss.saturating_sub(before.vm_rss_kib * 1024)) / CONNECTIONS;
+    eprintln!(
+        "[memory] receiver VmRSS {} KiB before, {} KiB with {CONNECTIONS} idle connections \
+         ({tracked} tracked): {per_conn} B per connection; VmHWM {} KiB; limit {} KiB",
+        before.vm_rss_kib,
+        held.vm_rss_kib,
+        held.vm_hwm_kib,
+        limit / 1024
+    );
+    check!(
+        checks,
+        rss <= limit,
+        "VmRSS {} KiB > 32 MiB + 2 KiB × {CONNECTIONS}",
+        rss / 1024
+    );
+    for (name, max, entries) in &maps {
+        check!(
+            checks,
+            entries <= max,
+            "map {name}: {entries} entries > max {max}"
+        );
+    }
+    let conns = conns_entries(&maps);
+    eprintln!("[memory] kernel CONNS map: {conns} entries with the connections open");
+    check!(
+        checks,
+        conns >= CONNECTIONS,
+        "CONNS holds {conns} entries for {CONNECTIONS} open connections"
+    );
+    let spans = w.wait_spans(
+        "a PING span per connection",
+        |s| s.pid() == Some(redis) && s.name == "PING",
+        |s| s.len() as u64 >= CONNECTIONS,
+    )?;
+    check!(
+        checks,
+        spans.len() as u64 == CONNECTIONS,
+        "{} PING spans for {CONNECTIONS} connections",
+        spans.len()
+    );
+
+    // Closed: both tables empty again.
+    std::fs::write(&go, b"go")?;
+    let run = client.finish(Duration::from_secs(60))?;
+    run.ensure_success()?;
+    let closed = Instant::now();
+    let emptied = poll_until(
+        "the tracker to forget the closed connections",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || Ok((w.receiver().metrics()?.get(TRACKED) <= tracked_before).then_some(())),
+    );
+    checks.add(emptied);
+    let conns_after = conns_entries(&maps_of(pid)?);
+    let after = proc_sample(pid)?;
+    eprintln!(
+        "[memory] {:?} after the close: tracked {}, CONNS {conns_after} entries, VmRSS {} KiB",
+        closed.elapsed(),
+        w.receiver().metrics()?.get(TRACKED),
+        after.vm_rss_kib
+    );
+    check!(
+        checks,
+        conns_after < 100,
+        "CONNS still holds {conns_after} entries after every connection closed"
+    );
+    w.done(checks)
+}
