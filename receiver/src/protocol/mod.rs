@@ -334,6 +334,14 @@ macro_rules! conn_parser {
                 }
             }
 
+            /// Gives the memory of empty buffers and queues back (an idle connection keeps
+            /// only its state; the next message allocates again).
+            pub fn release_idle(&mut self) {
+                match self {
+                    $(ConnParser::$variant(p) => p.release_idle(),)*
+                }
+            }
+
             /// Bytes buffered in both directions (for memory accounting).
             pub fn buffered_bytes(&self) -> usize {
                 match self {

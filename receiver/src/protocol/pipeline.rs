@@ -281,6 +281,17 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
     /// (a frame waiting for its last byte, e.g. a download of minutes): it answers the oldest
     /// request, which is then not unanswered however old it is. The close (`u64::MAX`) settles
     /// everything.
+    /// See `ConnParser::release_idle`.
+    pub fn release_idle(&mut self) {
+        for q in [&mut self.requests, &mut self.responses] {
+            if q.is_empty() && q.capacity() > 0 {
+                *q = VecDeque::new();
+            }
+        }
+        self.egress.stream.release_idle();
+        self.ingress.stream.release_idle();
+    }
+
     pub fn expire(&mut self, deadline_ns: u64, out: &mut Vec<Record>, stats: &mut ParseStats) {
         let answering = [&self.egress, &self.ingress].iter().any(|s| {
             s.tail

@@ -208,6 +208,19 @@ impl ByteStream {
         self.ts_index.clear();
     }
 
+    /// Frees the buffer and the timestamp index when no byte is live (an idle connection).
+    pub fn release_idle(&mut self) {
+        if self.is_empty() {
+            if self.buf.capacity() > 0 {
+                self.buf = Vec::new();
+                self.head = 0;
+            }
+            if self.ts_index.capacity() > 0 {
+                self.ts_index = VecDeque::new();
+            }
+        }
+    }
+
     /// Moves live bytes to the front when the dead prefix dominates, so memory stays bounded.
     fn compact(&mut self) {
         if self.head > 0 && self.head >= self.len() {
@@ -251,6 +264,21 @@ mod tests {
         assert_eq!(s.bytes(), b"abcdef");
         assert_eq!(s.ts_at(100), 1);
         assert_eq!(s.ts_at(104), 2);
+        assert_eq!(st, ParseStats::default());
+    }
+
+    #[test]
+    fn an_idle_stream_gives_its_memory_back_and_keeps_its_position() {
+        let mut s = ByteStream::new(1024);
+        let mut st = ParseStats::default();
+        s.push(0, 1, b"abcd", &mut st);
+        s.release_idle();
+        assert_eq!(s.bytes(), b"abcd", "live bytes are kept");
+        s.clear();
+        s.release_idle();
+        assert_eq!((s.buf.capacity(), s.ts_index.capacity()), (0, 0));
+        s.push(4, 2, b"ef", &mut st);
+        assert_eq!((s.bytes(), s.head_pos(), s.ts_at(4)), (&b"ef"[..], 4, 2));
         assert_eq!(st, ParseStats::default());
     }
 

@@ -124,6 +124,10 @@ fn dir_index(d: Direction) -> usize {
     }
 }
 
+/// A connection silent this long gives its empty buffers back to the allocator (10,000 idle
+/// keep-alive connections then hold their state, not their buffers' high-water marks).
+const RELEASE_AFTER_NS: u64 = 2_000_000_000;
+
 /// See the module documentation.
 pub struct Tracker {
     settings: TrackerSettings,
@@ -559,6 +563,7 @@ impl Tracker {
         self.clock.anchor();
         let deadline = now_ns.saturating_sub(self.settings.request_timeout_ns);
         let idle_before = now_ns.saturating_sub(self.settings.idle_timeout_ns);
+        let quiet_before = now_ns.saturating_sub(RELEASE_AFTER_NS);
         let mut idle = Vec::new();
         for (id, conn) in self.conns.iter_mut() {
             if conn.last_ns < idle_before {
@@ -573,6 +578,9 @@ impl Tracker {
             parser.expire(deadline, &mut self.records, &mut stats);
             emit(&self.clock, &conn.meta, &mut self.records, out);
             stats_of(&mut self.batch_stats, conn.protocol).add(&stats);
+            if conn.last_ns < quiet_before {
+                parser.release_idle();
+            }
         }
         for id in idle {
             self.remove(id, Some(&mut *out));
