@@ -218,3 +218,158 @@ fn ten_thousand_idle_connections_stay_within_the_memory_promise() -> Result<()> 
     );
     w.done(checks)
 }
+
+/// A server that accepts everything and reads it to /dev/null (never answers).
+const SINK: &str = r#"
+import selectors, socket, sys
+port_file = sys.argv[1]
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 0))
+srv.listen(4096)
+srv.setblocking(False)
+sel = selectors.DefaultSelector()
+sel.register(srv, selectors.EVENT_READ)
+open(port_file + ".tmp", "w").write(str(srv.getsockname()[1]))
+import os; os.rename(port_file + ".tmp", port_file)
+while True:
+    for key, _ in sel.select():
+        if key.fileobj is srv:
+            c, _ = srv.accept()
+            c.setblocking(False)
+            sel.register(c, selectors.EVENT_READ)
+        else:
+            try:
+                data = key.fileobj.recv(65536)
+            except BlockingIOError:
+                continue
+            if not data:
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
+"#;
+
+/// Opens `n` connections to the sink: even ones start a RESP command whose bulk string
+/// declares 16 MiB, odd ones an HTTP request whose header never ends; then every connection
+/// trickles `rounds` chunks of 2 KiB, round-robin, 50 ms between rounds (slow enough that the
+/// kernel's ring keeps up: the test is about user-space buffers), and closes.
+const TRICKLER: &str = r#"
+import socket, sys, time
+n, port, rounds = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+socks = []
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    if i % 2 == 0:
+        s.sendall(b"*2\r\n$3\r\nSET\r\n$16777216\r\n")
+    else:
+        s.sendall(b"GET /never-ending HTTP/1.1\r\nHost: sink\r\n")
+    socks.append(s)
+chunk_resp = b"v" * 2048
+chunk_http = b"X-Pad: " + b"p" * 2039 + b"\r\n"
+for r in range(rounds):
+    for i, s in enumerate(socks):
+        s.sendall(chunk_resp if i % 2 == 0 else chunk_http)
+    time.sleep(0.05)
+for s in socks:
+    s.close()
+print("sent", n * rounds * 2048)
+"#;
+
+#[test]
+fn a_thousand_never_ending_messages_stay_within_the_buffer_caps() -> Result<()> {
+    const CLIENTS: u64 = 1_000;
+    const ROUNDS: u64 = 16;
+    // A cap far below the default (128 MiB) so that 500 never-ending HTTP headers (kept up to
+    // the 32 KiB head limit each: 16 MiB) cross it with little traffic.
+    const TOTAL_CAP: u64 = 4 << 20;
+    let mut checks = Checks::default();
+    let mut w = World::start("memory_trickle", |_| Ok(()))?;
+    let sink_py = w.dir.join("sink.py");
+    std::fs::write(&sink_py, SINK)?;
+    let port_file = w.dir.join("sink.port");
+    let mut cmd = Command::new(paths::python());
+    cmd.arg(&sink_py).arg(&port_file);
+    let sink = clients::spawn(&w.dir, "sink", cmd)?;
+    let port: u16 = poll_until(
+        "the sink's port",
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || {
+            Ok(std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|p| p.trim().parse().ok()))
+        },
+    )?;
+    w.start_receiver_with(&format!(
+        "targets:\n  pids: [{}]\ntracker:\n  max_total_buffer_bytes: {TOTAL_CAP}\n",
+        sink.pid()
+    ))?;
+    let pid = w.receiver().pid();
+    let before = proc_sample(pid)?;
+
+    let script = w.dir.join("trickler.py");
+    std::fs::write(&script, TRICKLER)?;
+    let mut cmd = Command::new(paths::python());
+    cmd.arg(&script)
+        .arg(CLIENTS.to_string())
+        .arg(port.to_string())
+        .arg(ROUNDS.to_string());
+    let started = Instant::now();
+    let client = clients::spawn(&w.dir, "trickler", cmd)?;
+    let mut most_buffered = 0f64;
+    let mut samples = 0;
+    let run = loop {
+        let m = w.receiver().metrics()?;
+        most_buffered = most_buffered.max(m.get("ebpf_receiver_buffered_bytes"));
+        samples += 1;
+        if started.elapsed() > Duration::from_secs(120) {
+            break None;
+        }
+        w.receiver_mut().ensure_running()?;
+        if !integration::process::pid_alive(client.pid()) {
+            break Some(client.finish(Duration::from_secs(10))?);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let run = run.context("the trickler did not finish within 120 s")?;
+    run.ensure_success()?;
+    let m = w.receiver().metrics()?;
+    let after = proc_sample(pid)?;
+    let overflow = m.sum("ebpf_receiver_stream_buffer_overflow_bytes_total");
+    eprintln!(
+        "[memory] {CLIENTS} never-ending messages ({}) in {:?}: buffered at most {:.1} MiB \
+         ({samples} samples, cap {} MiB), overflow {:.1} MiB counted, kernel drops {}, \
+         VmRSS {} → {} KiB, VmHWM {} KiB",
+        run.stdout.trim(),
+        started.elapsed(),
+        most_buffered / f64::from(1 << 20),
+        TOTAL_CAP >> 20,
+        overflow / f64::from(1 << 20),
+        m.sum("ebpf_receiver_kernel_drops_total"),
+        before.vm_rss_kib,
+        after.vm_rss_kib,
+        after.vm_hwm_kib
+    );
+    check!(
+        checks,
+        most_buffered <= TOTAL_CAP as f64,
+        "buffered {most_buffered} bytes over the cap {TOTAL_CAP}"
+    );
+    check!(checks, overflow > 0.0, "no buffer overflow counted");
+    // The caps bound the buffers; what remains is the rings, the export queue and the heap.
+    let hwm_limit_kib = before.vm_rss_kib + (TOTAL_CAP >> 10) + (64 << 10);
+    check!(
+        checks,
+        after.vm_hwm_kib <= hwm_limit_kib,
+        "VmHWM {} KiB over {hwm_limit_kib} KiB",
+        after.vm_hwm_kib
+    );
+    let spans = w.collector.spans()?;
+    let bogus = spans.iter().filter(|s| s.pid() == Some(sink.pid())).count();
+    check!(
+        checks,
+        bogus == 0,
+        "{bogus} spans from requests that never ended"
+    );
+    drop(sink);
+    w.done(checks)
+}

@@ -143,6 +143,7 @@ impl Pipeline {
             proc_root: PathBuf::from("/nonexistent"),
             resolve: false,
             enabled_protocols: ebpf_receiver::model::Protocol::ALL.to_vec(),
+            max_total_buffer_bytes: 128 << 20,
         };
         Pipeline {
             tracker: Tracker::new(settings, WallClock::new()),

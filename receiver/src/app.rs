@@ -272,6 +272,7 @@ fn tracker_settings(cfg: &Config) -> TrackerSettings {
             .copied()
             .filter(|p| cfg.protocols.enabled(*p))
             .collect(),
+        max_total_buffer_bytes: cfg.tracker.max_total_buffer_bytes,
     }
 }
 

@@ -22,6 +22,7 @@ pub const DEFAULT_TRACKER_MAX_CONNECTIONS: usize = 65536;
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 300_000;
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_MAX_BUFFER_BYTES_PER_CONNECTION: usize = 256 * 1024;
+pub const DEFAULT_MAX_TOTAL_BUFFER_BYTES: usize = 128 * 1024 * 1024;
 pub const DEFAULT_MAX_QUERY_TEXT_BYTES: usize = 2048;
 pub const DEFAULT_ENDPOINT: &str = "http://localhost:4317";
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
@@ -151,6 +152,9 @@ pub struct TrackerConfig {
     pub request_timeout_ms: u64,
     /// Most unparsed bytes kept per connection and direction. Default 262144.
     pub max_buffer_bytes_per_connection: usize,
+    /// Most unparsed bytes kept by all connections together; past it the connection that went
+    /// over drops its buffered bytes (counted as buffer overflow). Default 134217728.
+    pub max_total_buffer_bytes: usize,
 }
 
 impl Default for TrackerConfig {
@@ -160,6 +164,7 @@ impl Default for TrackerConfig {
             idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             max_buffer_bytes_per_connection: DEFAULT_MAX_BUFFER_BYTES_PER_CONNECTION,
+            max_total_buffer_bytes: DEFAULT_MAX_TOTAL_BUFFER_BYTES,
         }
     }
 }
@@ -365,6 +370,12 @@ impl Config {
             return e(
                 "tracker.max_buffer_bytes_per_connection",
                 "must be ≥ 1024".into(),
+            );
+        }
+        if self.tracker.max_total_buffer_bytes < self.tracker.max_buffer_bytes_per_connection {
+            return e(
+                "tracker.max_total_buffer_bytes",
+                "must be ≥ tracker.max_buffer_bytes_per_connection".into(),
             );
         }
         if self.tracker.request_timeout_ms == 0 {

@@ -342,6 +342,13 @@ macro_rules! conn_parser {
                 }
             }
 
+            /// Drops every buffered byte (counted as buffer overflow) and resynchronises.
+            pub fn discard_buffered(&mut self, stats: &mut ParseStats) {
+                match self {
+                    $(ConnParser::$variant(p) => p.discard_buffered(stats),)*
+                }
+            }
+
             /// Bytes buffered in both directions (for memory accounting).
             pub fn buffered_bytes(&self) -> usize {
                 match self {

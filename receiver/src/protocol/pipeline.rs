@@ -42,7 +42,8 @@ struct Tail<Fr> {
 /// One direction: its bytes and the frame waiting for its last byte.
 struct Side<Fr> {
     stream: ByteStream,
-    tail: Option<Tail<Fr>>,
+    /// Boxed: most connections have none, and a frame is large next to the rest of a side.
+    tail: Option<Box<Tail<Fr>>>,
     /// Time of the newest chunk seen in this direction.
     last_ts: u64,
 }
@@ -332,6 +333,18 @@ impl<F: Framer, S: Stitcher<Frame = F::Frame>> Pipeline<F, S> {
     }
 
     /// Bytes buffered in both directions.
+    /// See `ConnParser::discard_buffered`.
+    pub fn discard_buffered(&mut self, stats: &mut ParseStats) {
+        for side in [&mut self.egress, &mut self.ingress] {
+            let n = side.stream.len();
+            if n > 0 {
+                stats.buffer_overflow_bytes += n as u64;
+                side.stream.clear();
+                side.stream.set_resync(true);
+            }
+        }
+    }
+
     pub fn buffered_bytes(&self) -> usize {
         self.egress.stream.len() + self.ingress.stream.len()
     }
@@ -522,11 +535,11 @@ fn queue_frame<Fr>(
         push_bounded(queue, timed, kind, max_queued, stats);
         return;
     }
-    side.tail = Some(Tail {
+    side.tail = Some(Box::new(Tail {
         timed,
         kind,
         end_pos,
-    });
+    }));
 }
 
 /// Queues a frame, dropping the oldest beyond the bound (counted as unmatched).

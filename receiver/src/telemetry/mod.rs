@@ -172,6 +172,9 @@ pub struct Metrics {
     pub ring_control_bytes: AtomicU64,
     pub ring_data_bytes: AtomicU64,
     pub connections_tracked: AtomicU64,
+    /// Unparsed bytes buffered by all tracked connections (capped by
+    /// `tracker.max_total_buffer_bytes`).
+    pub buffered_bytes: AtomicU64,
     /// Connections evicted because the table was full.
     pub connections_evicted: AtomicU64,
     pub connections_disabled: AtomicU64,
@@ -334,6 +337,12 @@ impl Metrics {
             "gauge",
             "Connections currently tracked in user space.",
             &plain(r(&self.connections_tracked)),
+        );
+        family(
+            "ebpf_receiver_buffered_bytes",
+            "gauge",
+            "Unparsed bytes buffered by all tracked connections (capped by tracker.max_total_buffer_bytes).",
+            &plain(r(&self.buffered_bytes)),
         );
         family(
             "ebpf_receiver_connections_evicted_total",

@@ -93,6 +93,10 @@ pub struct TrackerSettings {
     pub resolve: bool,
     /// Protocols switched on (`protocols.*`): the only ones user-space inference reports.
     pub enabled_protocols: Vec<Protocol>,
+    /// Cap of the unparsed bytes buffered by all connections together
+    /// (`tracker.max_total_buffer_bytes`): past it, the connection whose bytes took the total
+    /// over drops its buffered bytes (counted as buffer overflow) and resynchronises.
+    pub max_total_buffer_bytes: usize,
 }
 
 struct Conn {
@@ -101,6 +105,8 @@ struct Conn {
     meta: ConnMeta,
     last_ns: u64,
     stats: ParseStats,
+    /// Unparsed bytes its parser buffers, as last counted in `Tracker::buffered`.
+    buffered: usize,
     disabled: bool,
     /// Inferred in user space: the kernel's stream positions where the kernel would have
     /// started counting, per direction (egress, ingress).
@@ -147,6 +153,8 @@ pub struct Tracker {
     /// us. Bounded by the registration limit; forgotten at the first idle sweep.
     preloaded: HashMap<(u32, u32), socket::SocketTuple>,
     started_ns: u64,
+    /// Unparsed bytes buffered by every connection's parser (the sum of `Conn::buffered`).
+    buffered: usize,
 }
 
 impl Tracker {
@@ -164,6 +172,7 @@ impl Tracker {
             batch_stats: Default::default(),
             preloaded: HashMap::new(),
             started_ns: clock::boot_now_ns(),
+            buffered: 0,
         }
     }
 
@@ -402,12 +411,20 @@ impl Tracker {
         let mut stats = ParseStats::default();
         self.records.clear();
         parser.on_data(chunk, &mut self.records, &mut stats);
+        // The global cap: the connection that takes the total over it gives its bytes up.
+        let now = parser.buffered_bytes();
+        if self.buffered - conn.buffered + now > self.settings.max_total_buffer_bytes {
+            parser.discard_buffered(&mut stats);
+        }
+        self.buffered = self.buffered - conn.buffered + parser.buffered_bytes();
+        conn.buffered = parser.buffered_bytes();
         conn.stats.add(&stats);
         if !conn.disabled
             && conn.stats.records == 0
             && conn.stats.invalid + conn.stats.unmatched_responses >= DISABLE_AFTER_INVALID
         {
             conn.disabled = true;
+            self.buffered -= std::mem::take(&mut conn.buffered);
             conn.parser = None;
             self.to_disable.push(id);
             telemetry::metrics()
@@ -462,6 +479,7 @@ impl Tracker {
                 meta,
                 last_ns: ts_ns,
                 stats: ParseStats::default(),
+                buffered: 0,
                 disabled: false,
                 raw_base: None,
             };
@@ -511,6 +529,7 @@ impl Tracker {
         let Some(mut conn) = self.conns.remove(&id) else {
             return;
         };
+        self.buffered -= conn.buffered;
         if let Some(parser) = conn.parser.as_mut() {
             let mut stats = ParseStats::default();
             self.records.clear();
@@ -531,6 +550,9 @@ impl Tracker {
 
     /// Ends a drain batch: applies closes and publishes parser counters.
     pub fn end_batch(&mut self, out: &mut Vec<ConnRecord>) {
+        telemetry::metrics()
+            .buffered_bytes
+            .store(self.buffered as u64, Ordering::Relaxed);
         let closes = std::mem::take(&mut self.pending_closes);
         for id in &closes {
             self.remove(*id, Some(&mut *out));

@@ -15,6 +15,7 @@ fn tracker(max_connections: usize) -> Tracker {
             proc_root: PathBuf::from("/proc"),
             resolve: false,
             enabled_protocols: Protocol::ALL.to_vec(),
+            max_total_buffer_bytes: 128 << 20,
         },
         WallClock::with_offset(1_000),
     )
@@ -639,4 +640,49 @@ fn a_raw_connection_of_no_protocol_is_given_up_and_discarded() {
     );
     t.end_batch(&mut out);
     assert!(t.raw.is_empty());
+}
+
+#[test]
+fn buffered_bytes_of_all_connections_stay_under_the_global_cap() {
+    let cap = 10_000;
+    let mut t = tracker(64);
+    t.settings.max_total_buffer_bytes = cap;
+    let mut out = Vec::new();
+    // Each client starts a 2,000-byte COM_QUERY and sends only 1,500 bytes of it: the parser
+    // keeps them, waiting for the rest.
+    let mut q = query(&format!("SELECT '{}'", "x".repeat(1_989)));
+    q.truncate(1_500);
+    let mut most = 0;
+    for fd in 0..20 {
+        t.on_event(
+            &data(id(fd), Role::Client, Direction::Egress, 0, 100, &q),
+            &mut out,
+        );
+        assert!(
+            t.buffered <= cap,
+            "{} buffered over a cap of {cap}",
+            t.buffered
+        );
+        most = most.max(t.buffered);
+    }
+    assert!(
+        most > cap - 1_500,
+        "the connections buffered only {most} bytes"
+    );
+    // 20 × 1,500 bytes against a cap of 10,000: at least 20,000 bytes were given up, counted.
+    let overflow = t.batch_stats[Protocol::Mysql.index()].buffer_overflow_bytes;
+    assert!(overflow >= 20_000, "overflow counted: {overflow}");
+    t.end_batch(&mut out);
+    // Closing every connection gives the whole budget back.
+    for fd in 0..20 {
+        t.on_event(
+            &KernelEvent::Close(CloseEvent {
+                conn: id(fd),
+                ts_ns: 200,
+            }),
+            &mut out,
+        );
+    }
+    t.end_batch(&mut out);
+    assert_eq!(t.buffered, 0);
 }
