@@ -40,7 +40,8 @@ use crate::telemetry;
 pub use clock::WallClock;
 
 /// A connection is switched off in the kernel when it produced this many invalid positions or
-/// unpairable responses without a single record: it is not the protocol the kernel inferred.
+/// unpairable responses (with no request framed) without a single record: it is not the
+/// protocol the kernel inferred.
 const DISABLE_AFTER_INVALID: u64 = 32;
 
 /// The connection table's hasher. Connection ids are three small integers the kernel hands
@@ -419,9 +420,17 @@ impl Tracker {
         self.buffered = self.buffered - conn.buffered + parser.buffered_bytes();
         conn.buffered = parser.buffered_bytes();
         conn.stats.add(&stats);
+        // Responses nobody asked for count as evidence only while no request was framed
+        // either: requests dropped unpaired after lost bytes (a pipelining client past a
+        // full ring) mean the protocol is right and the pairing waits to resynchronise.
+        let unpairable = if conn.stats.unmatched_requests == 0 {
+            conn.stats.unmatched_responses
+        } else {
+            0
+        };
         if !conn.disabled
             && conn.stats.records == 0
-            && conn.stats.invalid + conn.stats.unmatched_responses >= DISABLE_AFTER_INVALID
+            && conn.stats.invalid + unpairable >= DISABLE_AFTER_INVALID
         {
             conn.disabled = true;
             self.buffered -= std::mem::take(&mut conn.buffered);

@@ -15,6 +15,10 @@
 //! - a response framed right after lost bytes (`after_gap`) may follow lost responses: it is
 //!   paired only when exactly one request could be its own; otherwise it and the candidates are
 //!   dropped (counted), never paired by guess;
+//! - a request framed right after lost bytes may follow lost requests, whose responses come
+//!   first in an unknown number: the connection is desynchronised, and every request and
+//!   response is dropped (counted) until a request arrives after all responses seen so far
+//!   ended (see `desync_step`);
 //! - a chunked response whose end was lost (the next head arrives first) becomes a record
 //!   marked incomplete, ending at the last byte whose time is known;
 //! - requests without an answer are dropped (counted) at the request timeout or the close,
@@ -27,10 +31,31 @@ use crate::protocol::http1::types::*;
 use crate::protocol::{ParseStats, ParserLimits, Stitcher, Timed};
 use crate::record::{Exchange, HttpExchange, Incomplete, Record};
 
-/// Per-connection stitcher: the chunked response in progress, if any.
+/// Per-connection stitcher: the chunked response in progress, if any, and the state of a
+/// connection desynchronised by lost requests.
 #[derive(Debug, Default)]
 pub struct Http1Stitcher {
     open: Option<Open>,
+    /// Requests were lost (a request head framed after a gap): how many responses belong to
+    /// them is unknown, so nothing is paired until the connection is quiet again.
+    desync: bool,
+    /// While desynchronised: requests dropped whose responses have not been seen yet.
+    owed: u64,
+    /// While desynchronised: start and end of the last response seen.
+    last_resp_start: u64,
+    last_resp_end: u64,
+    /// While desynchronised: start of the last request dropped.
+    last_dropped_start: u64,
+}
+
+/// What a desynchronised connection does with its queues.
+enum Desync {
+    /// Dropped a frame; look again.
+    Dropped,
+    /// Synchronised again: pair normally.
+    Resynced,
+    /// Nothing to decide until more frames arrive.
+    Wait,
 }
 
 /// A response head paired with its request, waiting for the end of its chunked body.
@@ -60,6 +85,73 @@ impl Http1Stitcher {
             peer: None,
             exchange: Exchange::Http(exchange),
         });
+    }
+
+    /// One step of a desynchronised connection. HTTP/1.1 answers in order, but after requests
+    /// were lost the next responses may answer them (a pipelining client, or a request whose
+    /// head was lost and whose tail began the chunk that holds the next head), and how many do
+    /// is unknown. So every request and response is dropped (counted) until a request arrives
+    /// after every response seen so far has ended, and either no response is owed to a dropped
+    /// request or the last dropped request was answered (a response began after it; owed
+    /// answers may have been lost too): the client waited for its answers, so the next
+    /// response is this request's. A client that waits for its answers resynchronises within
+    /// one request.
+    fn desync_step(
+        &mut self,
+        reqs: &mut VecDeque<Timed<Http1Frame>>,
+        resps: &mut VecDeque<Timed<Http1Frame>>,
+        stats: &mut ParseStats,
+    ) -> Desync {
+        self.desync = true;
+        // In time order: a response that began before the oldest request answers an earlier
+        // (dropped or lost) one.
+        let response_first = match (resps.front(), reqs.front()) {
+            (Some(f), Some(r)) => f.start_ns < r.start_ns,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if response_first && let Some(f) = resps.pop_front() {
+            self.last_resp_start = self.last_resp_start.max(f.start_ns);
+            self.last_resp_end = self.last_resp_end.max(f.end_ns);
+            if let Http1Frame::Response(r) = &f.frame
+                && !r.is_interim()
+            {
+                // Responses were lost before this one (a gap): how many of the owed ones they
+                // were is unknown; count them all as answered, or a connection that keeps
+                // losing responses would never resynchronise (the time condition still holds).
+                self.owed = if r.after_gap {
+                    0
+                } else {
+                    self.owed.saturating_sub(1)
+                };
+                stats.unmatched_responses += 1;
+            }
+            return Desync::Dropped;
+        }
+        match reqs.front() {
+            None => Desync::Wait,
+            Some(
+                r @ Timed {
+                    frame: Http1Frame::Request(req),
+                    ..
+                },
+            ) if !req.after_gap
+                && r.start_ns > self.last_resp_end
+                && (self.owed == 0 || self.last_resp_start > self.last_dropped_start) =>
+            {
+                self.desync = false;
+                (self.owed, self.last_resp_start, self.last_resp_end) = (0, 0, 0);
+                self.last_dropped_start = 0;
+                Desync::Resynced
+            }
+            Some(r) => {
+                self.last_dropped_start = self.last_dropped_start.max(r.start_ns);
+                drop_request(reqs);
+                self.owed += 1;
+                stats.unmatched_requests += 1;
+                Desync::Dropped
+            }
+        }
     }
 
     /// Finishes the open chunked response with the next response frame; `false` when there
@@ -166,6 +258,16 @@ impl Stitcher for Http1Stitcher {
             // Ends of chunked request bodies whose head was paired (or lost) already.
             while reqs.front().is_some_and(|r| !is_head(r)) {
                 reqs.pop_front();
+            }
+            let lost_requests = reqs
+                .front()
+                .is_some_and(|r| matches!(&r.frame, Http1Frame::Request(req) if req.after_gap));
+            if self.desync || lost_requests {
+                match self.desync_step(reqs, resps, stats) {
+                    Desync::Dropped => continue,
+                    Desync::Wait => return,
+                    Desync::Resynced => {}
+                }
             }
             let Some(f) = resps.front() else {
                 return;

@@ -863,16 +863,52 @@ fn resync_after_garbage_lands_on_the_next_frame() {
     assert_eq!(f.find_boundary(Response, b"xxxxHTTP/1", 0, &st), Some(4));
     assert_eq!(f.find_boundary(Request, b"xxxxyyyy", 0, &st), None);
 
-    // Through the pipeline: garbage, then a request; the exchange is recorded.
+    // Through the pipeline: garbage, then a request. The garbage may have been a lost
+    // request whose answer comes first, so the request after it is not paired (counted); the
+    // next request, sent after that answer, is.
     let mut c = Conn::new();
     c.client(&[b"\xffjunk\r\n".to_vec(), get("/after")].concat());
     c.server(&ok("fine"));
+    assert_eq!(c.lines(), Vec::<String>::new());
+    assert_eq!(
+        (c.stats.unmatched_requests, c.stats.unmatched_responses),
+        (1, 1)
+    );
+    c.client(&get("/again"));
+    c.server(&ok("fine"));
     assert_eq!(
         c.lines(),
-        vec!["GET /after -> 200 host=example.test:8080 ua=\"test/1\" v=1.1 resp_body=4"]
+        vec!["GET /again -> 200 host=example.test:8080 ua=\"test/1\" v=1.1 resp_body=4"]
     );
     assert_eq!(c.stats.invalid, 1);
     assert_eq!(c.stats.bytes_lost, 7);
+}
+
+#[test]
+fn a_request_whose_head_was_lost_never_lends_its_answer_to_the_next_one() {
+    // The server side of a pipelining client (the saturation test's failure): a read ends
+    // with the head of request B cut off (capture truncated); the next read starts with B's
+    // tail, then C. nginx answers B (404), then C (200), both after C arrived. Pairing C with
+    // B's answer would be a wrong span; nothing is paired until the client waits again.
+    let mut c = Conn::with(Role::Server, ParserLimits::default());
+    let a = get("/a");
+    let b = get("/missing-b");
+    let cc = get("/c");
+    let first = [a.clone(), b[..10].to_vec()].concat();
+    c.client_truncated(&[first.clone(), vec![b'?'; 4]].concat(), first.len() - 10);
+    c.client(&[b[10..].to_vec(), cc.clone()].concat());
+    c.server(&ok("a"));
+    c.server(&resp(404, "Content-Length: 4\r\n", "nope"));
+    c.server(&ok("c"));
+    let lines = c.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("GET /a -> 200"), "{lines:?}");
+    // The client waits for its answers, then sends D: paired again.
+    c.client(&get("/d"));
+    c.server(&ok("d"));
+    let lines = c.lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[1].starts_with("GET /d -> 200"), "{lines:?}");
 }
 
 #[test]
@@ -1673,4 +1709,26 @@ fn bench_parse_cost() {
         assert_eq!(c.stats.records, u64::from(n));
         println!("[bench] http1 {role:?}: {ns:.0} ns per exchange");
     }
+}
+
+#[test]
+fn a_desynchronised_connection_whose_answers_were_lost_too_resynchronises() {
+    // Requests lost (a cut head), then their answers lost as well (ring full): the connection
+    // must not wait forever for answers it will never see.
+    let mut c = Conn::with(Role::Server, ParserLimits::default());
+    let a = get("/a");
+    c.client_truncated(&[a.clone(), get("/b")].concat(), a.len() + 10);
+    c.client(&get("/c"));
+    c.server(&ok("a"));
+    c.lose_server(200);
+    c.client(&get("/d"));
+    c.server(&ok("d"));
+    let lines = c.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("GET /a -> 200"), "{lines:?}");
+    c.client(&get("/e"));
+    c.server(&ok("e"));
+    let lines = c.lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[1].starts_with("GET /e -> 200"), "{lines:?}");
 }
