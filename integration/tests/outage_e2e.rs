@@ -280,53 +280,49 @@ fn begin(w: &mut World<Redis>, secs: u64, checks: &mut Checks) -> Result<Running
     Ok(load)
 }
 
-#[test]
-fn a_collector_killed_and_restarted_mid_load_loses_nothing() -> Result<()> {
+/// The Collector stopped with `sig` for `outage` mid-load, then started again.
+fn killed_and_restarted(label: &str, sig: libc::c_int, outage: Duration) -> Result<()> {
     let mut checks = Checks::default();
-    let mut w = world("outage_kill")?;
+    let mut w = world(&format!("outage_{label}"))?;
     start_receiver(&mut w, "")?;
-    let outage = Duration::from_secs(10);
-    let secs = 18;
+    let secs = outage.as_secs() + 8;
     let load = begin(&mut w, secs, &mut checks)?;
-    // SIGTERM, as `kill` and Kubernetes send: after SIGKILL the Collector itself loses what its
-    // file exporter had acknowledged but not flushed, which no sender can see.
-    w.collector.kill(libc::SIGTERM)?;
+    w.collector.kill(sig)?;
     let during = watch(&w, outage)?;
     let successes = metrics(&w)?.get(SUCCESS);
     w.collector.restart_with("test.yaml")?;
     let back = Instant::now();
     let resumed = time_to_first_export(&w, back, successes)?;
     let truth = finish_load(load, secs)?;
-    check_capture_went_on(&mut checks, "kill", &during, outage);
-    check_resume(&mut checks, "kill", resumed);
-    let m = final_checks(&mut w, &mut checks, "kill", truth, false, false)?;
+    check_capture_went_on(&mut checks, label, &during, outage);
+    check_resume(&mut checks, label, resumed);
+    // After SIGKILL the Collector itself loses what its file exporter had acknowledged but
+    // not flushed, which no sender can see: printed, not asserted.
+    let m = final_checks(
+        &mut w,
+        &mut checks,
+        label,
+        truth,
+        false,
+        sig == libc::SIGKILL,
+    )?;
     check!(
         checks,
         m.get(RETRIED) > 0.0,
-        "no retries counted while the Collector was down"
+        "{label}: no retries counted while the Collector was down"
     );
     w.done(checks)
 }
 
+/// SIGTERM, as `kill` and Kubernetes send.
+#[test]
+fn a_collector_killed_and_restarted_mid_load_loses_nothing() -> Result<()> {
+    killed_and_restarted("kill", libc::SIGTERM, Duration::from_secs(10))
+}
+
 #[test]
 fn a2_a_collector_sigkilled_mid_load_is_survived_and_nothing_is_dropped() -> Result<()> {
-    let mut checks = Checks::default();
-    let mut w = world("outage_sigkill")?;
-    start_receiver(&mut w, "")?;
-    let outage = Duration::from_secs(5);
-    let secs = 12;
-    let load = begin(&mut w, secs, &mut checks)?;
-    w.collector.kill(libc::SIGKILL)?;
-    let during = watch(&w, outage)?;
-    let successes = metrics(&w)?.get(SUCCESS);
-    w.collector.restart_with("test.yaml")?;
-    let back = Instant::now();
-    let resumed = time_to_first_export(&w, back, successes)?;
-    let truth = finish_load(load, secs)?;
-    check_capture_went_on(&mut checks, "sigkill", &during, outage);
-    check_resume(&mut checks, "sigkill", resumed);
-    final_checks(&mut w, &mut checks, "sigkill", truth, false, true)?;
-    w.done(checks)
+    killed_and_restarted("sigkill", libc::SIGKILL, Duration::from_secs(5))
 }
 
 #[test]
