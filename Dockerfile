@@ -11,10 +11,15 @@
 # ---------------------------------------------------------------------------------------------
 # Runtime needs (the image alone is not enough; see config/kubernetes/sidecar.yaml):
 #
-# * Capabilities: CAP_BPF + CAP_PERFMON (load programs, attach tracepoints, ring buffers),
-#   CAP_SYS_PTRACE (pidfd_getfd(2) to read socket addresses of traced processes, /proc/<pid>/fd),
-#   CAP_SYS_RESOURCE (memlock on kernels before 5.11). Or run privileged. Some runtimes' default
-#   seccomp profile blocks bpf(2): use `--security-opt seccomp=unconfined` /
+# * Capabilities: exactly these four, nothing else, never privileged mode (the receiver checks
+#   them at start and stops naming any that is missing; `ebpf-receiver check` lists them):
+#     CAP_BPF              create maps and ring buffers, load programs
+#     CAP_PERFMON          load tracing programs, attach them to syscall tracepoints
+#     CAP_SYS_PTRACE       pidfd_getfd(2) and /proc/<pid>/{fd,exe,environ} of traced processes
+#     CAP_DAC_READ_SEARCH  read tracefs (mode 0700) and other users' /proc/<pid>/fd
+#   CAP_SYS_ADMIN and CAP_SYS_RESOURCE are not needed (since Linux 5.11 BPF memory is charged to
+#   the memory cgroup; on 5.8-5.10 raise the limit instead: `--ulimit memlock=-1`). Some
+#   runtimes' default seccomp profile blocks bpf(2): use `--security-opt seccomp=unconfined` /
 #   `seccompProfile: {type: Unconfined}` when `ebpf-receiver check` says so.
 # * tracefs at /sys/kernel/tracing (syscall tracepoints): bind-mount the host's,
 #   `-v /sys/kernel/tracing:/sys/kernel/tracing`.
@@ -28,8 +33,8 @@
 #   `telemetry.metrics_address: 0.0.0.0:9464` to scrape them from outside the pod.
 #
 # Example:
-#   docker run --rm --pid=host --cap-add BPF --cap-add PERFMON --cap-add SYS_PTRACE \
-#     --cap-add SYS_RESOURCE --security-opt seccomp=unconfined \
+#   docker run --rm --pid=host --cap-drop ALL --cap-add BPF --cap-add PERFMON \
+#     --cap-add SYS_PTRACE --cap-add DAC_READ_SEARCH --security-opt seccomp=unconfined \
 #     -v /sys/kernel/tracing:/sys/kernel/tracing -v /sys/kernel/btf:/sys/kernel/btf:ro \
 #     --network host -e OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 ebpf-receiver:0.1.0
 # ---------------------------------------------------------------------------------------------
@@ -78,8 +83,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=builder /out/ebpf-receiver /usr/local/bin/ebpf-receiver
 COPY config/receiver.yaml /etc/ebpf-receiver/receiver.yaml
-# Runs as root inside the container: the capabilities above are what grant access, and
-# non-root processes lose effective capabilities at exec.
+# Runs as uid 0 inside the container with only the four capabilities above: they are what grant
+# access (a non-root user would lose them at exec: containers get no ambient capabilities).
+LABEL io.ebpf-receiver.capabilities="BPF,PERFMON,SYS_PTRACE,DAC_READ_SEARCH"
 EXPOSE 9464
 ENTRYPOINT ["/usr/local/bin/ebpf-receiver"]
 CMD ["--config", "/etc/ebpf-receiver/receiver.yaml"]

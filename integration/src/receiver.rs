@@ -72,7 +72,7 @@ impl Receiver {
         metrics_port: u16,
         extra_yaml: &str,
     ) -> Result<Receiver> {
-        Receiver::start_with_exporter(dir, otlp_endpoint, metrics_port, "", extra_yaml)
+        Receiver::start_with_extra_wrapped(dir, otlp_endpoint, metrics_port, extra_yaml, &[])
     }
 
     /// As [`start_with_extra`](Self::start_with_extra) with more `exporter:` keys (see
@@ -84,6 +84,31 @@ impl Receiver {
         exporter_keys: &str,
         extra_yaml: &str,
     ) -> Result<Receiver> {
+        Receiver::start_full(dir, otlp_endpoint, metrics_port, exporter_keys, extra_yaml, &[])
+    }
+
+    /// As [`start_with_extra`](Self::start_with_extra), run through `wrapper` (see
+    /// [`start_wrapped`](Self::start_wrapped)).
+    pub fn start_with_extra_wrapped(
+        dir: &Path,
+        otlp_endpoint: &str,
+        metrics_port: u16,
+        extra_yaml: &str,
+        wrapper: &[String],
+    ) -> Result<Receiver> {
+        Receiver::start_full(dir, otlp_endpoint, metrics_port, "", extra_yaml, wrapper)
+    }
+
+    /// Writes `dir/receiver.yaml` (the test config, more `exporter:` keys, extra YAML) and
+    /// starts the receiver through `wrapper` (empty: directly).
+    fn start_full(
+        dir: &Path,
+        otlp_endpoint: &str,
+        metrics_port: u16,
+        exporter_keys: &str,
+        extra_yaml: &str,
+        wrapper: &[String],
+    ) -> Result<Receiver> {
         let config_path = dir.join("receiver.yaml");
         let mut config = test_config_with(otlp_endpoint, metrics_port, exporter_keys);
         if !extra_yaml.is_empty() {
@@ -93,15 +118,27 @@ impl Receiver {
             }
         }
         std::fs::write(&config_path, config)?;
-        Receiver::start_with_config(
+        Receiver::start_wrapped(
             &config_path,
             metrics_port,
             Output::File(dir.join("receiver.log")),
+            wrapper,
         )
     }
 
     /// Starts the receiver with any config file.
     pub fn start_with_config(config: &Path, metrics_port: u16, output: Output) -> Result<Receiver> {
+        Receiver::start_wrapped(config, metrics_port, output, &[])
+    }
+
+    /// As [`start_with_config`](Self::start_with_config), run through `wrapper` (a command
+    /// that execs its arguments, e.g. `setpriv --reuid=65534 ... --`), which keeps the pid.
+    pub fn start_wrapped(
+        config: &Path,
+        metrics_port: u16,
+        output: Output,
+        wrapper: &[String],
+    ) -> Result<Receiver> {
         let bin = paths::receiver_bin();
         if !bin.exists() {
             bail!(
@@ -109,7 +146,14 @@ impl Receiver {
                 bin.display()
             );
         }
-        let mut cmd = Command::new(&bin);
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
         cmd.arg("--config").arg(config);
         for var in OTEL_ENV {
             cmd.env_remove(var);

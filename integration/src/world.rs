@@ -181,6 +181,20 @@ impl<S: Server> World<S> {
         Ok(())
     }
 
+    /// As [`start_receiver_with`](Self::start_receiver_with), the receiver run through
+    /// `wrapper` (e.g. `setpriv` with fewer privileges).
+    pub fn start_receiver_wrapped(&mut self, extra_yaml: &str, wrapper: &[String]) -> Result<()> {
+        self.receiver = Some(Receiver::start_with_extra_wrapped(
+            &self.dir,
+            &self.collector.endpoint(),
+            free_port()?,
+            extra_yaml,
+            wrapper,
+        )?);
+        eprintln!("[e2e:{}] receiver ready (through {wrapper:?})", self.name);
+        Ok(())
+    }
+
     /// The running receiver. Panics when it was not started.
     pub fn receiver(&self) -> &Receiver {
         self.receiver.as_ref().expect("receiver started")

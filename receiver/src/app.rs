@@ -48,6 +48,8 @@ pub enum AppError {
     Signals(std::io::Error),
     #[error("the {task} task stopped unexpectedly: {reason}")]
     TaskDied { task: &'static str, reason: String },
+    #[error(transparent)]
+    Capabilities(#[from] bpf::caps::CapabilityError),
 }
 
 /// Diagnostic switches of the command line, not part of the configuration.
@@ -71,6 +73,9 @@ pub fn run_with(
     resource_attrs: Vec<(String, String)>,
     diag: Diagnostics,
 ) -> Result<(), AppError> {
+    // Before any socket, map or program: a missing capability is named, never a bare EPERM
+    // from loading, nor a receiver that starts blind to other users' sockets.
+    bpf::caps::require()?;
     tune_malloc();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -290,45 +290,109 @@ pub enum ConfigError {
         field: String,
         reason: String,
     },
-    #[error("environment variable `{var}`: {reason}")]
-    Env { var: String, reason: String },
-    #[error("`{flag}`: {reason}")]
-    Flag { flag: String, reason: String },
+    #[error(
+        "`{path}` is larger than a configuration file may be ({MAX_CONFIG_FILE_BYTES} bytes); \
+         is it the right file?"
+    )]
+    TooLarge { path: PathBuf },
+    #[error("environment variable `{var}` (for `{field}`): {reason}")]
+    Env {
+        var: String,
+        field: String,
+        reason: String,
+    },
+    #[error("`{flag}` (for `{field}`): {reason}")]
+    Flag {
+        flag: String,
+        field: String,
+        reason: String,
+    },
+}
+
+/// Largest configuration file read, in bytes. Real ones are a few KiB; the cap bounds what a
+/// wrong path (a log, an image, `/dev/zero`) costs before it is rejected.
+pub const MAX_CONFIG_FILE_BYTES: usize = 1 << 20;
+
+/// serde-saphyr's limits for a configuration: the schema is three levels deep and a few dozen
+/// keys long, so these are generous for a real file and stop YAML bombs (alias expansion,
+/// deep nesting, node floods) early, with bounded memory and time.
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_reader_input_bytes: Some(MAX_CONFIG_FILE_BYTES),
+            max_depth: 16,
+            max_documents: 1,
+            max_nodes: 50_000,
+            max_events: 100_000,
+            max_aliases: 1_000,
+            max_anchors: 1_000,
+            max_recorded_anchor_events: 100_000,
+            max_recorded_anchor_bytes: MAX_CONFIG_FILE_BYTES,
+            max_total_scalar_bytes: MAX_CONFIG_FILE_BYTES,
+            max_merge_keys: 1_000,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: 100_000,
+            max_replay_stack_depth: 16,
+        },
+        duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::Error,
+        with_snippet: false,
+    }
 }
 
 impl Config {
-    /// Reads and validates a YAML file (no environment applied).
+    /// Reads and validates a YAML file (no environment applied). At most
+    /// [`MAX_CONFIG_FILE_BYTES`] are read; the text must be UTF-8.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        use std::io::Read as _;
+        let read_err = |source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| {
+                f.take(MAX_CONFIG_FILE_BYTES as u64 + 1)
+                    .read_to_end(&mut bytes)
+            })
+            .map_err(read_err)?;
+        if bytes.len() > MAX_CONFIG_FILE_BYTES {
+            return Err(ConfigError::TooLarge {
+                path: path.to_path_buf(),
+            });
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let bytes = e.as_bytes();
+            // The bytes before `at` are valid UTF-8: locate the bad byte in them.
+            let before = std::str::from_utf8(bytes.get(..at).unwrap_or_default()).unwrap_or("");
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                field: field_path_at(before, line, column, false)
+                    .unwrap_or_else(|| DOCUMENT.to_string()),
+                reason: format!(
+                    "byte 0x{:02x} is not UTF-8: a configuration file is YAML text",
+                    bytes.get(at).copied().unwrap_or(0)
+                ),
+            }
         })?;
         Config::parse(&text, path)
     }
 
-    /// Parses and validates YAML text; `path` is used in error messages only.
+    /// Parses and validates YAML text; `path` is used in error messages only. An empty
+    /// document (no text, only comments, `---` or `~`) means all defaults.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let cfg: Config = if text.trim().is_empty() {
-            Config::default()
+        let parsed: Option<Config> = if text.trim().is_empty() {
+            None
         } else {
-            serde_saphyr::from_str(text).map_err(|e| {
-                let (line, column) = e
-                    .location()
-                    .map(|l| (l.line() as usize, l.column() as usize))
-                    .unwrap_or((1, 1));
-                let reason = first_line(&e.to_string());
-                let field = field_path_at(text, line, column)
-                    .or_else(|| quoted_field(&reason))
-                    .unwrap_or_else(|| "<document>".to_string());
-                ConfigError::Invalid {
-                    path: path.to_path_buf(),
-                    line,
-                    column,
-                    field,
-                    reason,
-                }
-            })?
+            serde_saphyr::from_str_with_options(text, yaml_options())
+                .map_err(|e| yaml_error(&e, text, path))?
         };
+        let cfg = parsed.unwrap_or_default();
         cfg.validate().map_err(|(field, reason)| {
             let (line, column) = locate(text, &field).unwrap_or((1, 1));
             ConfigError::Invalid {
@@ -347,7 +411,11 @@ impl Config {
         let e = |f: &str, r: String| Err((f.to_string(), r));
         let max = crate::bpf::MAX_CAPTURE_BYTES;
         if self.ebpf.max_capture_bytes == 0 || self.ebpf.max_capture_bytes > max {
-            return e("ebpf.max_capture_bytes", format!("must be in 1..={max}"));
+            let v = self.ebpf.max_capture_bytes;
+            return e(
+                "ebpf.max_capture_bytes",
+                format!("must be in 1..={max}, got {v}"),
+            );
         }
         for (f, v) in [
             ("ebpf.data_ring_bytes", self.ebpf.data_ring_bytes),
@@ -358,18 +426,25 @@ impl Config {
             }
         }
         if self.ebpf.max_connections == 0 {
-            return e("ebpf.max_connections", "must be > 0".into());
+            return e("ebpf.max_connections", "must be > 0, got 0".into());
         }
         if self.ebpf.poll_interval_ms == 0 || self.ebpf.poll_interval_ms > 1000 {
-            return e("ebpf.poll_interval_ms", "must be in 1..=1000".into());
+            let v = self.ebpf.poll_interval_ms;
+            return e(
+                "ebpf.poll_interval_ms",
+                format!("must be in 1..=1000, got {v}"),
+            );
         }
         if self.tracker.max_connections == 0 {
-            return e("tracker.max_connections", "must be > 0".into());
+            return e("tracker.max_connections", "must be > 0, got 0".into());
         }
         if self.tracker.max_buffer_bytes_per_connection < 1024 {
             return e(
                 "tracker.max_buffer_bytes_per_connection",
-                "must be ≥ 1024".into(),
+                format!(
+                    "must be ≥ 1024, got {}",
+                    self.tracker.max_buffer_bytes_per_connection
+                ),
             );
         }
         if self.tracker.max_total_buffer_bytes < self.tracker.max_buffer_bytes_per_connection {
@@ -379,30 +454,40 @@ impl Config {
             );
         }
         if self.tracker.request_timeout_ms == 0 {
-            return e("tracker.request_timeout_ms", "must be > 0".into());
+            return e("tracker.request_timeout_ms", "must be > 0, got 0".into());
         }
         if self.tracker.idle_timeout_ms < self.tracker.request_timeout_ms {
             return e(
                 "tracker.idle_timeout_ms",
-                "must be ≥ tracker.request_timeout_ms".into(),
+                format!(
+                    "is {}, must be ≥ tracker.request_timeout_ms ({})",
+                    self.tracker.idle_timeout_ms, self.tracker.request_timeout_ms
+                ),
             );
         }
         if let Err(r) = endpoint_port(&self.exporter.endpoint) {
             return e("exporter.endpoint", r);
         }
         if self.exporter.timeout_ms == 0 {
-            return e("exporter.timeout_ms", "must be > 0".into());
+            return e("exporter.timeout_ms", "must be > 0, got 0".into());
         }
         if self.exporter.max_batch_spans == 0 {
-            return e("exporter.max_batch_spans", "must be > 0".into());
+            return e("exporter.max_batch_spans", "must be > 0, got 0".into());
         }
         if self.exporter.max_request_bytes < 64 * 1024 {
-            return e("exporter.max_request_bytes", "must be ≥ 65536".into());
+            let v = self.exporter.max_request_bytes;
+            return e(
+                "exporter.max_request_bytes",
+                format!("must be ≥ 65536, got {v}"),
+            );
         }
         if self.exporter.max_queue_bytes < self.exporter.max_request_bytes {
             return e(
                 "exporter.max_queue_bytes",
-                "must be ≥ exporter.max_request_bytes".into(),
+                format!(
+                    "is {}, must be ≥ exporter.max_request_bytes ({})",
+                    self.exporter.max_queue_bytes, self.exporter.max_request_bytes
+                ),
             );
         }
         if self.exporter.retry_initial_backoff_ms == 0
@@ -416,6 +501,9 @@ impl Config {
         if self.telemetry.log_level.trim().is_empty() {
             return e("telemetry.log_level", "must not be empty".into());
         }
+        if let Err(why) = log_filter_ok(&self.telemetry.log_level) {
+            return e("telemetry.log_level", why);
+        }
         Ok(())
     }
 
@@ -426,45 +514,52 @@ impl Config {
         &mut self,
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<Vec<(String, String)>, ConfigError> {
-        let env_err = |var: &str, reason: String| ConfigError::Env {
+        let env_err = |var: &str, field: &str, reason: String| ConfigError::Env {
             var: var.to_string(),
+            field: field.to_string(),
             reason,
         };
-        let endpoint = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .map(|v| ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", v))
-            .or_else(|| {
-                get("OTEL_EXPORTER_OTLP_ENDPOINT").map(|v| ("OTEL_EXPORTER_OTLP_ENDPOINT", v))
-            });
-        if let Some((var, v)) = endpoint {
-            endpoint_port(&v).map_err(|r| env_err(var, r))?;
+        // The signal-specific variable wins over the general one (OTLP exporter spec).
+        let pick = |traces: &'static str, general: &'static str| {
+            get(traces)
+                .map(|v| (traces, v))
+                .or_else(|| get(general).map(|v| (general, v)))
+        };
+        if let Some((var, v)) = pick(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ) {
+            endpoint_port(&v).map_err(|r| env_err(var, "exporter.endpoint", r))?;
             self.exporter.endpoint = v;
         }
-        if let Some(v) =
-            get("OTEL_EXPORTER_OTLP_TRACES_HEADERS").or_else(|| get("OTEL_EXPORTER_OTLP_HEADERS"))
-        {
-            for (k, val) in
-                parse_key_values(&v).map_err(|r| env_err("OTEL_EXPORTER_OTLP_HEADERS", r))?
-            {
+        if let Some((var, v)) = pick(
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ) {
+            for (k, val) in parse_key_values(&v).map_err(|r| env_err(var, "exporter.headers", r))? {
                 self.exporter.headers.insert(k.to_ascii_lowercase(), val);
             }
         }
-        if let Some(v) = get("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION")
-            .or_else(|| get("OTEL_EXPORTER_OTLP_COMPRESSION"))
-        {
+        if let Some((var, v)) = pick(
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+        ) {
             self.exporter.compression = match v.trim() {
                 "gzip" => Compression::Gzip,
                 "none" | "" => Compression::None,
                 other => {
                     return Err(env_err(
-                        "OTEL_EXPORTER_OTLP_COMPRESSION",
+                        var,
+                        "exporter.compression",
                         format!("`{other}` is not `gzip` or `none`"),
                     ));
                 }
             };
         }
-        if let Some(v) =
-            get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT").or_else(|| get("OTEL_EXPORTER_OTLP_TIMEOUT"))
-        {
+        if let Some((var, v)) = pick(
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ) {
             self.exporter.timeout_ms =
                 v.trim()
                     .parse::<u64>()
@@ -472,29 +567,40 @@ impl Config {
                     .filter(|t| *t > 0)
                     .ok_or_else(|| {
                         env_err(
-                            "OTEL_EXPORTER_OTLP_TIMEOUT",
+                            var,
+                            "exporter.timeout_ms",
                             format!("`{v}` is not a positive integer of milliseconds"),
                         )
                     })?;
         }
-        let protocol = get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            .or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"));
-        if let Some(p) = protocol.filter(|p| p.trim() != "grpc") {
+        if let Some((var, p)) = pick(
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        )
+        .filter(|(_, p)| p.trim() != "grpc")
+        {
             return Err(env_err(
-                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                var,
+                "exporter",
                 format!("`{p}` is not supported: only `grpc`"),
             ));
         }
         let mut resource = Vec::new();
         if let Some(v) = get("OTEL_RESOURCE_ATTRIBUTES") {
-            resource = parse_key_values(&v).map_err(|r| env_err("OTEL_RESOURCE_ATTRIBUTES", r))?;
+            resource = parse_key_values(&v)
+                .map_err(|r| env_err("OTEL_RESOURCE_ATTRIBUTES", "resource", r))?;
         }
         if let Some(name) = get("OTEL_SERVICE_NAME").filter(|n| !n.trim().is_empty()) {
             resource.retain(|(k, _)| k != "service.name");
             resource.push(("service.name".to_string(), name));
         }
+        // RUST_LOG replaces telemetry.log_level when logging starts: a typo there would
+        // otherwise fall back to the file's level without a word.
+        if let Some(v) = get("RUST_LOG").filter(|v| !v.trim().is_empty()) {
+            log_filter_ok(&v).map_err(|r| env_err("RUST_LOG", "telemetry.log_level", r))?;
+        }
         self.validate()
-            .map_err(|(field, reason)| env_err(&field, reason))?;
+            .map_err(|(field, reason)| env_err("OTEL_*", &field, reason))?;
         Ok(resource)
     }
 
@@ -535,16 +641,22 @@ fn endpoint_port(endpoint: &str) -> Result<u16, String> {
     Ok(port)
 }
 
-/// W3C-baggage-like `k1=v1,k2=v2` (values percent-decoded).
+/// W3C-baggage-like `k1=v1,k2=v2` (values percent-decoded). Errors name the item by its
+/// position, never its text: headers carry credentials (`authorization=Bearer ...`).
 fn parse_key_values(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
-    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for (n, item) in text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .enumerate()
+    {
         let (k, v) = item
             .split_once('=')
-            .ok_or_else(|| format!("`{item}` is not `key=value`"))?;
+            .ok_or_else(|| format!("item {} is not `key=value` (no `=`)", n + 1))?;
         let k = k.trim();
         if k.is_empty() {
-            return Err(format!("`{item}` has an empty key"));
+            return Err(format!("item {} has an empty key", n + 1));
         }
         out.push((k.to_string(), percent_decode(v.trim())));
     }
@@ -576,40 +688,293 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Whether `filter` is a `tracing` filter (`info`, `ebpf_receiver=debug,warn`, ...).
+fn log_filter_ok(filter: &str) -> Result<(), String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(filter)
+        .map(drop)
+        .map_err(|e| {
+            format!("`{filter}` is not a log filter such as `info` or `ebpf_receiver=debug`: {e}")
+        })
+}
+
+/// The field path of an error about the whole document.
+const DOCUMENT: &str = "<document>";
+
+/// A serde-saphyr error as a located [`ConfigError::Invalid`] whose reason names what was
+/// found and what was expected, in the words of this file's schema rather than the parser's.
+fn yaml_error(err: &serde_saphyr::Error, text: &str, path: &Path) -> ConfigError {
+    use serde_saphyr::Error as E;
+    let err = err.without_snippet();
+    let (line, column) = position(err).unwrap_or((1, 1));
+    // Through an alias, the reason is about the anchored value; the location is the use.
+    if let E::AliasError { error, .. } = err {
+        let inner = yaml_error(error, text, path);
+        if let ConfigError::Invalid {
+            line: l,
+            column: c,
+            reason,
+            ..
+        } = inner
+        {
+            return ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                field: field_path_at(text, line, column, false)
+                    .unwrap_or_else(|| DOCUMENT.to_string()),
+                reason: format!("{reason} (the alias's anchor is at {l}:{c})"),
+            };
+        }
+        return inner;
+    }
+    // Whether the location is the offending key itself (unknown, twice) rather than a value.
+    let mut at_key = false;
+    let mut whole_document = false;
+    let reason = match err {
+        E::SerdeUnknownField {
+            field, expected, ..
+        } => {
+            at_key = true;
+            unknown_key(field, expected)
+        }
+        E::DuplicateMappingKey { key, .. } => {
+            at_key = true;
+            match key {
+                Some(k) => format!("`{k}` is set twice in the same mapping"),
+                None => "a key is set twice in the same mapping".to_string(),
+            }
+        }
+        E::InvalidScalar { ty, .. } => {
+            format!(
+                "`{}` is not {}",
+                scalar_at(text, line, column),
+                type_words(ty)
+            )
+        }
+        E::SerdeUnknownVariant {
+            variant, expected, ..
+        } => format!("`{variant}` is not one of {}", expected.join(", ")),
+        E::Unexpected { expected, .. } => {
+            let want = match *expected {
+                "mapping start" => "a mapping of `key: value` lines",
+                "sequence start" => "a list",
+                "string scalar" | "scalar" => "a single value",
+                other => other,
+            };
+            format!("expected {want}, found {}", node_at(text, line, column))
+        }
+        E::MultipleDocuments { .. } => {
+            whole_document = true;
+            "a second YAML document (after `---`): a configuration file holds one".to_string()
+        }
+        E::Budget {
+            breach: serde_saphyr::budget::BudgetBreach::Documents { .. },
+            ..
+        } => {
+            whole_document = true;
+            "a second YAML document (after `---`): a configuration file holds one".to_string()
+        }
+        E::Budget { breach, .. } => {
+            whole_document = true;
+            format!(
+                "{}: a limit against YAML bombs; a configuration file is small and flat",
+                budget_words(breach)
+            )
+        }
+        E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. } => {
+            whole_document = true;
+            "aliases (`*name`) expand to too much: a limit against YAML bombs".to_string()
+        }
+        other => {
+            let msg = first_line(&other.to_string());
+            if msg.contains("tabs disallowed") {
+                at_key = true;
+                "a tab in the indentation: YAML indents with spaces only".to_string()
+            } else if msg.contains("recursion limit exceeded") {
+                whole_document = true;
+                "nested too deeply: a limit against YAML bombs".to_string()
+            } else if matches!(other, E::Message { .. } | E::SerdeInvalidValue { .. }) {
+                // A value's own parser said no (e.g. a socket address): show the value.
+                format!("`{}`: {msg}", scalar_at(text, line, column))
+            } else {
+                msg
+            }
+        }
+    };
+    let field = if whole_document {
+        None
+    } else {
+        field_path_at(text, line, column, at_key)
+    };
+    ConfigError::Invalid {
+        path: path.to_path_buf(),
+        line,
+        column,
+        field: field.unwrap_or_else(|| DOCUMENT.to_string()),
+        reason,
+    }
+}
+
+/// 1-based (line, column) of a serde-saphyr error, when it has one.
+fn position(err: &serde_saphyr::Error) -> Option<(usize, usize)> {
+    err.location()
+        .map(|l| (l.line() as usize, l.column() as usize))
+        .filter(|(l, c)| *l > 0 && *c > 0)
+}
+
 fn first_line(s: &str) -> String {
     let line = s.lines().next().unwrap_or(s).trim();
     // serde-saphyr prefixes "error: line L column C: "; the location is reported separately.
     let line = line.strip_prefix("error: ").unwrap_or(line);
-    match line.split_once(": ") {
-        Some((head, tail)) if head.starts_with("line ") => tail.to_string(),
+    let line = match line.split_once(": ") {
+        Some((head, tail)) if head.starts_with("line ") => tail,
+        _ => line,
+    };
+    // ... and some messages end with " at line L, column C".
+    match line.rsplit_once(" at line ") {
+        Some((msg, pos)) if pos.contains(", column ") => msg.to_string(),
         _ => line.to_string(),
     }
 }
 
-/// The field name inside backticks in a serde message, e.g. unknown field `compresion`.
-fn quoted_field(reason: &str) -> Option<String> {
-    let start = reason.find('`')? + 1;
-    let len = reason.get(start..)?.find('`')?;
-    reason.get(start..start + len).map(str::to_string)
+/// "unknown key `compresion` (did you mean `compression`?); the keys here are ...".
+fn unknown_key(field: &str, expected: &[&str]) -> String {
+    let near = expected
+        .iter()
+        .map(|e| (edit_distance(field, e), *e))
+        .filter(|(d, e)| *d <= 2.max(e.len() / 4) || (field.len() >= 4 && e.starts_with(field)))
+        .min();
+    let hint = near
+        .map(|(_, e)| format!(" (did you mean `{e}`?)"))
+        .unwrap_or_default();
+    format!(
+        "unknown key `{field}`{hint}; the keys here are {}",
+        expected.join(", ")
+    )
 }
 
-/// Block-style YAML key path of the key at or enclosing (line, column), both 1-based.
-fn field_path_at(text: &str, line: usize, _column: usize) -> Option<String> {
-    let lines: Vec<&str> = text.lines().collect();
+/// Levenshtein distance, for "did you mean" (keys are short).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev.get(j).copied().unwrap_or(0) + usize::from(ca != *cb);
+            let del = prev.get(j + 1).copied().unwrap_or(0) + 1;
+            let ins = cur.get(j).copied().unwrap_or(0) + 1;
+            cur.push(sub.min(del).min(ins));
+        }
+        prev = cur;
+    }
+    prev.last().copied().unwrap_or(0)
+}
+
+/// What a serde-saphyr scalar type name means to the user.
+fn type_words(ty: &str) -> String {
+    let range = |max: u64| format!("a whole number in 0..={max}");
+    match ty {
+        "u8" => range(u8::MAX.into()),
+        "u16" => range(u16::MAX.into()),
+        "u32" => range(u32::MAX.into()),
+        "u64" | "usize" => "a whole number (0 or more)".to_string(),
+        "bool" | "boolean" => "`true` or `false`".to_string(),
+        "floating point" | "f32" | "f64" => "a number".to_string(),
+        other => format!("a valid {other}"),
+    }
+}
+
+fn budget_words(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    match breach {
+        B::Depth { depth } => format!("nested {depth} levels deep"),
+        B::Aliases { aliases } => format!("{aliases} aliases (`*name`)"),
+        B::Anchors { anchors } => format!("{anchors} anchors (`&name`)"),
+        B::AliasAnchorRatio { aliases, anchors } => {
+            format!("{aliases} aliases (`*name`) of {anchors} anchors")
+        }
+        B::Nodes { nodes } => format!("more than {} values", nodes.saturating_sub(1)),
+        B::Events { .. } => "too many YAML events".to_string(),
+        B::Documents { documents } => format!("{documents} YAML documents"),
+        B::ScalarBytes { total_scalar_bytes } => {
+            format!("{total_scalar_bytes} bytes of values")
+        }
+        B::RecordedAnchorEvents { .. } | B::RecordedAnchorBytes { .. } => {
+            "anchors (`&name`) that hold too much".to_string()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+/// The 1-based (line, column) character position in `text`, as a char iterator from there.
+fn chars_at(text: &str, line: usize, column: usize) -> impl Iterator<Item = char> + '_ {
+    text.lines()
+        .nth(line.saturating_sub(1))
+        .unwrap_or("")
+        .chars()
+        .skip(column.saturating_sub(1))
+}
+
+/// The plain scalar at a position, cut at a comment or a flow delimiter (and at 40 chars).
+fn scalar_at(text: &str, line: usize, column: usize) -> String {
+    let mut out = String::new();
+    let mut prev = ' ';
+    for c in chars_at(text, line, column) {
+        if matches!(c, ',' | ']' | '}') || (c == '#' && prev == ' ') {
+            break;
+        }
+        if out.chars().count() == 40 {
+            out.push('…');
+            break;
+        }
+        out.push(c);
+        prev = c;
+    }
+    out.trim().to_string()
+}
+
+/// What kind of YAML node starts at a position: "a list", "a mapping", "an empty value"...
+fn node_at(text: &str, line: usize, column: usize) -> String {
+    let rest: String = chars_at(text, line, column).collect();
+    let rest = rest.trim();
+    let is_key = yaml_key(rest).is_some() && !rest.starts_with(['"', '\'']);
+    match rest.chars().next() {
+        None | Some('~' | '#') => "an empty value".to_string(),
+        Some('[' | '-') => "a list".to_string(),
+        Some('{') => "a mapping".to_string(),
+        _ if rest == "null" || rest == "Null" || rest == "NULL" => "an empty value".to_string(),
+        _ if is_key => "a mapping".to_string(),
+        _ => format!("the value `{}`", scalar_at(text, line, column)),
+    }
+}
+
+/// Block-style YAML key path of the value at (line, column), both 1-based: the keys that
+/// enclose it, and with `at_key` the key that starts there (an unknown or repeated key).
+fn field_path_at(text: &str, line: usize, column: usize, at_key: bool) -> Option<String> {
     let idx = line.checked_sub(1)?;
-    // Start from the error line, or the nearest key line above it.
-    let mut stack: Vec<(usize, String)> = Vec::new();
+    let mut stack: Vec<String> = Vec::new();
     let mut want_indent = usize::MAX;
-    for l in lines
-        .get(..=idx.min(lines.len().saturating_sub(1)))?
-        .iter()
+    for (n, l) in text
+        .lines()
+        .enumerate()
+        .take(idx + 1)
+        .collect::<Vec<_>>()
+        .into_iter()
         .rev()
     {
         let Some((indent, key)) = yaml_key(l) else {
             continue;
         };
+        // A value error located at a key means the mapping starting there is the bad value:
+        // it belongs to the key above.
+        if n == idx && !at_key && indent + 1 >= column {
+            continue;
+        }
         if indent < want_indent {
-            stack.push((indent, key));
+            stack.push(key);
             want_indent = indent;
             if indent == 0 {
                 break;
@@ -619,14 +984,8 @@ fn field_path_at(text: &str, line: usize, _column: usize) -> Option<String> {
     if stack.is_empty() {
         return None;
     }
-    Some(
-        stack
-            .into_iter()
-            .rev()
-            .map(|(_, k)| k)
-            .collect::<Vec<_>>()
-            .join("."),
-    )
+    stack.reverse();
+    Some(stack.join("."))
 }
 
 /// Line and column (1-based) of a dotted key path in block-style YAML.
@@ -779,6 +1138,91 @@ mod tests {
             cfg.apply_env(|k| (k == "OTEL_EXPORTER_OTLP_PROTOCOL").then(|| "http/json".into()))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_value_error_at_a_key_belongs_to_the_key_above() {
+        let text = "ebpf:\n  max_capture_bytes:\n    a: 1\n";
+        // The mapping `a: 1` is the bad value of max_capture_bytes...
+        assert_eq!(
+            field_path_at(text, 3, 5, false).as_deref(),
+            Some("ebpf.max_capture_bytes")
+        );
+        // ... while an unknown key `a` there would be named itself.
+        assert_eq!(
+            field_path_at(text, 3, 5, true).as_deref(),
+            Some("ebpf.max_capture_bytes.a")
+        );
+        // A value on the key's own line belongs to that key.
+        let text = "exporter:\n  headers:\n    a: b\n  timeout_ms: soon\n";
+        assert_eq!(
+            field_path_at(text, 4, 15, false).as_deref(),
+            Some("exporter.timeout_ms")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_suggest_the_nearest_one() {
+        let keys = ["endpoint", "compression", "timeout_ms"];
+        assert!(unknown_key("compresion", &keys).contains("did you mean `compression`?"));
+        assert!(unknown_key("timeout", &keys).contains("did you mean `timeout_ms`?"));
+        assert!(!unknown_key("zzz", &keys).contains("did you mean"));
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn header_errors_never_echo_the_header() {
+        let err = parse_key_values("x=1, authorization: Bearer s3cret").expect_err("no `=`");
+        assert_eq!(err, "item 2 is not `key=value` (no `=`)");
+        assert!(!err.contains("s3cret"));
+    }
+
+    #[test]
+    fn yaml_bombs_are_refused_within_the_budget() {
+        // 2,000 aliases of one anchor.
+        let aliases = format!(
+            "targets:\n  pids: [&p 1]\n  exclude_pids: [{}]\n",
+            vec!["*p"; 2000].join(", ")
+        );
+        // 10,000-deep flow nesting.
+        let deep = format!(
+            "targets:\n  pids: {}{}\n",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        for (what, text) in [("aliases", aliases), ("depth", deep)] {
+            match parse(&text) {
+                Err(ConfigError::Invalid { field, reason, .. }) => {
+                    assert_eq!(field, DOCUMENT, "{what}: {reason}");
+                    assert!(reason.contains("YAML bombs"), "{what}: {reason}");
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn files_over_the_cap_are_not_read_whole() {
+        let dir = std::env::temp_dir().join(format!("ebpf-receiver-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("big.yaml");
+        let mut text = String::from("targets:\n  pids:\n");
+        while text.len() <= MAX_CONFIG_FILE_BYTES {
+            text.push_str("    - 1\n");
+        }
+        std::fs::write(&path, &text).expect("write");
+        assert!(matches!(
+            Config::load(&path),
+            Err(ConfigError::TooLarge { .. })
+        ));
+        // Just under the cap is read (and then refused for what it says).
+        std::fs::write(&path, "# padding\n".repeat(MAX_CONFIG_FILE_BYTES / 16)).expect("write");
+        assert_eq!(
+            Config::load(&path).expect("comments only"),
+            Config::default()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -128,14 +128,19 @@ fn load(args: &RunArgs) -> Result<(Loaded, String), ConfigError> {
     if let Some(l) = &args.log_level {
         cfg.telemetry.log_level = l.clone();
     }
+    // The file and the environment were valid on their own: what fails now came from a flag.
     cfg.validate().map_err(|(field, reason)| {
         let flag = match field.as_str() {
-            "exporter.endpoint" => "--endpoint".to_string(),
-            "telemetry.metrics_address" => "--metrics-address".to_string(),
-            "telemetry.log_level" => "--log-level".to_string(),
-            other => other.to_string(),
+            "exporter.endpoint" => "--endpoint",
+            "telemetry.metrics_address" => "--metrics-address",
+            "telemetry.log_level" => "--log-level",
+            _ => "a flag",
         };
-        ConfigError::Flag { flag, reason }
+        ConfigError::Flag {
+            flag: flag.to_string(),
+            field,
+            reason,
+        }
     })?;
     Ok(((cfg, attrs), shown))
 }

@@ -108,13 +108,14 @@ pub fn probe_no_inference(receiver_bin: &Path, dir: &Path) -> Option<String> {
     {
         Ok(o) if o.status.success() => None,
         Ok(o) => {
-            // `error: <file>:3:3: `ebpf.kernel_inference`: unknown field …`: keep the reason.
+            // `error: <file>:3:3: `ebpf.kernel_inference`: unknown key …`: keep the reason.
             let text = String::from_utf8_lossy(&o.stderr);
             let line = text.lines().next().unwrap_or("rejected").trim();
             let reason = line
                 .find("`ebpf.kernel_inference`")
                 .map_or(line, |i| &line[i..]);
             let reason = reason.split(", expected").next().unwrap_or(reason);
+            let reason = reason.split("; the keys here").next().unwrap_or(reason);
             Some(format!("the receiver rejects it: {reason}"))
         }
         Err(e) => Some(format!("cannot run the receiver: {e}")),

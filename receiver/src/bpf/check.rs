@@ -2,6 +2,7 @@
 
 use std::{fs, path::Path};
 
+use super::caps;
 use super::load::{TRACEFS, ensure_tracefs, tracepoints};
 
 /// One checked capability of the host.
@@ -12,11 +13,6 @@ pub struct CheckItem {
     /// What was found, or what is missing and how to fix it.
     pub detail: String,
 }
-
-const CAP_SYS_PTRACE: u32 = 19;
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
 
 /// Checks BTF, tracefs, every needed tracepoint, uprobes, ring buffer maps and capabilities.
 pub fn check() -> Vec<CheckItem> {
@@ -106,51 +102,35 @@ fn check_kernel() -> CheckItem {
     }
 }
 
+/// One item per capability in [`caps::REQUIRED_CAPABILITIES`]: the same rule `run` applies at
+/// start.
 fn check_capabilities() -> Vec<CheckItem> {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let cap_eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
-    let Some(cap_eff) = cap_eff else {
-        return vec![CheckItem {
-            name: "capabilities",
-            ok: false,
-            detail: "cannot read CapEff from /proc/self/status".into(),
-        }];
+    let eff = match caps::effective() {
+        Ok(eff) => eff,
+        Err(why) => {
+            return vec![CheckItem {
+                name: "capabilities",
+                ok: false,
+                detail: why,
+            }];
+        }
     };
-    let has = |cap: u32| cap_eff & (1u64 << cap) != 0;
-    let bpf_ok = (has(CAP_BPF) && has(CAP_PERFMON)) || has(CAP_SYS_ADMIN);
-    let mut missing = Vec::new();
-    if !bpf_ok {
-        if !has(CAP_BPF) {
-            missing.push("CAP_BPF");
-        }
-        if !has(CAP_PERFMON) {
-            missing.push("CAP_PERFMON");
-        }
-    }
-    vec![
-        CheckItem {
-            name: "capabilities (load probes)",
-            ok: bpf_ok,
-            detail: if bpf_ok {
-                "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) effective".into()
-            } else {
-                format!("missing {} (or CAP_SYS_ADMIN)", missing.join(" and "))
-            },
-        },
-        CheckItem {
-            name: "capabilities (socket tuples)",
-            ok: has(CAP_SYS_PTRACE),
-            detail: if has(CAP_SYS_PTRACE) {
-                "CAP_SYS_PTRACE effective (pidfd_getfd)".into()
-            } else {
-                "missing CAP_SYS_PTRACE: peer addresses of accepted/seeded sockets fall back to /proc"
-                    .into()
-            },
-        },
-    ]
+    let missing = caps::missing(eff);
+    caps::REQUIRED_CAPABILITIES
+        .iter()
+        .map(|c| {
+            let ok = !missing.contains(&c);
+            CheckItem {
+                name: c.name,
+                ok,
+                detail: if ok {
+                    format!("effective ({})", c.needed_for)
+                } else {
+                    format!("missing: {}", c.needed_for)
+                },
+            }
+        })
+        .collect()
 }
 
 /// Creates (and closes) a one-page BPF ring buffer map.

@@ -467,6 +467,15 @@ impl Probes {
     pub fn program_stats(&self) -> Result<Vec<ProgramStats>, LoadError> {
         program_stats(&self.ebpf, PROGRAMS)
     }
+
+    /// The name of every program in the eBPF object, loaded or not: the receiver's and the
+    /// benchmark's empty `floor_*` programs (see [`FloorProbes`]).
+    pub fn object_programs(&self) -> Vec<String> {
+        self.ebpf
+            .programs()
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
 }
 
 /// Verifier facts and run-time counters of the loaded programs `names`.

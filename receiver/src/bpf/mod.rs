@@ -5,7 +5,7 @@
 //!   runtime knobs (globals) and the filter maps, and attaches every syscall tracepoint.
 //! - [`RingReader`] drains the control and data rings into decoded [`KernelEvent`]s.
 //! - [`ConnControl`] disables/enables capture per connection and seeds pre-existing sockets.
-//! - [`check`] is `ebpf-receiver check`.
+//! - [`check`] is `ebpf-receiver check`; [`caps::require`] is the capability check at start.
 //! - [`RawInference`] infers in user space the connections the kernel forwards uninferred
 //!   (`ebpf.kernel_inference: false`), with the kernel's own inference code.
 //!
@@ -17,6 +17,7 @@
 //! fds without a close syscall, so entries of exited processes stay in `CONNS` until
 //! [`ConnControl::purge_exited`] runs.
 
+pub mod caps;
 mod check;
 pub mod event;
 mod infer;
