@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod bootstrap;
+pub mod canary;
 pub mod clients;
 pub mod collector;
 pub mod figures;
