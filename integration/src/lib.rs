@@ -21,4 +21,5 @@ pub mod process;
 pub mod receiver;
 pub mod replay;
 pub mod servers;
+pub mod span_metrics;
 pub mod world;

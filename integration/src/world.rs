@@ -129,7 +129,7 @@ impl<S: Server> World<S> {
     }
 
     /// As [`start`](Self::start) with another Collector: `collector(dir, otlp_port)` (e.g. the
-    /// sidecar's span-metrics pipeline).
+    /// sidecar's span-metrics pipeline, [`crate::span_metrics`]).
     pub fn start_with_collector(
         name: &str,
         server: impl FnOnce(&Path) -> Result<S>,
