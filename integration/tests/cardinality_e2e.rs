@@ -161,12 +161,12 @@ fn drive(w: &World<Servers>, dir: &Path, phase: u32, n: u64, sent: &mut Sent) ->
         .map(|i| format!("FOO{phase}Q{:x} x", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
         .collect();
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let foo = clients::redis::cli_lines(dir, &format!("redis-foo-{phase}"), rd, &lines)?;
-    let errors = foo.stdout.matches("unknown command").count() as u64;
+    let unknown_run = clients::redis::cli_lines(dir, &format!("redis-foo-{phase}"), rd, &lines)?;
+    let errors = unknown_run.stdout.matches("unknown command").count() as u64;
     if errors != unknown {
         bail!("redis-cli: {errors} `unknown command` replies to {unknown} unknown commands");
     }
-    sent.pids.extend([set.pid, foo.pid]);
+    sent.pids.extend([set.pid, unknown_run.pid]);
     *sent.requests.entry("redis").or_default() += n + unknown;
     let rd_s = t0.elapsed();
     eprintln!(

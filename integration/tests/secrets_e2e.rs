@@ -60,7 +60,7 @@ impl Book {
         self.0.push(c.clone());
         c
     }
-    fn new(&mut self, label: &str, tag: &str) -> String {
+    fn fresh(&mut self, label: &str, tag: &str) -> String {
         self.add(Canary::new(label, tag)).value
     }
 }
@@ -144,9 +144,9 @@ fn no_canary_leaves_the_receiver() -> Result<()> {
     let mut expects = Vec::new();
 
     // Canaries the servers need before they start.
-    let redis_pw = book.new("redis requirepass: AUTH (redis-py, redis-cli -a)", "rdauth");
-    let set_cookie = book.new("HTTP response Set-Cookie", "setck");
-    let resp_body = book.new("HTTP response body", "rbody");
+    let redis_pw = book.fresh("redis requirepass: AUTH (redis-py, redis-cli -a)", "rdauth");
+    let set_cookie = book.fresh("HTTP response Set-Cookie", "setck");
+    let resp_body = book.fresh("HTTP response body", "rbody");
     let nginx_conf = format!(
         "location = /sec/cookie {{ add_header Set-Cookie \"sid={set_cookie}; HttpOnly\" always; return 200 \"ok\\n\"; }}\n\
          location = /sec/body {{ default_type text/plain; return 200 \"{resp_body}\\n\"; }}\n\
@@ -177,7 +177,7 @@ fn no_canary_leaves_the_receiver() -> Result<()> {
     })?;
 
     // The receiver: trace logs from every crate, a canary header on its exports.
-    let header = book.new("exporter.headers value (gRPC metadata)", "hdr");
+    let header = book.fresh("exporter.headers value (gRPC metadata)", "hdr");
     let metrics_port = free_port()?;
     let config = test_config(&w.collector.endpoint(), metrics_port)
         .replace("log_level: info", "log_level: trace")
@@ -327,13 +327,13 @@ fn mysql_section(
     dir: &Path,
 ) -> Result<()> {
     let my = &w.server.0;
-    let pw_tcp = book.new("mysql password, TCP login (and CREATE USER)", "mytcp");
-    let pw_sock = book.new(
+    let pw_tcp = book.fresh("mysql password, TCP login (and CREATE USER)", "mytcp");
+    let pw_sock = book.fresh(
         "mysql password, Unix socket login (and CREATE USER)",
         "mysock",
     );
-    let pw_chg = book.new("mysql password, COM_CHANGE_USER (and CREATE USER)", "mychg");
-    let pw_cli = book.new("mysql password on the mariadb command line", "mycli");
+    let pw_chg = book.fresh("mysql password, COM_CHANGE_USER (and CREATE USER)", "mychg");
+    let pw_cli = book.fresh("mysql password on the mariadb command line", "mycli");
     // Accounts, created while the receiver traces (CREATE USER … IDENTIFIED BY is a literal).
     my.root_sql(&format!(
         "CREATE USER 'sec_tcp'@'%' IDENTIFIED BY '{pw_tcp}';
@@ -344,30 +344,30 @@ fn mysql_section(
          CREATE TABLE IF NOT EXISTS e2e.sec_u (k VARCHAR(200) PRIMARY KEY);"
     ))?;
 
-    let single = book.new("mysql literal '…'", "mysq");
-    let double = book.new("mysql literal \"…\"", "mydq");
+    let single = book.fresh("mysql literal '…'", "mysq");
+    let double = book.fresh("mysql literal \"…\"", "mydq");
     let hex0x = book.add(Canary::new("mysql literal 0x…", "myhex"));
     let hexx = book.add(Canary::new("mysql literal X'…'", "myxq"));
     let bits = book.add(Canary::bit_string("mysql literal b'…'", "mybit"));
-    let utf8mb4 = book.new("mysql literal _utf8mb4'…'", "myutfmb");
-    let utf8 = book.new("mysql literal _utf8'…'", "myutf");
-    let national = book.new("mysql literal N'…'", "mynat");
-    let escaped = book.new("mysql literal with '' and \\' escapes", "myesc");
+    let utf8mb4 = book.fresh("mysql literal _utf8mb4'…'", "myutfmb");
+    let utf8 = book.fresh("mysql literal _utf8'…'", "myutf");
+    let national = book.fresh("mysql literal N'…'", "mynat");
+    let escaped = book.fresh("mysql literal with '' and \\' escapes", "myesc");
     let number = book.add(Canary::digits("mysql numeric literal"));
     let float = book.add(Canary::digits("mysql float literal"));
-    let block = book.new("mysql /* comment */", "myblk");
-    let dash = book.new("mysql -- comment", "mydash");
-    let hash = book.new("mysql # comment", "myhash");
-    let var = book.new("mysql SET @var literal", "myvar");
-    let dup = book.new("mysql literal echoed by the duplicate-key error", "mydup");
-    let long = book.new("mysql literal past the 2 KiB query-text cap", "mylong");
-    let cut = book.new("mysql literal cut by the capture cap", "mycut");
-    let param = book.new("mysql COM_STMT_EXECUTE string parameter", "myparam");
+    let block = book.fresh("mysql /* comment */", "myblk");
+    let dash = book.fresh("mysql -- comment", "mydash");
+    let hash = book.fresh("mysql # comment", "myhash");
+    let var = book.fresh("mysql SET @var literal", "myvar");
+    let dup = book.fresh("mysql literal echoed by the duplicate-key error", "mydup");
+    let long = book.fresh("mysql literal past the 2 KiB query-text cap", "mylong");
+    let cut = book.fresh("mysql literal cut by the capture cap", "mycut");
+    let param = book.fresh("mysql COM_STMT_EXECUTE string parameter", "myparam");
     let blob = book.add(Canary::new(
         "mysql COM_STMT_EXECUTE blob parameter",
         "myblob",
     ));
-    let after_chg = book.new("mysql literal after COM_CHANGE_USER", "myafter");
+    let after_chg = book.fresh("mysql literal after COM_CHANGE_USER", "myafter");
 
     let steps = vec![
         sql(&format!("SELECT id FROM t1 WHERE name = '{single}'")),
@@ -456,9 +456,9 @@ fn postgres_section(
     dir: &Path,
 ) -> Result<()> {
     let pg = &w.server.1;
-    let scram = book.new("postgres SCRAM password (and CREATE ROLE)", "pgscram");
-    let md5 = book.new("postgres md5 password (and CREATE ROLE)", "pgmd");
-    let clear = book.new(
+    let scram = book.fresh("postgres SCRAM password (and CREATE ROLE)", "pgscram");
+    let md5 = book.fresh("postgres md5 password (and CREATE ROLE)", "pgmd");
+    let clear = book.fresh(
         "postgres cleartext password, TCP and socket (and CREATE ROLE)",
         "pgclear",
     );
@@ -511,14 +511,14 @@ fn postgres_section(
     )?;
 
     // Bind parameters (psycopg, SCRAM login).
-    let p_text = book.new("postgres Bind parameter (text)", "pgbindt");
-    let p_bin = book.new("postgres Bind parameter (binary format)", "pgbindb");
+    let p_text = book.fresh("postgres Bind parameter (text)", "pgbindt");
+    let p_bin = book.fresh("postgres Bind parameter (binary format)", "pgbindb");
     let p_bytea = book.add(Canary::new("postgres Bind parameter (bytea)", "pgbytea"));
-    let p_dup = book.new(
+    let p_dup = book.fresh(
         "postgres Bind parameter echoed by a duplicate-key error",
         "pgbdup",
     );
-    let p_int = book.new(
+    let p_int = book.fresh(
         "postgres Bind parameter echoed by an invalid-input error",
         "pgbint",
     );
@@ -560,7 +560,7 @@ fn postgres_section(
 
     // Literals over the simple protocol (psql, cleartext login over TCP).
     let mut lit = Vec::new();
-    let mut add = |label: &str, tag: &str| book.new(label, tag);
+    let mut add = |label: &str, tag: &str| book.fresh(label, tag);
     let l_single = add("postgres literal '…'", "pgsq");
     let l_e = add("postgres literal E'…'", "pge");
     let l_dollar = add("postgres literal $$…$$", "pgdol");
@@ -671,7 +671,7 @@ fn redis_section(
     password: &str,
 ) -> Result<()> {
     let r = &w.server.2;
-    let hello = book.new(
+    let hello = book.fresh(
         "redis HELLO 3 AUTH password (and ACL SETUSER >…)",
         "rdhello",
     );
@@ -704,14 +704,14 @@ fn redis_section(
         2,
     );
 
-    let wrong = book.new("redis failed AUTH password", "rdwrong");
-    let key = book.new("redis key", "rdkey");
-    let value = book.new("redis value", "rdval");
-    let masterauth = book.new("redis CONFIG SET masterauth", "rdmaster");
-    let migrate = book.new("redis MIGRATE … AUTH", "rdmig");
-    let eval = book.new("redis EVAL script", "rdeval");
-    let publish = book.new("redis PUBLISH message", "rdpub");
-    let echo = book.new("redis ECHO", "rdecho");
+    let wrong = book.fresh("redis failed AUTH password", "rdwrong");
+    let key = book.fresh("redis key", "rdkey");
+    let value = book.fresh("redis value", "rdval");
+    let masterauth = book.fresh("redis CONFIG SET masterauth", "rdmaster");
+    let migrate = book.fresh("redis MIGRATE … AUTH", "rdmig");
+    let eval = book.fresh("redis EVAL script", "rdeval");
+    let publish = book.fresh("redis PUBLISH message", "rdpub");
+    let echo = book.fresh("redis ECHO", "rdecho");
     let steps = vec![
         json!({"cmd": ["AUTH", wrong]}),
         json!({"cmd": ["SET", format!("k:{key}"), value]}),
@@ -750,7 +750,7 @@ fn http_section(
     let ng = &w.server.3;
     let port = ng.port;
     let url = |p: &str| ng.url(p);
-    let bearer = book.new("HTTP Authorization: Bearer", "bearer");
+    let bearer = book.fresh("HTTP Authorization: Bearer", "bearer");
     let basic = book
         .add(basic_canary("HTTP Authorization: Basic (curl -u)", "basic"))
         .value;
@@ -760,19 +760,19 @@ fn http_section(
             "uinfo",
         ))
         .value;
-    let cookie = book.new("HTTP Cookie", "cookie");
-    let cookie2 = book.new("HTTP Cookie (second pair)", "cookiet");
-    let q_token = book.new("HTTP ?token=", "qtoken");
-    let q_password = book.new("HTTP ?password=", "qpass");
-    let q_apikey = book.new("HTTP ?api_key=", "qapikey");
-    let q_access = book.new("HTTP ?access_token=", "qaccess");
-    let q_sig = book.new("HTTP ?sig=", "qsig");
-    let proxy = book.new("HTTP Proxy-Authorization", "proxy");
-    let xapi = book.new("HTTP X-Api-Key", "xapi");
-    let form = book.new("HTTP form body password=", "form");
-    let abs = book.new("HTTP absolute-form target userinfo", "absui");
-    let host = book.new("HTTP Host header userinfo", "hostui");
-    let piped = book.new("HTTP Authorization in a pipelined request", "piped");
+    let cookie = book.fresh("HTTP Cookie", "cookie");
+    let cookie2 = book.fresh("HTTP Cookie (second pair)", "cookiet");
+    let q_token = book.fresh("HTTP ?token=", "qtoken");
+    let q_password = book.fresh("HTTP ?password=", "qpass");
+    let q_apikey = book.fresh("HTTP ?api_key=", "qapikey");
+    let q_access = book.fresh("HTTP ?access_token=", "qaccess");
+    let q_sig = book.fresh("HTTP ?sig=", "qsig");
+    let proxy = book.fresh("HTTP Proxy-Authorization", "proxy");
+    let xapi = book.fresh("HTTP X-Api-Key", "xapi");
+    let form = book.fresh("HTTP form body password=", "form");
+    let abs = book.fresh("HTTP absolute-form target userinfo", "absui");
+    let host = book.fresh("HTTP Host header userinfo", "hostui");
+    let piped = book.fresh("HTTP Authorization in a pipelined request", "piped");
 
     let mut curls: Vec<(String, Vec<String>, String)> = vec![
         (
