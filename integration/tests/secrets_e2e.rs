@@ -5,7 +5,9 @@
 //! header to the Collector. Real clients then put a distinct canary in every place a secret
 //! travels:
 //! - MySQL: passwords over TCP and the Unix socket (mysql-connector-python), `COM_CHANGE_USER`,
-//!   a password on the `mariadb` command line, `CREATE USER … IDENTIFIED BY`; literals `'…'`,
+//!   a password on the `mariadb` command line, `CREATE USER … IDENTIFIED BY`, cleartext
+//!   passwords (accounts checked by PAM in the server's own mount namespace: the `dialog`
+//!   plugin sends them in clear) over TCP and the socket; literals `'…'`,
 //!   `"…"`, `0x…`, `X'…'`, `b'…'`, `_utf8mb4'…'`, `_utf8'…'`, `N'…'`, escaped quotes, numbers,
 //!   comments; binary-protocol parameters (text and blob); a literal the server's error text
 //!   echoes (duplicate key); a literal past the query-text cap; a literal cut by the capture cap.
@@ -152,11 +154,21 @@ fn no_canary_leaves_the_receiver() -> Result<()> {
          location = /sec/body {{ default_type text/plain; return 200 \"{resp_body}\\n\"; }}\n\
          location /sec/ {{ return 200 \"ok\\n\"; }}\n"
     );
+    let pam_tcp = book.fresh(
+        "mysql cleartext password (PAM, dialog plugin) over TCP",
+        "mypamt",
+    );
+    let pam_sock = book.fresh(
+        "mysql cleartext password (PAM, dialog plugin) over the Unix socket",
+        "mypams",
+    );
     let mut w = World::start("secrets", |d| {
-        let my = MariaDb::start(
+        let pam_d = pam_services(d, &[("e2e-pam-tcp", &pam_tcp), ("e2e-pam-sock", &pam_sock)])?;
+        let my = MariaDb::start_with_pam(
             &d.join("mariadb"),
             free_port()?,
             Output::File(d.join("mariadbd.log")),
+            &pam_d,
         )?;
         let pg = Postgres::start(&d.join("pg"))?;
         let rd = Redis::start_with(
@@ -190,6 +202,7 @@ fn no_canary_leaves_the_receiver() -> Result<()> {
     let dir = w.dir.clone();
 
     mysql_section(&mut w, &mut book, &mut expects, &mut checks, &dir)?;
+    mysql_cleartext(&w, &mut expects, &dir, &pam_tcp, &pam_sock)?;
     postgres_section(&mut w, &mut book, &mut expects, &mut checks, &dir)?;
     redis_section(
         &mut w,
@@ -445,6 +458,84 @@ fn mysql_section(
     let cli_run = clients::run_ok(dir, "mysql-cli", cli)?;
     expect(expects, "mariadb CLI client", cli_run.pid, true, 1);
     expect(expects, "mariadbd", my.pid(), false, n_steps + 1);
+    Ok(())
+}
+
+/// PAM services for MariaDB's `auth_pam`: each accepts exactly one password, checked by a
+/// script `pam_exec` hands it to (`expose_authtok`: the password on stdin). Returns the
+/// directory the server sees as `/etc/pam.d`.
+fn pam_services(dir: &Path, services: &[(&str, &str)]) -> Result<PathBuf> {
+    let pam_d = dir.join("pam.d");
+    std::fs::create_dir_all(&pam_d)?;
+    let check = dir.join("pam-check.sh");
+    std::fs::write(
+        &check,
+        "#!/bin/sh
+# $1: the one password this service accepts.
+         pw=$(head -c 200 | tr -d '\\000')
+[ \"$pw\" = \"$1\" ]
+",
+    )?;
+    std::fs::set_permissions(&check, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    for (service, password) in services {
+        std::fs::write(
+            pam_d.join(service),
+            format!(
+                "auth required pam_exec.so expose_authtok quiet {} {password}
+                 account required pam_permit.so
+",
+                check.display()
+            ),
+        )?;
+    }
+    Ok(pam_d)
+}
+
+/// Cleartext MySQL passwords: accounts checked by PAM, so the server asks the client for the
+/// password itself (the `dialog` plugin) and the `mariadb` CLI sends it in clear, over TCP and
+/// over the Unix socket.
+fn mysql_cleartext(
+    w: &World<(MariaDb, Postgres, Redis, Nginx)>,
+    expects: &mut Vec<Expect>,
+    dir: &Path,
+    pam_tcp: &str,
+    pam_sock: &str,
+) -> Result<()> {
+    let my = &w.server.0;
+    my.root_sql(
+        "INSTALL SONAME 'auth_pam';
+         CREATE USER 'sec_pamt'@'%' IDENTIFIED VIA pam USING 'e2e-pam-tcp';
+         CREATE USER 'sec_pams'@'localhost' IDENTIFIED VIA pam USING 'e2e-pam-sock';
+         GRANT ALL PRIVILEGES ON *.* TO 'sec_pamt'@'%', 'sec_pams'@'localhost';",
+    )?;
+    let mut tcp = std::process::Command::new("mariadb");
+    tcp.args(["--no-defaults", "--protocol=tcp", "-h", "127.0.0.1", "-P"])
+        .arg(my.port.to_string())
+        .arg("-usec_pamt")
+        .arg(format!("-p{pam_tcp}"))
+        .args(["e2e", "-e", "SELECT id FROM t1 WHERE id = 1"]);
+    let tcp = clients::run_ok(dir, "mysql-pam-tcp", tcp)?;
+    expect(
+        expects,
+        "mariadb CLI, PAM cleartext over TCP",
+        tcp.pid,
+        true,
+        1,
+    );
+    let mut sock = std::process::Command::new("mariadb");
+    sock.args(["--no-defaults", "--protocol=socket", "-S"])
+        .arg(&my.socket)
+        .arg("-usec_pams")
+        .arg(format!("-p{pam_sock}"))
+        .args(["e2e", "-e", "SELECT id FROM t1 WHERE id = 1"]);
+    let sock = clients::run_ok(dir, "mysql-pam-socket", sock)?;
+    expect(
+        expects,
+        "mariadb CLI, PAM cleartext over the socket",
+        sock.pid,
+        true,
+        1,
+    );
     Ok(())
 }
 
