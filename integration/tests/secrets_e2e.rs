@@ -258,6 +258,15 @@ fn no_canary_leaves_the_receiver() -> Result<()> {
         metrics_text.contains("ebpf_receiver_"),
         "the metrics scrape is empty: nothing searched"
     );
+    // The two statements cut by the capture cap really were cut (else those cases test
+    // nothing): the kernel counts each truncated syscall.
+    let truncated = integration::receiver::Metrics::parse(&metrics_text)
+        .get("ebpf_receiver_kernel_drops_total{reason=\"capture_truncated\"}");
+    check!(
+        checks,
+        truncated >= 2.0,
+        "{truncated} truncated captures: the literals meant to be cut by the {CAPTURE_BYTES}-byte cap were not"
+    );
     let collector_out = std::fs::read(&w.collector.spans_file)?;
     let collector_log = std::fs::read(dir.join("otelcol.log")).unwrap_or_default();
     let receiver_log = std::fs::read(dir.join("receiver.log"))?;
@@ -314,7 +323,7 @@ fn no_canary_leaves_the_receiver() -> Result<()> {
     eprintln!(
         "[secrets] {} canaries ({} forms) × {} places = {searches} searches; {} hits; \
          {span_total} spans of the canary exchanges arrived; receiver log {} lines ({verbose_lines} TRACE/DEBUG), \
-         Collector output {} bytes; crash: {}",
+         Collector output {} bytes; {truncated} captures truncated; crash: {}",
         book.0.len(),
         book.0.iter().map(|c| c.forms().len()).sum::<usize>(),
         haystacks.len(),
