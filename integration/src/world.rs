@@ -283,8 +283,12 @@ impl<S: Server> World<S> {
     /// The rest of the Collector's output is read first: a span with a negative duration
     /// anywhere in it fails the test (issue 8, R10).
     pub fn done(mut self, mut checks: Checks) -> Result<()> {
-        if let Err(e) = self.collector.check_output() {
-            checks.fail(format!("{e:#}"));
+        match self.collector.check_output() {
+            Ok(n) => eprintln!(
+                "[e2e:{}] {n} spans read, none ends before it starts",
+                self.name
+            ),
+            Err(e) => checks.fail(format!("{e:#}")),
         }
         let r = checks.finish();
         self.passed = r.is_ok();
