@@ -3,6 +3,35 @@
 -- WRK_MAX_REQUESTS=N: each thread stops after N responses and prints `WRK_CAP` (a request count
 -- instead of a duration; requests in flight on the thread's other connections when it stops are
 -- abandoned). The harness then sends SIGINT, which ends wrk's wait for the duration.
+-- WRK_UNIQUE_PATH_PREFIX=/u/: every request gets a path of its own,
+-- `<prefix><thread>/<n>/orders/<m>` (cardinality tests); WRK_OTHER_METHOD_EVERY=K: every K-th of
+-- those requests uses a method of its own, `FOO` and letters (an extension method nginx accepts).
+local unique_prefix = os.getenv("WRK_UNIQUE_PATH_PREFIX")
+local other_every = tonumber(os.getenv("WRK_OTHER_METHOD_EVERY") or "")
+if unique_prefix then
+  local threads = 0
+  setup = function(thread)
+    threads = threads + 1
+    thread:set("thread_id", threads)
+  end
+  local n = 0
+  local letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+  request = function()
+    n = n + 1
+    local method = "GET"
+    if other_every and n % other_every == 0 then
+      method = "FOO"
+      local k = n
+      while k > 0 do
+        local d = k % 26
+        method = method .. letters:sub(d + 1, d + 1)
+        k = math.floor(k / 26)
+      end
+    end
+    local path = string.format("%s%d/%d/orders/%d", unique_prefix, thread_id or 0, n, (n * 7919) % 100003)
+    return wrk.format(method, path)
+  end
+end
 local max_requests = tonumber(os.getenv("WRK_MAX_REQUESTS") or "")
 if max_requests then
   local seen = 0

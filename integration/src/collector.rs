@@ -265,12 +265,28 @@ fn test_config(name: &str) -> PathBuf {
     paths::collector_config_dir().join(name)
 }
 
+/// Fails for a span that ends before it starts. Every span the harness reads goes through it
+/// ([`SpanReader::poll`]), so a negative duration anywhere fails the e2e test that produced it
+/// (issue 8, R10), whatever that test was looking at.
+pub fn check_span_times(s: &SpanView) -> Result<()> {
+    if s.end_ns < s.start_ns {
+        bail!(
+            "span ends {} ns before it starts (negative duration): {}",
+            s.start_ns - s.end_ns,
+            s.summary()
+        );
+    }
+    Ok(())
+}
+
 /// Reads the file exporter's output incrementally (complete lines only).
 pub struct SpanReader {
     path: PathBuf,
     offset: u64,
     pending: Vec<u8>,
     spans: Vec<SpanView>,
+    /// Spans that failed [`check_span_times`]: every later poll fails with them.
+    bad_times: Vec<String>,
 }
 
 impl SpanReader {
@@ -280,10 +296,12 @@ impl SpanReader {
             offset: 0,
             pending: Vec::new(),
             spans: Vec::new(),
+            bad_times: Vec::new(),
         }
     }
 
-    /// Reads what was appended since the last call; returns all spans so far.
+    /// Reads what was appended since the last call; returns all spans so far. Fails (now and
+    /// on every later call) once any span ended before it started.
     pub fn poll(&mut self) -> Result<&[SpanView]> {
         let mut f = match std::fs::File::open(&self.path) {
             Ok(f) => f,
@@ -302,8 +320,26 @@ impl SpanReader {
             let text = String::from_utf8_lossy(&line);
             let text = text.trim();
             if !text.is_empty() {
-                self.spans.extend(parse_otlp_json(text)?);
+                for s in parse_otlp_json(text)? {
+                    if let Err(e) = check_span_times(&s) {
+                        self.bad_times.push(format!("{e:#}"));
+                    }
+                    self.spans.push(s);
+                }
             }
+        }
+        if !self.bad_times.is_empty() {
+            bail!(
+                "{} span(s) with a negative duration in `{}`:\n  {}",
+                self.bad_times.len(),
+                self.path.display(),
+                self.bad_times
+                    .iter()
+                    .take(10)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            );
         }
         Ok(&self.spans)
     }
@@ -441,6 +477,12 @@ impl Collector {
         Ok(self.reader.poll()?.to_vec())
     }
 
+    /// Reads the rest of the output: fails when any span so far has a negative duration;
+    /// else how many spans there are.
+    pub fn check_output(&mut self) -> Result<usize> {
+        Ok(self.reader.poll()?.len())
+    }
+
     /// Polls the exported spans until `done(spans)` holds; on timeout the error shows up to 60
     /// of the spans seen (those passing `relevant`) and what `done` was waiting for.
     pub fn wait_for(
@@ -522,6 +564,25 @@ mod tests {
         assert_eq!(r.poll().expect("poll").len(), 2);
         std::fs::write(&path, format!("{a}{b}\n{a}{b}\n")).expect("write");
         assert_eq!(r.poll().expect("poll").len(), 4);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_negative_duration_fails_every_later_poll() {
+        let dir = std::env::temp_dir().join(format!("spanreader-neg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("spans.jsonl");
+        std::fs::write(&path, format!("{LINE}\n")).expect("write");
+        let mut r = SpanReader::new(&path);
+        assert_eq!(r.poll().expect("good spans").len(), 2);
+        let bad = LINE.replace("1544712660200000000", "1544712659999999999");
+        std::fs::write(&path, format!("{LINE}\n{bad}\n")).expect("write");
+        let err = format!("{:#}", r.poll().expect_err("a negative duration"));
+        assert!(
+            err.contains("negative duration") && err.contains("SELECT t1"),
+            "{err}"
+        );
+        assert!(r.poll().is_err(), "stays failed");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

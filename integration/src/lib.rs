@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod bootstrap;
+pub mod canary;
 pub mod clients;
 pub mod collector;
 pub mod figures;
@@ -20,4 +21,5 @@ pub mod process;
 pub mod receiver;
 pub mod replay;
 pub mod servers;
+pub mod span_metrics;
 pub mod world;

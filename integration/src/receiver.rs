@@ -84,7 +84,14 @@ impl Receiver {
         exporter_keys: &str,
         extra_yaml: &str,
     ) -> Result<Receiver> {
-        Receiver::start_full(dir, otlp_endpoint, metrics_port, exporter_keys, extra_yaml, &[])
+        Receiver::start_full(
+            dir,
+            otlp_endpoint,
+            metrics_port,
+            exporter_keys,
+            extra_yaml,
+            &[],
+        )
     }
 
     /// As [`start_with_extra`](Self::start_with_extra), run through `wrapper` (see

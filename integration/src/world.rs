@@ -125,6 +125,16 @@ impl<S: Server> World<S> {
     /// not started yet (a test may open connections first): [`start_receiver`](Self::start_receiver).
     /// Panics unless root (the e2e tests need it; run them through `cargo xtask test`).
     pub fn start(name: &str, server: impl FnOnce(&Path) -> Result<S>) -> Result<World<S>> {
+        World::start_with_collector(name, server, Collector::start_test)
+    }
+
+    /// As [`start`](Self::start) with another Collector: `collector(dir, otlp_port)` (e.g. the
+    /// sidecar's span-metrics pipeline, [`crate::span_metrics`]).
+    pub fn start_with_collector(
+        name: &str,
+        server: impl FnOnce(&Path) -> Result<S>,
+        collector: impl FnOnce(&Path, u16) -> Result<Collector>,
+    ) -> Result<World<S>> {
         assert!(
             is_root(),
             "the e2e tests need root (eBPF); run them through `cargo xtask test`"
@@ -132,7 +142,7 @@ impl<S: Server> World<S> {
         let dir = paths::scratch_dir(name)?;
         eprintln!("[e2e:{name}] scratch dir {}", dir.display());
         let server = server(&dir)?;
-        let collector = Collector::start_test(&dir, free_port()?)?;
+        let collector = collector(&dir, free_port()?)?;
         Ok(World {
             name: name.to_string(),
             dir,
@@ -192,6 +202,21 @@ impl<S: Server> World<S> {
             wrapper,
         )?);
         eprintln!("[e2e:{}] receiver ready (through {wrapper:?})", self.name);
+        Ok(())
+    }
+
+    /// Starts the receiver with a whole config text (written to `dir/receiver.yaml`; build it
+    /// from [`crate::receiver::test_config`] for this world's Collector and metrics port
+    /// `metrics_port`), e.g. to change the test config's own keys such as `log_level`.
+    pub fn start_receiver_with_config(&mut self, config: &str, metrics_port: u16) -> Result<()> {
+        let path = self.dir.join("receiver.yaml");
+        std::fs::write(&path, config)?;
+        self.receiver = Some(Receiver::start_with_config(
+            &path,
+            metrics_port,
+            crate::process::Output::File(self.dir.join("receiver.log")),
+        )?);
+        eprintln!("[e2e:{}] receiver ready", self.name);
         Ok(())
     }
 
@@ -280,7 +305,16 @@ impl<S: Server> World<S> {
     }
 
     /// Ends the test with the checks' verdict; artefacts are kept only when something failed.
-    pub fn done(mut self, checks: Checks) -> Result<()> {
+    /// The rest of the Collector's output is read first: a span with a negative duration
+    /// anywhere in it fails the test (issue 8, R10).
+    pub fn done(mut self, mut checks: Checks) -> Result<()> {
+        match self.collector.check_output() {
+            Ok(n) => eprintln!(
+                "[e2e:{}] {n} spans read, none ends before it starts",
+                self.name
+            ),
+            Err(e) => checks.fail(format!("{e:#}")),
+        }
         let r = checks.finish();
         self.passed = r.is_ok();
         r

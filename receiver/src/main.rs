@@ -63,6 +63,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    not_dumpable();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::Validate => match load(&cli.run) {
@@ -169,6 +170,24 @@ fn check() -> ExitCode {
     } else {
         eprintln!("missing: {}", missing.join(", "));
         ExitCode::FAILURE
+    }
+}
+
+/// Makes the process non-dumpable before it reads anything: a core file (on a crash, with
+/// `RLIMIT_CORE` raised or a `core_pattern` handler on the host) would hold every payload byte
+/// captured so far, passwords and literals included, plus the exporter's headers; so would
+/// `/proc/<pid>/mem` and ptrace for any process of the same user without `CAP_SYS_PTRACE`.
+/// `PR_SET_DUMPABLE` 0 stops all three (issue 8, R8: `integration/tests/secrets_e2e.rs` aborts
+/// the receiver with cores allowed and finds none). A process that gained capabilities through
+/// file capabilities already starts non-dumpable; this makes root and `setpriv` runs the same.
+fn not_dumpable() {
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes no pointers and only changes this process's flag.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        eprintln!(
+            "warning: cannot make the process non-dumpable: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 

@@ -115,6 +115,9 @@ pub struct WrkOptions {
     /// Each thread stops after this many responses (`duration` is then an upper bound);
     /// requests in flight on its other connections at that moment are abandoned.
     pub max_requests_per_thread: Option<u64>,
+    /// Environment for `clients/wrk_report.lua`, e.g. `WRK_UNIQUE_PATH_PREFIX` (a unique path
+    /// per request) and `WRK_OTHER_METHOD_EVERY` (see the script).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for WrkOptions {
@@ -125,6 +128,7 @@ impl Default for WrkOptions {
             duration: Duration::from_secs(2),
             extra: Vec::new(),
             max_requests_per_thread: None,
+            env: Vec::new(),
         }
     }
 }
@@ -161,7 +165,8 @@ pub fn wrk(dir: &Path, name: &str, url: &str, opts: &WrkOptions) -> Result<WrkRu
         .arg("-s")
         .arg(crate::paths::clients_dir().join("wrk_report.lua"))
         .args(&opts.extra)
-        .arg(url);
+        .arg(url)
+        .envs(opts.env.iter().map(|(k, v)| (k, v)));
     let r = match opts.max_requests_per_thread {
         None => run(dir, name, c)?,
         Some(n) => {

@@ -57,6 +57,25 @@ impl MariaDb {
     /// to `dir/general.log` (ground truth for what a client really sent, see
     /// [`general_log_commands`](Self::general_log_commands)).
     pub fn start_with(dir: &Path, port: u16, output: Output, general_log: bool) -> Result<MariaDb> {
+        MariaDb::start_inner(dir, port, output, general_log, None)
+    }
+
+    /// As [`start`](Self::start), with `pam_d` bind-mounted over `/etc/pam.d` for the server
+    /// alone (a private mount namespace: `unshare -m`, the host's `/etc` is untouched), so a
+    /// test can create accounts `IDENTIFIED VIA pam USING '<service>'` (after `INSTALL SONAME
+    /// 'auth_pam'`) checked by a PAM service file of its own. Clients then send the password
+    /// in clear (the `dialog` plugin).
+    pub fn start_with_pam(dir: &Path, port: u16, output: Output, pam_d: &Path) -> Result<MariaDb> {
+        MariaDb::start_inner(dir, port, output, false, Some(pam_d))
+    }
+
+    fn start_inner(
+        dir: &Path,
+        port: u16,
+        output: Output,
+        general_log: bool,
+        pam_d: Option<&Path>,
+    ) -> Result<MariaDb> {
         let data = dir.join("data");
         if !data.join("mysql").is_dir() {
             std::fs::create_dir_all(&data)?;
@@ -92,6 +111,17 @@ impl MariaDb {
                 "--general-log-file={}",
                 dir.join("general.log").display()
             ));
+        }
+        if let Some(pam_d) = pam_d {
+            // unshare and sh exec in place: the guard's pid is still mariadbd's.
+            let mut wrapped = Command::new("unshare");
+            wrapped
+                .args(["-m", "--propagation", "private", "sh", "-c"])
+                .arg("mount --bind \"$0\" /etc/pam.d && exec \"$@\"")
+                .arg(pam_d)
+                .arg("mariadbd")
+                .args(cmd.get_args());
+            cmd = wrapped;
         }
         let guard =
             ProcessGuard::spawn("mariadbd", cmd, output)?.with_grace(Duration::from_secs(20));

@@ -591,7 +591,9 @@ impl Tracker {
     /// Periodic housekeeping at kernel boot time `now_ns`: re-anchor the wall clock, give up
     /// on requests past the timeout, forget idle connections and processes no connection uses.
     pub fn sweep(&mut self, now_ns: u64, out: &mut Vec<ConnRecord>) {
-        self.clock.anchor();
+        if !self.clock.anchor() {
+            tracing::debug!("cannot read the clocks: the previous wall-clock offset is kept");
+        }
         let deadline = now_ns.saturating_sub(self.settings.request_timeout_ns);
         let idle_before = now_ns.saturating_sub(self.settings.idle_timeout_ns);
         let quiet_before = now_ns.saturating_sub(RELEASE_AFTER_NS);

@@ -5,20 +5,21 @@ use crate::bpf::CloseEvent;
 use crate::model::Direction;
 use crate::record::{DbOutcome, Exchange};
 
+fn settings(max_connections: usize) -> TrackerSettings {
+    TrackerSettings {
+        max_connections,
+        idle_timeout_ns: 60_000_000_000,
+        request_timeout_ns: 10_000_000_000,
+        limits: ParserLimits::default(),
+        proc_root: PathBuf::from("/proc"),
+        resolve: false,
+        enabled_protocols: Protocol::ALL.to_vec(),
+        max_total_buffer_bytes: 128 << 20,
+    }
+}
+
 fn tracker(max_connections: usize) -> Tracker {
-    Tracker::new(
-        TrackerSettings {
-            max_connections,
-            idle_timeout_ns: 60_000_000_000,
-            request_timeout_ns: 10_000_000_000,
-            limits: ParserLimits::default(),
-            proc_root: PathBuf::from("/proc"),
-            resolve: false,
-            enabled_protocols: Protocol::ALL.to_vec(),
-            max_total_buffer_bytes: 128 << 20,
-        },
-        WallClock::with_offset(1_000),
-    )
+    Tracker::new(settings(max_connections), WallClock::with_offset(1_000))
 }
 
 fn id(fd: u32) -> ConnId {
@@ -685,4 +686,82 @@ fn buffered_bytes_of_all_connections_stay_under_the_global_cap() {
     }
     t.end_batch(&mut out);
     assert_eq!(t.buffered, 0);
+}
+
+/// A tracker on scripted clocks: the wall clock is stepped between a request and its response,
+/// and the sweep in between re-anchors. The record is in the new wall-clock time with its
+/// boot-time duration; one emitted before the step stays in the old time.
+#[test]
+fn a_wall_clock_step_is_followed_and_never_makes_a_negative_duration() {
+    use super::clock::ScriptedClocks;
+    const HOUR_NS: i128 = 3_600_000_000_000;
+    const REAL0: i128 = 1_700_000_000_000_000_000;
+    let clocks = ScriptedClocks::new(10_000_000_000, REAL0, 50);
+    let mut t = Tracker::new(
+        settings(16),
+        WallClock::with_source(Box::new(clocks.clone())),
+    );
+    let mut out = Vec::new();
+    let ok = ok_packet();
+    let q = query("SELECT 1");
+    let unix = |boot: u64, offset: i128| u64::try_from(i128::from(boot) + offset).unwrap_or(0);
+
+    // Before any step.
+    let b = clocks.boot_ns();
+    t.on_event(
+        &data(id(1), Role::Client, Direction::Egress, 0, b, &q),
+        &mut out,
+    );
+    t.on_event(
+        &data(id(1), Role::Client, Direction::Ingress, 0, b + 300_000, &ok),
+        &mut out,
+    );
+    t.end_batch(&mut out);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(
+        out[0]
+            .start_unix_ns
+            .abs_diff(unix(b, REAL0 - 10_000_000_000))
+            < 10_000
+    );
+    assert_eq!(out[0].end_unix_ns - out[0].start_unix_ns, 300_000);
+
+    for (fd, step, label) in [(2, HOUR_NS, "forward"), (3, -3 * HOUR_NS, "back")] {
+        out.clear();
+        // The request goes out, the wall clock is stepped, a sweep re-anchors, the response
+        // comes back.
+        clocks.advance(1_000_000);
+        let start = clocks.boot_ns();
+        t.on_event(
+            &data(id(fd), Role::Client, Direction::Egress, 0, start, &q),
+            &mut out,
+        );
+        clocks.advance(2_000_000);
+        clocks.step_real(step);
+        t.sweep(clocks.boot_ns(), &mut out);
+        let end = clocks.boot_ns();
+        t.on_event(
+            &data(id(fd), Role::Client, Direction::Ingress, 0, end, &ok),
+            &mut out,
+        );
+        t.end_batch(&mut out);
+        assert_eq!(out.len(), 1, "{label}: {out:?}");
+        let r = &out[0];
+        let now_offset = clocks.real_ns() - i128::from(clocks.boot_ns());
+        assert!(
+            r.start_unix_ns.abs_diff(unix(start, now_offset)) < 10_000,
+            "{label}: the record is not in the new wall-clock time: {} vs {}",
+            r.start_unix_ns,
+            unix(start, now_offset)
+        );
+        assert!(
+            r.end_unix_ns >= r.start_unix_ns,
+            "{label}: negative duration"
+        );
+        assert_eq!(
+            r.end_unix_ns - r.start_unix_ns,
+            end - start,
+            "{label}: the duration is the kernel's"
+        );
+    }
 }
