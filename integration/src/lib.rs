@@ -14,6 +14,7 @@ pub mod bootstrap;
 pub mod clients;
 pub mod collector;
 pub mod figures;
+pub mod fuzz;
 pub mod load;
 pub mod paths;
 pub mod process;
