@@ -15,6 +15,7 @@ pub mod canary;
 pub mod clients;
 pub mod collector;
 pub mod figures;
+pub mod fuzz;
 pub mod load;
 pub mod paths;
 pub mod process;

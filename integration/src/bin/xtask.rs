@@ -1,4 +1,5 @@
-//! `cargo xtask run [--demo]`, `cargo xtask test`, `cargo xtask bench`: the project's front door.
+//! `cargo xtask run [--demo]`, `cargo xtask test`, `cargo xtask bench`, `cargo xtask fuzz`: the
+//! project's front door.
 //! Each command first installs what is missing ([`integration::bootstrap`]).
 
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use integration::servers::mariadb::MariaDb;
 use integration::{bench, bootstrap, paths};
 
 #[derive(Parser)]
-#[command(about = "ebpf-receiver tasks: run, test, bench")]
+#[command(about = "ebpf-receiver tasks: run, test, bench, fuzz")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -48,6 +49,20 @@ enum Cmd {
     /// receiver, against the traditional pipeline, empty programs and tshark; closed and open
     /// loop; report and charts under target/bench/<run>/. Needs root.
     Bench(BenchArgs),
+    /// Hostile bytes (issue 8, R2): the property test at full size (100k random + 100k mutated
+    /// streams per parser), then every `cargo fuzz` target of receiver/fuzz for SECONDS each
+    /// with its seed corpus; reports executions, exec/s, corpus and crashes. No root needed.
+    Fuzz {
+        /// Seconds per fuzz target.
+        #[arg(default_value_t = 60)]
+        seconds: u64,
+        /// Only these targets, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        targets: Vec<String>,
+        /// Random and mutated streams per parser in the property test (0 skips it).
+        #[arg(long, default_value_t = 100_000)]
+        cases: u64,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -118,6 +133,15 @@ fn main() -> ExitCode {
             integration::replay::run(&args.workloads[1..])
         }
         Cmd::Bench(args) => bench(&args),
+        Cmd::Fuzz {
+            seconds,
+            targets,
+            cases,
+        } => integration::fuzz::run(&integration::fuzz::Options {
+            seconds,
+            targets,
+            cases,
+        }),
     };
     match r {
         Ok(code) => code,

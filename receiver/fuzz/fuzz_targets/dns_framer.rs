@@ -2,7 +2,11 @@
 //! prefix) and datagram (UDP) mode, through the shared driver
 //! (`ebpf_receiver::protocol::chaos`, which documents the input layout).
 //!
-//! Run: `cargo +nightly-2026-05-20 fuzz run dns_framer -- -max_total_time=60`
+//! Every record also becomes a span that must pass `ebpf_receiver::span::schema`. Seeds (the
+//! crash classes of peer agents): `receiver/fuzz/seeds/dns_framer/`.
+//!
+//! Run: `cargo xtask fuzz`, or `cargo +nightly-2026-05-20 fuzz run dns_framer
+//! target/fuzz-corpus/dns_framer receiver/fuzz/seeds/dns_framer -- -max_total_time=60`
 #![no_main]
 
 use ebpf_receiver::model::Protocol;

@@ -57,6 +57,18 @@ impl MessageKind {
     }
 }
 
+/// Bytes from the wire as text of at most `cap` bytes. Invalid UTF-8 becomes U+FFFD, three
+/// bytes for each bad byte, so converting a capped slice can triple it: the text is cut again,
+/// on a character boundary, after the conversion.
+pub fn text_within(bytes: &[u8], cap: usize) -> String {
+    let cut = bytes.get(..cap).unwrap_or(bytes);
+    let mut text = String::from_utf8_lossy(cut).into_owned();
+    if text.len() > cap {
+        text.truncate(text.floor_char_boundary(cap));
+    }
+    text
+}
+
 /// `Parse::Frame` length of a message that ends only when the connection closes (an HTTP/1.0
 /// response without Content-Length): the stream discards everything after it and the frame's
 /// end is the last byte seen before the close.
@@ -360,3 +372,22 @@ macro_rules! conn_parser {
 }
 
 crate::for_each_protocol!(conn_parser);
+
+#[cfg(test)]
+mod text_tests {
+    use super::text_within;
+
+    #[test]
+    fn text_within_never_exceeds_its_cap() {
+        assert_eq!(text_within(b"abcdef", 4), "abcd");
+        assert_eq!(text_within("é".repeat(3).as_bytes(), 5), "éé");
+        // Each invalid byte is a 3-byte U+FFFD; a cut one is left out.
+        assert_eq!(text_within(&[0xff; 10], 10), "\u{fffd}".repeat(3));
+        assert_eq!(text_within(&[0xff; 2], 10), "\u{fffd}".repeat(2));
+        for cap in 0..40 {
+            for bytes in [&[0xc3u8; 40][..], &[0xe2, 0x82, 0xac, 0xff, b'a'].repeat(8)] {
+                assert!(text_within(bytes, cap).len() <= cap);
+            }
+        }
+    }
+}

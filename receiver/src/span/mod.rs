@@ -22,6 +22,7 @@ pub mod db;
 pub mod dns;
 pub mod http;
 pub mod resource;
+pub mod schema;
 pub mod wire;
 
 use std::cell::Cell;

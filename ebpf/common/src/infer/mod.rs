@@ -45,8 +45,22 @@ pub struct Message<'a> {
 
 /// Tries every supported protocol in turn. Callers drop answers naming a protocol switched
 /// off in the configuration (its connections are then given up like unknown traffic).
+///
+/// Only the first `seen` bytes of the head count: the rest are zeroed before any protocol
+/// looks (the kernel's head comes from a per-CPU scratch buffer that still holds the bytes of
+/// an earlier message after a short one; a check reading one byte too far, like an inline
+/// Redis `SELECT` followed by a stale `\r`, would otherwise infer from them).
 #[inline(always)]
 pub fn infer(msg: &Message<'_>) -> Option<Inferred> {
+    let head = visible(msg.head, msg.seen);
+    let msg = &Message {
+        head: &head,
+        seen: msg.seen,
+        total: msg.total,
+        direction: msg.direction,
+        sock_type: msg.sock_type,
+        role_hint: msg.role_hint,
+    };
     // A datagram socket carries only datagram protocols.
     if msg.sock_type == sock::DGRAM {
         dns::infer(msg)
@@ -57,6 +71,30 @@ pub fn infer(msg: &Message<'_>) -> Option<Inferred> {
             .or_else(|| redis::infer(msg))
             .or_else(|| dns::infer(msg))
     }
+}
+
+/// `head` with every byte from `seen` on zeroed: two 64-bit masks, no loop (the verifier sees a
+/// few ALU instructions).
+#[inline(always)]
+fn visible(head: &[u8; INFER_BYTES], seen: usize) -> [u8; INFER_BYTES] {
+    /// Mask of the low `n` bytes of a word (`n` ≥ 8: all of them).
+    #[inline(always)]
+    fn low(n: usize) -> u64 {
+        if n >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * n)) - 1
+        }
+    }
+    let h = head;
+    let lo = u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]) & low(seen);
+    let hi = u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]])
+        & low(seen.saturating_sub(8));
+    let (l, h) = (lo.to_le_bytes(), hi.to_le_bytes());
+    [
+        l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7], h[0], h[1], h[2], h[3], h[4], h[5], h[6],
+        h[7],
+    ]
 }
 
 /// Header-glue hooks: the protocol whose lone header (`len` bytes in memory order, read by

@@ -198,3 +198,48 @@ fn other_traffic_is_nothing() {
         None
     );
 }
+
+/// Regression (found by `cargo xtask fuzz`, target `infer`): the kernel's head is a per-CPU
+/// scratch buffer, so after a short message it still holds an earlier message's bytes. A
+/// 6-byte `SELECT` followed by a stale `\r` was inferred as an inline Redis command; only the
+/// first `seen` bytes may count, for every protocol.
+#[test]
+fn bytes_after_seen_never_count() {
+    let messages: [&[u8]; 6] = [
+        b"SELECT",
+        b"PUBLISH",
+        b"SUBSCRIBE",
+        b"*1\r\n$4\r\nPIN",
+        b"GET / HTTP/1.",
+        b"\x09\x00\x00\x00\x03SELE",
+    ];
+    for bytes in messages {
+        for seen in 0..=bytes.len().min(INFER_BYTES) {
+            for stale in [0u8, b'\r', b' ', b'\n', 0xff, b'E'] {
+                let mut head = [stale; INFER_BYTES];
+                head[..seen].copy_from_slice(&bytes[..seen]);
+                let mut zeroed = [0u8; INFER_BYTES];
+                zeroed[..seen].copy_from_slice(&bytes[..seen]);
+                for (dir, sock_type, hint) in [
+                    (direction::EGRESS, sock::STREAM, role::CLIENT),
+                    (direction::INGRESS, sock::STREAM, role::SERVER),
+                    (direction::EGRESS, sock::UNKNOWN, role::UNKNOWN),
+                ] {
+                    let msg = |head| Message {
+                        head,
+                        seen,
+                        total: bytes.len() as u64,
+                        direction: dir,
+                        sock_type,
+                        role_hint: hint,
+                    };
+                    assert_eq!(
+                        infer(&msg(&head)),
+                        infer(&msg(&zeroed)),
+                        "{bytes:?} seen {seen} stale {stale:#x}"
+                    );
+                }
+            }
+        }
+    }
+}

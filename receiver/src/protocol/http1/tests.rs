@@ -727,6 +727,41 @@ fn strings_are_capped() {
     );
 }
 
+/// Regression (R2 hostile bytes, seed `http_strings_grow_past_caps`): invalid UTF-8 becomes
+/// U+FFFD, three bytes per bad byte, so a path capped at 512 bytes was exported as 1534.
+#[test]
+fn strings_of_invalid_utf8_stay_within_their_caps() {
+    let head = [
+        &b"GET /"[..],
+        &[0xff; 600],
+        b"?a=",
+        &[0xfe; 600],
+        b" HTTP/1.1\r\nHost: a\r\nUser-Agent: ",
+        &[0xc3; 300],
+        b"\r\n\r\n",
+    ]
+    .concat();
+    let mut st = Http1FramingState::default();
+    let Parse::Frame {
+        frame: Http1Frame::Request(r),
+        ..
+    } = framer().parse(Request, &head, &mut st)
+    else {
+        panic!("not framed");
+    };
+    let path = r.path.unwrap();
+    assert!(
+        path.len() <= HTTP_MAX_PATH_BYTES && path.len() > 500,
+        "{}",
+        path.len()
+    );
+    assert!(r.query.unwrap().len() <= HTTP_MAX_QUERY_BYTES);
+    assert!(r.user_agent.unwrap().len() <= HTTP_MAX_USER_AGENT_BYTES);
+    // Short secret values each grow to `REDACTED`: still within the cap.
+    let q = redact_query("token=a&".repeat(100).as_bytes(), HTTP_MAX_QUERY_BYTES);
+    assert!(q.len() <= HTTP_MAX_QUERY_BYTES && q.starts_with("token=REDACTED&"));
+}
+
 // ---------- (b) prefixes, garbage, resync ----------
 
 #[test]

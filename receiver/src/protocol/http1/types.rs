@@ -274,10 +274,9 @@ pub struct DirectionState {
 
 // ---- text helpers ---------------------------------------------------------------------------
 
-/// Bytes as text, cut to at most `cap` bytes (a multi-byte character cut in two becomes U+FFFD).
+/// Bytes as text of at most `cap` bytes (invalid UTF-8 becomes U+FFFD, still within the cap).
 pub fn cap_text(bytes: &[u8], cap: usize) -> String {
-    let cut = bytes.get(..cap).unwrap_or(bytes);
-    String::from_utf8_lossy(cut).into_owned()
+    crate::protocol::text_within(bytes, cap)
 }
 
 /// RFC 9110 §5.6.2 `tchar` (a `match`, which compiles to bit tests: every byte of every field
@@ -369,7 +368,7 @@ pub fn redact_query(query: &[u8], cap: usize) -> String {
         }
         out.extend_from_slice(&piece);
     }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::protocol::text_within(&out, cap)
 }
 
 /// `host[:port]`, `[v6]:port`: the host (capped) and port, when it looks like an authority.

@@ -175,7 +175,8 @@ impl MysqlStitcher {
                         p.text = st.text;
                         p.summary = st.summary;
                         if cmd.code == COM_QUERY {
-                            p.switch_to = st.use_schema;
+                            // `USE` names a schema like COM_INIT_DB: capped alike.
+                            p.switch_to = st.use_schema.and_then(|s| schema_name(s.as_bytes()));
                         }
                     }
                     MysqlArg::Statement(id) => {
@@ -237,6 +238,9 @@ impl MysqlStitcher {
                     self.statements.clear();
                 }
                 Kind::Command(COM_RESET_CONNECTION) => self.statements.clear(),
+                // The server switched to the schema it was sent: the one we read, or one we
+                // could not (not a name), which leaves the namespace unknown, never the old one.
+                Kind::Command(COM_INIT_DB) => self.namespace = p.switch_to.clone(),
                 Kind::Command(_) => {
                     if p.switch_to.is_some() {
                         self.namespace = p.switch_to.clone();

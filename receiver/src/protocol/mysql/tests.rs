@@ -893,6 +893,56 @@ fn init_db_and_use_change_namespace() {
     );
 }
 
+/// Regression (R2 hostile bytes, seed `mysql_long_schema`): a `USE` naming 3000 bytes set
+/// `db.namespace` to all of them, past the 256-byte cap COM_INIT_DB keeps; a COM_INIT_DB of
+/// invalid UTF-8 tripled past it when made text.
+#[test]
+fn namespaces_stay_within_their_cap() {
+    let mut c = Conn::new();
+    c.client(&query(&format!("USE {}", "a".repeat(3000))));
+    c.server(&ok(1, 0, 2));
+    c.client(&query("SELECT 1"));
+    c.server(&ok(1, 0, 2));
+    c.client(&command(COM_INIT_DB, &[0xff; 300]));
+    c.server(&ok(1, 0, 2));
+    c.client(&query("SELECT 2"));
+    c.server(&ok(1, 0, 2));
+    let namespaces: Vec<String> = c
+        .out
+        .iter()
+        .filter_map(|r| match &r.exchange {
+            Exchange::Db(d) => d.namespace.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(namespaces.len(), 3, "{namespaces:?}");
+    assert_eq!(namespaces[0], "a".repeat(MYSQL_MAX_SCHEMA_BYTES));
+    for ns in &namespaces {
+        assert!(ns.len() <= MYSQL_MAX_SCHEMA_BYTES, "{} bytes", ns.len());
+    }
+    // 0xFF is not UTF-8: U+FFFD per byte, as many as fit.
+    assert_eq!(namespaces[2], "\u{fffd}".repeat(MYSQL_MAX_SCHEMA_BYTES / 3));
+}
+
+/// Regression (found by `cargo xtask fuzz`, seed `fuzz-crash-init-db-with-nul`): a COM_INIT_DB
+/// of binary bytes answered OK became `db.namespace` and the span name, NUL bytes included. No
+/// MySQL identifier holds NUL: the namespace is unknown instead.
+#[test]
+fn a_schema_holding_nul_is_no_namespace() {
+    let mut c = Conn::new();
+    c.client(&command(COM_INIT_DB, b"shop"));
+    c.server(&ok(1, 0, 2));
+    c.client(&command(COM_INIT_DB, b"\0\x08\0\0\x05\x01"));
+    c.server(&ok(1, 0, 2));
+    c.client(&query("SELECT 1"));
+    c.server(&ok(1, 0, 2));
+    let last = c.out.last().unwrap();
+    let Exchange::Db(d) = &last.exchange else {
+        panic!("{last:?}");
+    };
+    assert_eq!(d.namespace, None);
+}
+
 #[test]
 fn response_before_any_request_is_unmatched() {
     let mut c = Conn::new();

@@ -229,13 +229,14 @@ pub fn lenenc(c: &mut Cursor<'_>) -> Option<u64> {
     }
 }
 
-/// A schema name as text, capped, or `None` when empty.
+/// A schema name as text of at most [`MYSQL_MAX_SCHEMA_BYTES`], or `None` when empty or
+/// holding NUL, which no MySQL identifier may contain (Schema Object Names: "ASCII NUL
+/// (U+0000) … not permitted in quoted or unquoted identifiers"): such bytes are not a schema.
 pub fn schema_name(bytes: &[u8]) -> Option<String> {
-    if bytes.is_empty() {
+    if bytes.is_empty() || bytes.contains(&0) {
         return None;
     }
-    let cut = bytes.get(..MYSQL_MAX_SCHEMA_BYTES).unwrap_or(bytes);
-    Some(String::from_utf8_lossy(cut).into_owned())
+    Some(crate::protocol::text_within(bytes, MYSQL_MAX_SCHEMA_BYTES))
 }
 
 /// Name of a command (`db.operation.name` of commands without SQL text).

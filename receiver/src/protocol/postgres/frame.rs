@@ -376,7 +376,8 @@ fn startup_database(mut params: &[u8]) -> Option<String> {
     if name.is_empty() || name.len() > PG_MAX_DATABASE {
         return None;
     }
-    Some(String::from_utf8_lossy(name).into_owned())
+    // Invalid UTF-8 grows when made text: cut again within the cap.
+    Some(crate::protocol::text_within(name, PG_MAX_DATABASE))
 }
 
 /// The row count of a CommandComplete tag (<https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COMMANDCOMPLETE>).

@@ -616,6 +616,33 @@ fn long_names_and_long_text() {
     ));
 }
 
+/// Regression (R2 hostile bytes): a database name of 256 bytes of invalid UTF-8 passed the
+/// length check and then tripled to 768 bytes when made text.
+#[test]
+fn a_database_name_of_invalid_utf8_stays_within_its_cap() {
+    let f = <PgFramer as Framer>::new(ParserLimits::default());
+    let mut st = PgFramingState::default();
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    body.extend_from_slice(b"database\0");
+    body.extend_from_slice(&[0xff; PG_MAX_DATABASE]);
+    body.extend_from_slice(b"\0\0");
+    let msg = [&(body.len() as u32 + 4).to_be_bytes()[..], &body].concat();
+    match f.parse(MessageKind::Request, &msg, &mut st) {
+        Parse::Frame {
+            frame: PgFrame::Startup { database },
+            ..
+        } => {
+            let db = database.unwrap();
+            assert!(
+                db.len() <= PG_MAX_DATABASE && db.starts_with('\u{fffd}'),
+                "{}",
+                db.len()
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 // ---------- (b) prefixes, garbage, resync ----------
 
 #[test]

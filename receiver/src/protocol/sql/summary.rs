@@ -352,6 +352,9 @@ fn table_name(toks: &[Tok<'_>], mut i: usize, dialect: Dialect) -> (Option<Strin
             {
                 name.push_str(w)
             }
+            // No identifier holds NUL (MySQL forbids it, PostgreSQL's query is a C string):
+            // bytes that do are not a name, and a name never carries them into a span name.
+            Some(Tok::Quoted(q)) if q.contains('\0') => break,
             Some(Tok::Quoted(q)) if dialect == Dialect::Mysql => {
                 name.push_str(&unquote_backticks(q))
             }

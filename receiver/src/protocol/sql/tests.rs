@@ -251,6 +251,19 @@ fn summaries() {
     }
 }
 
+/// Regression (found by `cargo xtask fuzz`, seed `fuzz-crash-summary-with-nul`): a quoted
+/// identifier holding NUL became a summary part, so the span name carried NUL bytes.
+#[test]
+fn a_quoted_name_holding_nul_is_no_target() {
+    assert_eq!(sum_my("SELECT * FROM `t\0x`"), Some("SELECT".into()));
+    assert_eq!(sum_my("USE a `t\u{12}\0SE` FROM x"), Some("USE a x".into()));
+    assert_eq!(sum_pg("SELECT * FROM \"t\0\""), Some("SELECT".into()));
+    assert_eq!(
+        sum_my("SELECT * FROM `t\u{1}x`"),
+        Some("SELECT t\u{1}x".into())
+    );
+}
+
 #[test]
 fn summary_is_bounded_and_never_cuts_a_token() {
     let tables: Vec<String> = (0..100).map(|i| format!("table_number_{i}")).collect();
