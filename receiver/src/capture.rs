@@ -174,7 +174,10 @@ fn record(rec: &mut Recorder, ev: &KernelEvent<'_>, meta: Option<Option<&crate::
 
 /// Registers sockets that predate the receiver (established TCP, connected Unix stream, bound
 /// UDP) so their later traffic is seen. UDP sockets are registered as datagram sockets: the
-/// kernel then infers only datagram protocols on them (a DNS server started before us).
+/// kernel then infers only datagram protocols on them (a DNS server started before us). A TCP
+/// socket carries its role (accepted or not, from the listening sockets), as connect/accept
+/// would have told the kernel; stream sockets are inferred only once their conversation turns
+/// (they may be in the middle of a message, see `ebpf_common::turn`).
 pub fn seed_existing_connections(cfg: &Config, control: &mut ConnControl, tracker: &mut Tracker) {
     let me = std::process::id();
     let only: Vec<u32> = cfg.targets.pids.clone();
@@ -184,11 +187,11 @@ pub fn seed_existing_connections(cfg: &Config, control: &mut ConnControl, tracke
     let limit = cfg.ebpf.max_connections as usize / 2;
     let sockets = tracker::socket::existing_sockets(std::path::Path::new("/proc"), keep, limit);
     let mut seeded = 0usize;
-    for (pid, fd, tuple) in sockets {
-        let datagram = tuple.transport == Some(Transport::Udp);
-        match control.seed(pid, fd, datagram) {
+    for s in sockets {
+        let datagram = s.tuple.transport == Some(Transport::Udp);
+        match control.seed(s.pid, s.fd, s.role, datagram) {
             Ok(Some(_)) => {
-                tracker.preload(pid, fd, tuple);
+                tracker.preload(s.pid, s.fd, s.tuple);
                 seeded += 1;
             }
             Ok(None) => {}

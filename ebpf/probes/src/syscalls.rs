@@ -425,7 +425,8 @@ fn create_conn(tgid: u32, fd: u32, role_hint: u8, peer: &Peer, listen_fd: u32, s
         pending_header: 0,
         sock_type,
         pending_len: 0,
-        _pad1: [0; 2],
+        turn: ebpf_common::turn::OPEN,
+        _pad1: 0,
         listen_pid: if listen_fd == NO_FD { 0 } else { tgid },
         _pad2: 0,
     };

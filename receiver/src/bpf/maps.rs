@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use aya::maps::{Array, HashMap, Map, MapData, MapError};
 use ebpf_common::{
-    ConnKey, ConnState, DisabledKey, SEEDED_GENERATION_BIT, fd_slot, proto, role, sock,
+    ConnKey, ConnState, DisabledKey, SEEDED_GENERATION_BIT, fd_slot, proto, role, sock, turn,
 };
 
 use super::LoadError;
-use crate::model::ConnId;
+use crate::model::{ConnId, Role};
 
 /// `BPF_NOEXIST`: insert only if the key is absent.
 const BPF_NOEXIST: u64 = 1;
@@ -190,12 +190,20 @@ impl ConnControl {
     }
 
     /// Registers a socket that existed before the receiver started, so the kernel starts
-    /// inspecting its traffic (role unknown until inference). `datagram`: a UDP socket, whose
-    /// every syscall is a whole message (the kernel then infers only datagram protocols on it,
-    /// without stream framing such as DNS's TCP length prefix). Returns the generation assigned
-    /// (seeded bit set, so it never collides with kernel-assigned ones), or `None` if the kernel
-    /// already tracks this (pid, fd). Never overwrites an entry.
-    pub fn seed(&mut self, pid: u32, fd: u32, datagram: bool) -> Result<Option<u32>, LoadError> {
+    /// inspecting its traffic. `role`: a hint like connect/accept give (`None`: unknown until
+    /// inference). `datagram`: a UDP socket, whose every syscall is a whole message (the kernel
+    /// then infers only datagram protocols on it, without stream framing such as DNS's TCP
+    /// length prefix); a stream socket is inferred only once its conversation turns
+    /// (`ebpf_common::turn`), since it may be in the middle of a message. Returns the generation
+    /// assigned (seeded bit set, so it never collides with kernel-assigned ones), or `None` if
+    /// the kernel already tracks this (pid, fd). Never overwrites an entry.
+    pub fn seed(
+        &mut self,
+        pid: u32,
+        fd: u32,
+        role: Option<Role>,
+        datagram: bool,
+    ) -> Result<Option<u32>, LoadError> {
         let key = ConnKey { pid, fd };
         self.seeded = (self.seeded.wrapping_add(1)) & !SEEDED_GENERATION_BIT;
         if self.seeded == 0 {
@@ -207,7 +215,11 @@ impl ConnControl {
             recv_pos: 0,
             generation,
             protocol: proto::UNKNOWN,
-            role: role::UNKNOWN,
+            role: match role {
+                Some(Role::Client) => role::CLIENT,
+                Some(Role::Server) => role::SERVER,
+                None => role::UNKNOWN,
+            },
             infer_attempts: 0,
             has_peer: 0,
             family: 0,
@@ -217,7 +229,8 @@ impl ConnControl {
             pending_header: 0,
             sock_type: if datagram { sock::DGRAM } else { sock::UNKNOWN },
             pending_len: 0,
-            _pad1: [0; 2],
+            turn: if datagram { turn::OPEN } else { turn::WAIT },
+            _pad1: 0,
             listen_pid: 0,
             _pad2: 0,
         };
