@@ -1199,3 +1199,88 @@ fn every_span_after_a_mid_stream_attach_is_exact_or_absent() -> Result<()> {
     w.check_no_loss(&mut checks);
     w.done(checks)
 }
+
+/// `targets.pids` follows the processes the named ones start while the receiver runs: a shell
+/// named in the filter starts a `redis-cli` (fork + exec), a Python that starts one with
+/// `subprocess` (a grandchild), and one with `posix_spawn` (clone with CLONE_VM|CLONE_VFORK: no
+/// sockets to copy, but traced like its parent); each runs one `SET` and records its own pid. Both children are
+/// traced, a `redis-cli` started by a process outside the filter is not (its command still has
+/// its SERVER span: the server is named). Ground truth: the pids the children wrote and the
+/// commands they ran.
+#[test]
+fn b_processes_started_by_a_traced_pid_are_traced() -> Result<()> {
+    let mut checks = Checks::default();
+    let mut w = World::start("attach_forks", |dir| Redis::start(&dir.join("redis")))?;
+    let port = w.server.port;
+    let go = w.dir.join("forks.go");
+    let dir = w.dir.clone();
+    let pid_file = |name: &str| dir.join(format!("{name}.pid"));
+    let child = |name: &str| {
+        format!(
+            "echo $$ > {}; exec redis-cli -p {port} SET {name} v",
+            pid_file(name).display()
+        )
+    };
+    // Inside the outer shell's double quotes: `$$` must reach the inner shell.
+    let quoted = |name: &str| child(name).replace('$', "\\$");
+    let script = format!(
+        "while [ ! -e {go} ]; do sleep 0.02; done; sh -c '{direct}'; \
+         python3 -c \"import subprocess; subprocess.run(['sh', '-c', '{spawned}'], check=True)\"; \
+         python3 -c \"import os; os.waitpid(os.posix_spawn('/bin/sh', ['sh', '-c', '{posix}'], os.environ), 0)\"",
+        go = go.display(),
+        direct = child("forked"),
+        spawned = quoted("spawned"),
+        posix = quoted("posix_spawned"),
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script]);
+    let parent = clients::spawn(&w.dir, "parent", cmd)?;
+    let redis_pid = w.server.pid();
+    w.start_receiver_with(&format!(
+        "targets:\n  pids: [{}, {redis_pid}]\n",
+        parent.pid()
+    ))?;
+    std::fs::write(&go, "go")?;
+    let run = parent.finish(Duration::from_secs(30))?;
+    run.ensure_success()?;
+    let outsider = clients::redis::cli(&w.dir, "outsider", &w.server, &["SET", "outsider", "v"])?;
+    outsider.ensure_success()?;
+    let mut pids = Vec::new();
+    for name in ["forked", "spawned", "posix_spawned"] {
+        let text = std::fs::read_to_string(pid_file(name))?;
+        pids.push((name, text.trim().parse::<u32>().context("child pid")?));
+    }
+    w.wait_spans(
+        "the SERVER spans of the four SETs",
+        |s| s.pid() == Some(redis_pid) && s.is_server() && s.name == "SET",
+        |s| s.len() >= 4,
+    )?;
+    let spans = w.settled_spans(Duration::from_millis(1000), |s| s.name == "SET")?;
+    for (name, pid) in &pids {
+        let n = spans
+            .iter()
+            .filter(|s| s.pid() == Some(*pid) && s.is_client())
+            .count();
+        eprintln!("[attach:forks] {name} child (pid {pid}): {n} CLIENT span(s)");
+        check!(
+            checks,
+            n == 1,
+            "{name} child pid {pid}: {n} CLIENT spans, expected 1"
+        );
+    }
+    let n = spans
+        .iter()
+        .filter(|s| s.pid() == Some(outsider.pid))
+        .count();
+    eprintln!(
+        "[attach:forks] outsider (pid {}): {n} span(s)",
+        outsider.pid
+    );
+    check!(
+        checks,
+        n == 0,
+        "a process outside the filter was traced: {n} spans"
+    );
+    w.check_no_loss(&mut checks);
+    w.done(checks)
+}

@@ -106,8 +106,12 @@ impl Capture {
             }
             if last_purge.elapsed() >= PURGE_INTERVAL {
                 last_purge = Instant::now();
-                if let Err(e) = self.control.purge_exited() {
-                    map_failed(MapOp::Purge, &e);
+                match self.control.purge_exited() {
+                    Ok(exited) => {
+                        self.tracker.forget_processes(&exited, &mut records);
+                        self.emitter.emit(&mut records);
+                    }
+                    Err(e) => map_failed(MapOp::Purge, &e),
                 }
             }
             if stopping {
@@ -226,6 +230,7 @@ fn publish_kernel_stats(k: &KernelStats, malformed: u64) {
         (KernelDrop::ArgsMapFull, k.args_map_full),
         (KernelDrop::ReadFailed, k.read_failed),
         (KernelDrop::MmsgOverflow, k.mmsg_overflow),
+        (KernelDrop::PidsMapFull, k.pids_map_full),
     ] {
         m.kernel_drop(reason).store(v, Relaxed);
     }

@@ -200,6 +200,9 @@ pub mod stat {
     pub const UNCAPTURED_BYTES: u32 = 11;
     /// Messages of a `sendmmsg`/`recvmmsg` call beyond the ones the kernel reports.
     pub const DROP_MMSG_OVERFLOW: u32 = 12;
+    /// Processes started by a traced process under a pid filter that could not be added to
+    /// the pid map (full): they are not traced.
+    pub const DROP_PIDS_MAP_FULL: u32 = 13;
     /// `INFER_BASE + proto::X`: connections whose protocol was inferred as X.
     pub const INFER_BASE: u32 = 16;
     /// Number of entries.

@@ -112,6 +112,9 @@ pub struct ConnControl {
     /// only keeps the flag set longer).
     disabled_entries: u64,
     filter: FdFilter,
+    /// pid → include/exclude: the kernel adds the processes included pids start, which this
+    /// side removes once they exit.
+    pids: HashMap<MapData, u32, u8>,
     /// Last seeded generation counter (without the seeded bit).
     seeded: u32,
 }
@@ -122,6 +125,7 @@ impl ConnControl {
         disabled: Map,
         filter: Map,
         disabled_any: Map,
+        pids: Map,
     ) -> Result<ConnControl, LoadError> {
         Ok(ConnControl {
             disabled_any: Array::try_from(disabled_any).map_err(|source| LoadError::Map {
@@ -136,6 +140,10 @@ impl ConnControl {
             })?,
             disabled: HashMap::try_from(disabled).map_err(|source| LoadError::Map {
                 map: "DISABLED",
+                source,
+            })?,
+            pids: HashMap::try_from(pids).map_err(|source| LoadError::Map {
+                map: "PIDS",
                 source,
             })?,
             seeded: 0,
@@ -253,12 +261,39 @@ impl ConnControl {
     }
 
     /// Removes `CONNS` entries of processes that no longer exist (process exit closes fds
-    /// without a close syscall, so the kernel never removes them). Returns how many were
-    /// removed; call it from a periodic sweep.
-    pub fn purge_exited(&mut self) -> Result<usize, LoadError> {
+    /// without a close syscall, so the kernel never removes them), and their `PIDS` entries
+    /// (a pid the kernel reuses must not inherit the filter's verdict). Returns the processes
+    /// whose connections were removed (the tracker forgets them too); call it from a periodic
+    /// sweep.
+    pub fn purge_exited(&mut self) -> Result<Vec<u32>, LoadError> {
         let mut dead = Vec::new();
         // One stat per process, not per socket.
         let mut alive: std::collections::HashMap<u32, bool> = std::collections::HashMap::new();
+        let mut dead_pids = Vec::new();
+        for pid in self.pids.keys() {
+            let pid = pid.map_err(|source| LoadError::Map {
+                map: "PIDS",
+                source,
+            })?;
+            let exists = *alive
+                .entry(pid)
+                .or_insert_with(|| Path::new("/proc").join(pid.to_string()).exists());
+            if !exists {
+                dead_pids.push(pid);
+            }
+        }
+        for pid in dead_pids {
+            match self.pids.remove(&pid) {
+                Ok(()) => {}
+                Err(e) if is_errno(&e, libc::ENOENT) => {}
+                Err(source) => {
+                    return Err(LoadError::Map {
+                        map: "PIDS",
+                        source,
+                    });
+                }
+            }
+        }
         for key in self.conns.keys() {
             let key = key.map_err(|source| LoadError::Map {
                 map: "CONNS",
@@ -271,14 +306,16 @@ impl ConnControl {
                 dead.push(key);
             }
         }
-        let mut removed = 0;
+        let mut removed = Vec::new();
         for key in dead {
             match self.conns.remove(&key) {
                 Ok(()) => {
                     // Only the deleter that succeeds uncounts the entry (the kernel may have
                     // closed it meanwhile).
                     self.filter.add(key.pid, key.fd, u32::MAX);
-                    removed += 1;
+                    if !removed.contains(&key.pid) {
+                        removed.push(key.pid);
+                    }
                 }
                 Err(e) if is_errno(&e, libc::ENOENT) => {}
                 Err(source) => {
