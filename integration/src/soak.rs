@@ -732,6 +732,32 @@ fn flat(
     (a, b, ok)
 }
 
+/// Least-squares slope of `f` over the samples in `[from_s, to_s)`, per hour; `None` with
+/// fewer than three samples.
+fn slope_per_hour(
+    samples: &[Sample],
+    from_s: f64,
+    to_s: f64,
+    f: impl Fn(&Sample) -> f64,
+) -> Option<f64> {
+    let pts: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|s| s.t_s >= from_s && s.t_s < to_s)
+        .map(|s| (s.t_s, f(s)))
+        .collect();
+    if pts.len() < 3 {
+        return None;
+    }
+    let n = pts.len() as f64;
+    let (mx, my) = (
+        pts.iter().map(|p| p.0).sum::<f64>() / n,
+        pts.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    (sxx > 0.0).then(|| sxy / sxx * 3600.0)
+}
+
 // ---------------------------------------------------------------------------------------------
 
 fn run_id() -> String {
@@ -1157,6 +1183,18 @@ pub fn run(opts: &Options) -> Result<bool> {
             );
         }
     }
+    // The trend within each stretch the restart separates: a leak grows, a step does not.
+    let warm = (total_s / 10.0).min(300.0);
+    let restart_at = restarted.unwrap_or(total_s);
+    let mib_of = |s: &Sample| s.rss_kib as f64 / 1024.0;
+    let before_slope = slope_per_hour(&samples, warm, restart_at, mib_of);
+    let after_slope = slope_per_hour(&samples, restart_at + 30.0, total_s + 1.0, mib_of);
+    let fmt_slope = |s: Option<f64>| s.map_or("-".to_string(), |v| format!("{v:+.2} MiB/h"));
+    lines.push(format!(
+        "rss trend (reported): {} from the warm-up to the restart, {} from 30 s after it to the end",
+        fmt_slope(before_slope),
+        fmt_slope(after_slope)
+    ));
     lines.push(format!(
         "after every client exited: CONNS {} entries ({conns_run_end} of this run's servers, {} of its exited clients, {} naming a closed socket of this run, {} naming a closed socket elsewhere on the host); maps {:?}",
         keys.len(),
@@ -1207,6 +1245,7 @@ pub fn run(opts: &Options) -> Result<bool> {
         "completeness": completeness,
         "completeness_overall": overall,
         "flatness": flatness,
+        "rss_slope_mib_per_hour": {"before_restart": before_slope, "after_restart": after_slope},
         "conns_after_clients_exited": {
             "total": keys.len(), "run_servers": conns_run_end, "exited_clients": clients_left.len(),
             "closed_sockets_of_run": stale_of_run.len(), "closed_sockets_elsewhere": stale.len() - stale_of_run.len(),
@@ -1303,6 +1342,24 @@ mod tests {
             })
             .collect();
         assert!(!flat(&growing, 90.0, |s| s.rss_kib as f64, 0.0).2);
+    }
+
+    #[test]
+    fn slope_is_per_hour_and_ignores_a_step_outside_the_stretch() {
+        let samples: Vec<Sample> = (0..120)
+            .map(|i| Sample {
+                t_s: f64::from(i),
+                // 1 KiB per second, then a 2 MiB step at 60 s.
+                rss_kib: 1000 + i as u64 + if i >= 60 { 2048 } else { 0 },
+                ..Sample::default()
+            })
+            .collect();
+        let kib = |s: &Sample| s.rss_kib as f64;
+        let before = slope_per_hour(&samples, 0.0, 60.0, kib).expect("slope");
+        assert!((before - 3600.0).abs() < 1e-6, "{before}");
+        let after = slope_per_hour(&samples, 60.0, 120.0, kib).expect("slope");
+        assert!((after - 3600.0).abs() < 1e-6, "{after}");
+        assert_eq!(slope_per_hour(&samples, 0.0, 2.0, kib), None);
     }
 
     #[test]
