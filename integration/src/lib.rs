@@ -3,7 +3,8 @@
 //! ([`clients`]: one driver module per protocol), the stock Collector ([`collector`]), the
 //! receiver under test ([`receiver`]), one e2e test's world ([`world`]: scratch dir, servers,
 //! Collector, receiver, [`world::Checks`]), the MySQL load measurement of the e2e tests
-//! ([`load`]) and the benchmark behind `cargo xtask bench` ([`bench`]). Every process it starts runs in its own process group and
+//! ([`load`]), the benchmark behind `cargo xtask bench` ([`bench`]) and the soak behind
+//! `cargo xtask soak` ([`soak`]). Every process it starts runs in its own process group and
 //! is stopped when its guard drops ([`process`]).
 //!
 //! An e2e test file is `integration/tests/<proto>_e2e.rs`, declared in `integration/Cargo.toml`
@@ -22,5 +23,6 @@ pub mod process;
 pub mod receiver;
 pub mod replay;
 pub mod servers;
+pub mod soak;
 pub mod span_metrics;
 pub mod world;

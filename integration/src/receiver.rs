@@ -325,6 +325,7 @@ pub const LOSS_COUNTERS: &[&str] = &[
     "ebpf_receiver_kernel_drops_total{reason=\"args_map_full\"}",
     "ebpf_receiver_kernel_drops_total{reason=\"read_failed\"}",
     "ebpf_receiver_kernel_drops_total{reason=\"mmsg_overflow\"}",
+    "ebpf_receiver_kernel_drops_total{reason=\"pids_map_full\"}",
 ];
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! ```text
 //! rings ─► RingReader::drain ─► Tracker::on_event ─► records ─► Emitter (span + resource) ─► queue
 //!            ▲ every poll interval or ¼-full wakeup          │
-//!            └── once a second: clock re-anchoring, timeouts, idle sweep, kernel counters
+//!            └── once a second: clock re-anchoring, timeouts, idle sweep, kernel counters,
+//!                allocator trim after an export backlog drained
 //! ```
 //! It also registers the sockets that predate the receiver, and turns the tracker's requests
 //! into kernel map writes (disable unparseable connections, clear closed ones).
@@ -28,6 +29,49 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Kernel entries of processes that exited without closing their sockets are purged this often.
 const PURGE_INTERVAL: Duration = Duration::from_secs(10);
 
+/// An export backlog (the Collector away) of at least this many bytes…
+const BACKLOG_BYTES: u64 = 1 << 20;
+/// …is over once the queue stays at most this full…
+const DRAINED_BYTES: u64 = 64 << 10;
+/// …for this many sweeps in a row; then its memory goes back to the system.
+const DRAINED_SWEEPS: u32 = 5;
+
+/// Watches the export queue at each sweep for a backlog that has drained. The allocator keeps
+/// up to 4 MiB of free heap resident by design (`app.rs`: the steady working set is reused, not
+/// zero-filled again), so the megabytes a backlog held would stay resident after an outage;
+/// trimming once when it is over gives them back without trimming in steady operation.
+#[derive(Debug, Default)]
+struct BacklogTrim {
+    peak: u64,
+    drained_for: u32,
+}
+
+impl BacklogTrim {
+    /// The queue's bytes at one sweep; true when the allocator should be trimmed now.
+    fn observe(&mut self, queue_bytes: u64) -> bool {
+        self.peak = self.peak.max(queue_bytes);
+        if self.peak < BACKLOG_BYTES || queue_bytes > DRAINED_BYTES {
+            self.drained_for = 0;
+            return false;
+        }
+        self.drained_for += 1;
+        if self.drained_for < DRAINED_SWEEPS {
+            return false;
+        }
+        *self = BacklogTrim::default();
+        true
+    }
+}
+
+/// Returns free heap memory to the system (glibc).
+fn trim_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim is a thread-safe allocator call.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Everything the capture task owns.
 pub struct Capture {
     pub probes: Probes,
@@ -50,6 +94,7 @@ impl Capture {
         let mut records: Vec<ConnRecord> = Vec::with_capacity(1024);
         let mut last_sweep = Instant::now();
         let mut last_purge = Instant::now();
+        let mut backlog = BacklogTrim::default();
         loop {
             let stopping = tokio::select! {
                 _ = stop.cancelled() => true,
@@ -99,6 +144,12 @@ impl Capture {
                 self.tracker.sweep(now_ns, &mut records);
                 self.emitter.emit(&mut records);
                 self.emitter.prune();
+                let queued = telemetry::metrics()
+                    .export_queue_bytes
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                if backlog.observe(queued) {
+                    trim_allocator();
+                }
                 match self.probes.stats() {
                     Ok(k) => publish_kernel_stats(&k, self.reader.malformed()),
                     Err(e) => map_failed(MapOp::Stats, &e),
@@ -106,8 +157,12 @@ impl Capture {
             }
             if last_purge.elapsed() >= PURGE_INTERVAL {
                 last_purge = Instant::now();
-                if let Err(e) = self.control.purge_exited() {
-                    map_failed(MapOp::Purge, &e);
+                match self.control.purge_exited() {
+                    Ok(exited) => {
+                        self.tracker.forget_processes(&exited, &mut records);
+                        self.emitter.emit(&mut records);
+                    }
+                    Err(e) => map_failed(MapOp::Purge, &e),
                 }
             }
             if stopping {
@@ -174,7 +229,10 @@ fn record(rec: &mut Recorder, ev: &KernelEvent<'_>, meta: Option<Option<&crate::
 
 /// Registers sockets that predate the receiver (established TCP, connected Unix stream, bound
 /// UDP) so their later traffic is seen. UDP sockets are registered as datagram sockets: the
-/// kernel then infers only datagram protocols on them (a DNS server started before us).
+/// kernel then infers only datagram protocols on them (a DNS server started before us). A TCP
+/// socket carries its role (accepted or not, from the listening sockets), as connect/accept
+/// would have told the kernel; stream sockets are inferred only once their conversation turns
+/// (they may be in the middle of a message, see `ebpf_common::turn`).
 pub fn seed_existing_connections(cfg: &Config, control: &mut ConnControl, tracker: &mut Tracker) {
     let me = std::process::id();
     let only: Vec<u32> = cfg.targets.pids.clone();
@@ -184,11 +242,11 @@ pub fn seed_existing_connections(cfg: &Config, control: &mut ConnControl, tracke
     let limit = cfg.ebpf.max_connections as usize / 2;
     let sockets = tracker::socket::existing_sockets(std::path::Path::new("/proc"), keep, limit);
     let mut seeded = 0usize;
-    for (pid, fd, tuple) in sockets {
-        let datagram = tuple.transport == Some(Transport::Udp);
-        match control.seed(pid, fd, datagram) {
+    for s in sockets {
+        let datagram = s.tuple.transport == Some(Transport::Udp);
+        match control.seed(s.pid, s.fd, s.role, datagram) {
             Ok(Some(_)) => {
-                tracker.preload(pid, fd, tuple);
+                tracker.preload(s.pid, s.fd, s.tuple);
                 seeded += 1;
             }
             Ok(None) => {}
@@ -223,6 +281,7 @@ fn publish_kernel_stats(k: &KernelStats, malformed: u64) {
         (KernelDrop::ArgsMapFull, k.args_map_full),
         (KernelDrop::ReadFailed, k.read_failed),
         (KernelDrop::MmsgOverflow, k.mmsg_overflow),
+        (KernelDrop::PidsMapFull, k.pids_map_full),
     ] {
         m.kernel_drop(reason).store(v, Relaxed);
     }
@@ -230,5 +289,35 @@ fn publish_kernel_stats(k: &KernelStats, malformed: u64) {
         m.protocol(p)
             .inferences
             .store(k.inferences[p.index()], Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_allocator_is_trimmed_once_after_a_backlog_drains() {
+        let mut b = BacklogTrim::default();
+        // Steady operation: a batch or two queued, never trimmed.
+        assert!((0..100).all(|i| !b.observe(if i % 2 == 0 { 200 << 10 } else { 0 })));
+        // An outage: megabytes queue up, then drain.
+        for q in [4 << 20, 8 << 20, 6 << 20, 1 << 20] {
+            assert!(!b.observe(q));
+        }
+        let trims: Vec<bool> = (0..DRAINED_SWEEPS + 3)
+            .map(|_| b.observe(1 << 10))
+            .collect();
+        assert_eq!(trims.iter().filter(|t| **t).count(), 1, "{trims:?}");
+        assert!(trims[DRAINED_SWEEPS as usize - 1]);
+        // A refill before the queue stayed drained long enough restarts the wait.
+        let mut b = BacklogTrim::default();
+        assert!(!b.observe(2 << 20));
+        for _ in 0..DRAINED_SWEEPS - 1 {
+            assert!(!b.observe(0));
+        }
+        assert!(!b.observe(300 << 10));
+        assert!((0..DRAINED_SWEEPS - 1).all(|_| !b.observe(0)));
+        assert!(b.observe(0));
     }
 }

@@ -98,7 +98,8 @@ impl Default for EbpfConfig {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TargetsConfig {
-    /// Trace only these pids; empty traces the whole host. Default empty.
+    /// Trace only these pids and the processes they start while the receiver runs (forked
+    /// workers, spawned commands, and theirs); empty traces the whole host. Default empty.
     pub pids: Vec<u32>,
     /// Never trace these pids. Default empty.
     pub exclude_pids: Vec<u32>,

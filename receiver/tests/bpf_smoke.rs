@@ -351,11 +351,11 @@ fn mysql_over_tcp_and_unix_socket() {
 
     // Seed both pre-existing sockets; disable capture of the second one.
     let gen_a = control
-        .seed(pre_pid, pre_fds[0], false)
+        .seed(pre_pid, pre_fds[0], None, false)
         .expect("seed")
         .expect("new entry");
     let gen_b = control
-        .seed(pre_pid, pre_fds[1], false)
+        .seed(pre_pid, pre_fds[1], None, false)
         .expect("seed")
         .expect("new entry");
     assert!(
@@ -363,7 +363,9 @@ fn mysql_over_tcp_and_unix_socket() {
         "seeded generations"
     );
     assert_eq!(
-        control.seed(pre_pid, pre_fds[0], false).expect("seed"),
+        control
+            .seed(pre_pid, pre_fds[0], None, false)
+            .expect("seed"),
         None,
         "seed overwrote"
     );

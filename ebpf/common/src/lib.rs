@@ -32,6 +32,37 @@ pub const INFER_MIN_BYTES: u64 = 5;
 /// assigns to sockets that predate it (seeding) always do.
 pub const SEEDED_GENERATION_BIT: u32 = 0x8000_0000;
 
+/// `ConnState::turn`: whether inference may look at a message yet. A stream socket that
+/// predates the receiver may be in the middle of a message (a large response being read, a
+/// large request being written), and its first bytes, whatever they look like, are no message
+/// start: a body made of requests would be inferred and framed as requests. In request/response
+/// protocols a message starts where the conversation turns, so inference waits for the first
+/// message in the other direction than the ones seen so far. Sockets seen from connect/accept
+/// (and datagrams, which are whole messages) are inspected at once.
+pub mod turn {
+    /// Inspect every message.
+    pub const OPEN: u8 = 0;
+    /// Predates the receiver; nothing seen yet.
+    pub const WAIT: u8 = 1;
+    /// Predates the receiver; the messages seen so far were sent.
+    pub const WAIT_EGRESS: u8 = 2;
+    /// Predates the receiver; the messages seen so far were received.
+    pub const WAIT_INGRESS: u8 = 3;
+
+    /// The state after a message in direction `egress`: inference may look at that message
+    /// when the result is [`OPEN`].
+    #[inline(always)]
+    pub const fn after(state: u8, egress: bool) -> u8 {
+        match state {
+            OPEN => OPEN,
+            WAIT_EGRESS if !egress => OPEN,
+            WAIT_INGRESS if egress => OPEN,
+            _ if egress => WAIT_EGRESS,
+            _ => WAIT_INGRESS,
+        }
+    }
+}
+
 /// Slot of (pid, fd) in the tracked-fd filter (`FD_FILTER`), before masking to the filter's
 /// size: every syscall on an fd first reads this one array slot, and only a non-zero count
 /// (some tracked socket hashes there) costs a `CONNS` lookup. Kernel and user space (seeding,
@@ -169,6 +200,9 @@ pub mod stat {
     pub const UNCAPTURED_BYTES: u32 = 11;
     /// Messages of a `sendmmsg`/`recvmmsg` call beyond the ones the kernel reports.
     pub const DROP_MMSG_OVERFLOW: u32 = 12;
+    /// Processes started by a traced process under a pid filter that could not be added to
+    /// the pid map (full): they are not traced.
+    pub const DROP_PIDS_MAP_FULL: u32 = 13;
     /// `INFER_BASE + proto::X`: connections whose protocol was inferred as X.
     pub const INFER_BASE: u32 = 16;
     /// Number of entries.
@@ -223,7 +257,9 @@ pub struct ConnState {
     pub sock_type: u8,
     /// Valid bytes in `pending_header` (0..=4).
     pub pending_len: u8,
-    pub _pad1: [u8; 2],
+    /// `turn::*`: whether inference may look at the next message yet.
+    pub turn: u8,
+    pub _pad1: u8,
     /// The process holding `listen_fd`: the accepting process, also for the copy a forked
     /// child inherits (dnsmasq and PostgreSQL accept, fork, and serve in the child, which may
     /// be gone before user space resolves anything). 0 when `listen_fd` is `NO_FD`.

@@ -406,6 +406,17 @@ fn message(tgid: u32, args: &SyscallArgs, egress: bool, src: Src, total: u64) {
     // Unknown connection: infer from the first bytes; no match → count, maybe give up, and
     // nothing reaches user space.
     if protocol == proto::UNKNOWN {
+        // A stream socket that predates the receiver may be in the middle of a message: no
+        // inference before the conversation turns (`ebpf_common::turn`).
+        // SAFETY (all `*conn` accesses here): as above.
+        let turn = unsafe { (*conn).turn };
+        if turn != ebpf_common::turn::OPEN && !datagram {
+            let next = ebpf_common::turn::after(turn, egress);
+            unsafe { (*conn).turn = next };
+            if next != ebpf_common::turn::OPEN {
+                return;
+            }
+        }
         // SAFETY: the scratch holds at least HDR + INFER_BYTES bytes; unaligned read.
         let head = unsafe { core::ptr::read_unaligned(buf.add(HDR) as *const [u64; 2]) };
         // A lone header of at most 4 bytes is kept for the next message (header-glue hooks),
@@ -416,7 +427,10 @@ fn message(tgid: u32, args: &SyscallArgs, egress: bool, src: Src, total: u64) {
             (*conn).pending_header = 0;
             (*conn).pending_len = 0;
         }
-        if total <= 4 && u64::from(copied) >= total && !datagram {
+        // ... unless it is the whole payload a kept 4-byte header announced (MariaDB reads a
+        // COM_PING's header, then its 1-byte payload).
+        let announced = pending_len == 4 && infer::glues(pending, pending_len, total).is_some();
+        if total <= 4 && u64::from(copied) >= total && !datagram && !announced {
             // Appended to what is kept if it fits, else it starts a new header.
             let have = if u64::from(pending_len) + total <= 4 {
                 u64::from(pending_len)
@@ -642,6 +656,13 @@ fn enter_uncaptured(fd: u32, k: u8) -> bool {
     }
     // SAFETY: a live CONNS value; one byte read.
     if unsafe { (*conn).protocol } == proto::UNKNOWN {
+        // Bytes no inference will see, but they still turn the conversation of a socket that
+        // predates the receiver (`ebpf_common::turn`): nginx sends a body with sendfile.
+        // SAFETY: as above; a one-byte read and write of this process's entry.
+        let turn = unsafe { (*conn).turn };
+        if turn != ebpf_common::turn::OPEN {
+            unsafe { (*conn).turn = ebpf_common::turn::after(turn, is_egress(k)) };
+        }
         return false;
     }
     stash_args(

@@ -309,6 +309,24 @@ pub fn current() -> (u64, u32) {
     (pid_tgid, (pid_tgid >> 32) as u32)
 }
 
+/// Whether the pid filter names `tgid` (or a process it was started by) as one to trace.
+#[inline(always)]
+pub fn pid_included(tgid: u32) -> bool {
+    if read_global(&PID_FILTER_ACTIVE) == 0 || read_global(&FILTER_INCLUDE_ONLY) == 0 {
+        return false;
+    }
+    // SAFETY: the value is a plain u8 copied out at once.
+    unsafe { PIDS.get(&tgid) }.copied() == Some(PID_INCLUDE)
+}
+
+/// Adds `child`, started by an included process, to the included pids (never overwriting an
+/// entry: an exclusion from the configuration wins). False when the map is full.
+#[inline(always)]
+pub fn include_pid(child: u32) -> bool {
+    // SAFETY: a lookup whose value is not kept.
+    PIDS.insert(&child, &PID_INCLUDE, BPF_NOEXIST).is_ok() || unsafe { PIDS.get(&child) }.is_some()
+}
+
 /// Whether process `tgid` is traced: never the receiver; then the optional pid filter.
 #[inline(always)]
 pub fn traced(tgid: u32) -> bool {

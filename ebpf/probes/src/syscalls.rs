@@ -227,18 +227,32 @@ pub fn sys_enter_fork(_ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Marks the current thread as forking a process (not a thread, not a vfork): the
-/// `sched_process_fork` event inside the same syscall then copies the parent's entries.
+/// vfork(2) itself (Python's `subprocess` uses it; `posix_spawn` goes through clone): the
+/// child copies no entries, but under a pid filter it is traced like its parent.
+#[tracepoint]
+pub fn sys_enter_vfork(_ctx: TracePointContext) -> u32 {
+    stash_fork(CLONE_VM | CLONE_VFORK);
+    0
+}
+
+/// Marks the current thread as starting a process (not a thread): the `sched_process_fork`
+/// event inside the same syscall then copies the parent's entries (`fd` 1; not for a vfork or
+/// memory-sharing child, which execs at once) and, under a pid filter that names the parent,
+/// adds the child to the traced pids (a server starting its workers, a shell its commands).
 #[inline(always)]
 fn stash_fork(flags: u64) {
-    if flags & NO_INHERIT != 0 {
+    if flags & CLONE_THREAD != 0 {
         return;
     }
     let (pid_tgid, tgid) = current();
     if !traced(tgid) {
         return;
     }
-    stash_args(pid_tgid, &SyscallArgs::new(kind::FORK, 0, 0));
+    let copy = flags & NO_INHERIT == 0;
+    if !copy && !maps::pid_included(tgid) {
+        return;
+    }
+    stash_args(pid_tgid, &SyscallArgs::new(kind::FORK, u32::from(copy), 0));
 }
 
 /// `sched/sched_process_fork`, in the parent, after the child is created and before it first
@@ -264,10 +278,17 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
         bump(stat::DROP_READ_FAILED);
         return 0;
     };
-    if child <= 0 || !traced(child as u32) {
+    if child <= 0 {
         return 0;
     }
-    inherit(tgid, child as u32);
+    let child = child as u32;
+    if maps::pid_included(tgid) && !maps::include_pid(child) {
+        bump(stat::DROP_PIDS_MAP_FULL);
+    }
+    if args.fd == 0 || !traced(child) {
+        return 0;
+    }
+    inherit(tgid, child);
     0
 }
 
@@ -425,7 +446,8 @@ fn create_conn(tgid: u32, fd: u32, role_hint: u8, peer: &Peer, listen_fd: u32, s
         pending_header: 0,
         sock_type,
         pending_len: 0,
-        _pad1: [0; 2],
+        turn: ebpf_common::turn::OPEN,
+        _pad1: 0,
         listen_pid: if listen_fd == NO_FD { 0 } else { tgid },
         _pad2: 0,
     };

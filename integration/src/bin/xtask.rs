@@ -1,4 +1,4 @@
-//! `cargo xtask run [--demo]`, `cargo xtask test`, `cargo xtask bench`, `cargo xtask fuzz`: the
+//! `cargo xtask run [--demo]`, `cargo xtask test`, `cargo xtask bench`, `cargo xtask fuzz`, `cargo xtask soak`: the
 //! project's front door.
 //! Each command first installs what is missing ([`integration::bootstrap`]).
 
@@ -17,7 +17,7 @@ use integration::servers::mariadb::MariaDb;
 use integration::{bench, bootstrap, paths};
 
 #[derive(Parser)]
-#[command(about = "ebpf-receiver tasks: run, test, bench, fuzz")]
+#[command(about = "ebpf-receiver tasks: run, test, bench, fuzz, soak")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -62,6 +62,21 @@ enum Cmd {
         /// Random and mutated streams per parser in the property test (0 skips it).
         #[arg(long, default_value_t = 100_000)]
         cases: u64,
+    },
+    /// The soak (issue 8, R13): mixed protocols with connection churn and a Collector restart
+    /// for MINUTES (default 30); RSS, BPF map entries and the export queue must stay flat,
+    /// every span arrive and every CONNS entry go away. Report and chart under
+    /// target/soak/<run>/; exit non-zero when a promise fails. Needs root.
+    Soak {
+        /// Length of the run in minutes.
+        #[arg(default_value_t = 30.0)]
+        minutes: f64,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 5.0)]
+        sample_secs: f64,
+        /// Report directory (default target/soak/<date-time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -142,6 +157,11 @@ fn main() -> ExitCode {
             targets,
             cases,
         }),
+        Cmd::Soak {
+            minutes,
+            sample_secs,
+            out,
+        } => soak(minutes, sample_secs, out),
     };
     match r {
         Ok(code) => code,
@@ -453,6 +473,48 @@ fn bench_options(a: &BenchArgs) -> Result<bench::Options> {
     o.attribution = !a.no_attribution;
     o.out_dir = a.out.clone();
     Ok(o)
+}
+
+/// `cargo build --release -p integration --bin loadgen`; its path.
+fn build_loadgen() -> Result<PathBuf> {
+    let mut c = cargo();
+    c.args([
+        "build",
+        "--release",
+        "-p",
+        "integration",
+        "--bin",
+        "loadgen",
+    ]);
+    if !status(c)? {
+        bail!("building loadgen failed");
+    }
+    Ok(paths::target_dir().join("release/loadgen"))
+}
+
+fn soak(minutes: f64, sample_secs: f64, out: Option<PathBuf>) -> Result<ExitCode> {
+    if !(minutes.is_finite() && minutes > 0.0) {
+        bail!("MINUTES must be a positive number");
+    }
+    if !is_root() {
+        bail!("`cargo xtask soak` needs root: {ROOT_HINT}");
+    }
+    bootstrap::all()?;
+    let bin = build_receiver()?;
+    let loadgen = build_loadgen()?;
+    // SAFETY: single-threaded at this point; the harness reads it when it starts the receiver.
+    unsafe { std::env::set_var("EBPF_RECEIVER_BIN", &bin) };
+    let passed = integration::soak::run(&integration::soak::Options {
+        minutes,
+        sample_secs,
+        out_dir: out,
+        loadgen,
+    })?;
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn bench(args: &BenchArgs) -> Result<ExitCode> {

@@ -4,10 +4,11 @@
 //! (`ebpf_common::infer`, the same code) on each of them, with the kernel's bookkeeping around
 //! it (`ebpf/probes/src/data.rs`): lone headers of at most 4 bytes kept for the header-glue
 //! hooks, messages shorter than `INFER_MIN_BYTES` not counted as attempts, giving up after
-//! `INFER_MAX_ATTEMPTS`. A few bytes of state per connection.
+//! `INFER_MAX_ATTEMPTS`, and on a stream socket that predates the receiver nothing inferred
+//! before its conversation turns (`ebpf_common::turn`). A few bytes of state per connection.
 
 use ebpf_common::infer::{self, Message};
-use ebpf_common::{INFER_BYTES, INFER_MAX_ATTEMPTS, INFER_MIN_BYTES, direction, role, sock};
+use ebpf_common::{INFER_BYTES, INFER_MAX_ATTEMPTS, INFER_MIN_BYTES, direction, role, sock, turn};
 
 use super::DataEvent;
 use super::event::protocol_of;
@@ -35,6 +36,8 @@ pub enum Inference {
 /// Inference state of one connection the kernel forwards uninferred.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RawInference {
+    /// `ebpf_common::turn` state; `None` before the first message.
+    turn: Option<u8>,
     attempts: u8,
     /// A lone header's bytes in memory order (`pending_len` of them), as `ConnState`.
     pending: u32,
@@ -54,6 +57,20 @@ impl RawInference {
         if self.gave_up {
             return Inference::GaveUp;
         }
+        // A stream socket that predates the receiver: nothing is inferred before its
+        // conversation turns (bytes moved by sendfile turn it too, as in the kernel).
+        let state = self
+            .turn
+            .unwrap_or(if super::predates_receiver(data.conn) && !data.datagram {
+                turn::WAIT
+            } else {
+                turn::OPEN
+            });
+        let state = turn::after(state, data.direction == Direction::Egress);
+        self.turn = Some(state);
+        if state != turn::OPEN {
+            return Inference::Unknown;
+        }
         // Bytes moved by sendfile/splice (reported by length only): the kernel never infers
         // from those.
         if data.bytes.is_empty() {
@@ -63,11 +80,13 @@ impl RawInference {
         let bytes = data.bytes;
         let datagram = data.datagram;
         // A lone header of at most 4 bytes is kept for the next message (appended to what is
-        // kept if it fits, else it starts a new header).
+        // kept if it fits, else it starts a new header), unless it is the whole payload a kept
+        // 4-byte header announced.
         let (pending, pending_len) = (self.pending, self.pending_len);
         self.pending = 0;
         self.pending_len = 0;
-        if total <= 4 && bytes.len() as u64 >= total && !datagram {
+        let announced = pending_len == 4 && infer::glues(pending, pending_len, total).is_some();
+        if total <= 4 && bytes.len() as u64 >= total && !datagram && !announced {
             let have = if u64::from(pending_len) + total <= 4 {
                 u32::from(pending_len)
             } else {
@@ -169,6 +188,71 @@ mod tests {
             datagram: false,
             peer: None,
         }
+    }
+
+    #[test]
+    fn a_socket_that_predates_the_receiver_is_inferred_only_once_its_conversation_turns() {
+        // Attached while the client was writing a large body made of requests: the rest of
+        // the body looks like requests, but only the response (the turn) starts a message.
+        let mut r = RawInference::default();
+        let seeded = |mut e: DataEvent<'static>| {
+            e.conn.generation |= ebpf_common::SEEDED_GENERATION_BIT;
+            e
+        };
+        let fake = b"GET /fake HTTP/1.1\r\nHost: f\r\n\r\nGET /fake HTTP/1.1\r\n";
+        for _ in 0..3 {
+            let e = seeded(event(Direction::Egress, Some(Role::Client), fake));
+            assert_eq!(r.on_message(&e, Protocol::ALL), Inference::Unknown);
+        }
+        let e = seeded(event(
+            Direction::Ingress,
+            Some(Role::Client),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        ));
+        assert!(matches!(
+            r.on_message(&e, Protocol::ALL),
+            Inference::Inferred {
+                protocol: Protocol::Http1,
+                role: Role::Client,
+                ..
+            }
+        ));
+        // Waiting is not an attempt: a long one-way stream is never given up on for it.
+        let mut r = RawInference::default();
+        for _ in 0..(2 * INFER_MAX_ATTEMPTS) {
+            let e = seeded(event(Direction::Ingress, None, b"\x00\x01garbage bytes"));
+            assert_eq!(r.on_message(&e, Protocol::ALL), Inference::Unknown);
+        }
+        assert!(!r.gave_up());
+        // A socket seen from connect/accept is inferred from its first message.
+        let mut r = RawInference::default();
+        let e = event(Direction::Egress, Some(Role::Client), fake);
+        assert!(matches!(
+            r.on_message(&e, Protocol::ALL),
+            Inference::Inferred {
+                protocol: Protocol::Http1,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_one_byte_payload_glues_to_the_header_that_announced_it() {
+        // MariaDB reads a COM_PING's 4-byte header, then its 1-byte payload.
+        let mut r = RawInference::default();
+        let header = [0x01, 0x00, 0x00, 0x00];
+        let e = event(Direction::Ingress, Some(Role::Server), &header);
+        assert_eq!(r.on_message(&e, Protocol::ALL), Inference::Unknown);
+        let e = event(Direction::Ingress, Some(Role::Server), &[0x0e]);
+        assert_eq!(
+            r.on_message(&e, Protocol::ALL),
+            Inference::Inferred {
+                protocol: Protocol::Mysql,
+                role: Role::Server,
+                header,
+                header_len: 4,
+            }
+        );
     }
 
     #[test]

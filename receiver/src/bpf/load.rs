@@ -56,16 +56,18 @@ const PROGRAMS: &[&str] = &[
     "sys_enter_clone",
     "sys_enter_clone3",
     "sys_enter_fork",
+    "sys_enter_vfork",
     "sys_enter_close",
 ];
 
-/// Programs that make a forked child inherit its parent's sockets; left out when the
-/// `sched_process_fork` record layout is unknown.
+/// Programs that make a forked child inherit its parent's sockets (and, under a pid filter,
+/// its inclusion); left out when the `sched_process_fork` record layout is unknown.
 const FORK_PROGRAMS: &[&str] = &[
     "sched_process_fork",
     "sys_enter_clone",
     "sys_enter_clone3",
     "sys_enter_fork",
+    "sys_enter_vfork",
 ];
 
 /// Programs on `sched/` tracepoints (a forked child inherits its parent's sockets).
@@ -241,6 +243,8 @@ pub struct KernelStats {
     pub read_failed: u64,
     /// Messages of sendmmsg/recvmmsg beyond the ones the kernel reports.
     pub mmsg_overflow: u64,
+    /// Processes started by traced ones that the full pid map could not take (untraced).
+    pub pids_map_full: u64,
     pub infer_gave_up: u64,
     /// Connections inferred, indexed by [`Protocol::index`].
     pub inferences: [u64; PROTOCOL_COUNT],
@@ -412,7 +416,11 @@ impl Probes {
             .ok_or(LoadError::MissingMap {
                 map: "DISABLED_ANY",
             })?;
-        ConnControl::new(conns, disabled, filter, disabled_any)
+        let pids = self
+            .ebpf
+            .take_map("PIDS")
+            .ok_or(LoadError::MissingMap { map: "PIDS" })?;
+        ConnControl::new(conns, disabled, filter, disabled_any, pids)
     }
 
     /// Kernel counters, summed over CPUs and decoded.
@@ -436,6 +444,7 @@ impl Probes {
             args_map_full: get(stat::DROP_ARGS_MAP_FULL),
             read_failed: get(stat::DROP_READ_FAILED),
             mmsg_overflow: get(stat::DROP_MMSG_OVERFLOW),
+            pids_map_full: get(stat::DROP_PIDS_MAP_FULL),
             infer_gave_up: get(stat::INFER_GAVE_UP),
             inferences,
         })

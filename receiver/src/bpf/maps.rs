@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use aya::maps::{Array, HashMap, Map, MapData, MapError};
 use ebpf_common::{
-    ConnKey, ConnState, DisabledKey, SEEDED_GENERATION_BIT, fd_slot, proto, role, sock,
+    ConnKey, ConnState, DisabledKey, SEEDED_GENERATION_BIT, fd_slot, proto, role, sock, turn,
 };
 
 use super::LoadError;
-use crate::model::ConnId;
+use crate::model::{ConnId, Role};
 
 /// `BPF_NOEXIST`: insert only if the key is absent.
 const BPF_NOEXIST: u64 = 1;
@@ -112,6 +112,9 @@ pub struct ConnControl {
     /// only keeps the flag set longer).
     disabled_entries: u64,
     filter: FdFilter,
+    /// pid → include/exclude: the kernel adds the processes included pids start, which this
+    /// side removes once they exit.
+    pids: HashMap<MapData, u32, u8>,
     /// Last seeded generation counter (without the seeded bit).
     seeded: u32,
 }
@@ -122,6 +125,7 @@ impl ConnControl {
         disabled: Map,
         filter: Map,
         disabled_any: Map,
+        pids: Map,
     ) -> Result<ConnControl, LoadError> {
         Ok(ConnControl {
             disabled_any: Array::try_from(disabled_any).map_err(|source| LoadError::Map {
@@ -136,6 +140,10 @@ impl ConnControl {
             })?,
             disabled: HashMap::try_from(disabled).map_err(|source| LoadError::Map {
                 map: "DISABLED",
+                source,
+            })?,
+            pids: HashMap::try_from(pids).map_err(|source| LoadError::Map {
+                map: "PIDS",
                 source,
             })?,
             seeded: 0,
@@ -190,12 +198,20 @@ impl ConnControl {
     }
 
     /// Registers a socket that existed before the receiver started, so the kernel starts
-    /// inspecting its traffic (role unknown until inference). `datagram`: a UDP socket, whose
-    /// every syscall is a whole message (the kernel then infers only datagram protocols on it,
-    /// without stream framing such as DNS's TCP length prefix). Returns the generation assigned
-    /// (seeded bit set, so it never collides with kernel-assigned ones), or `None` if the kernel
-    /// already tracks this (pid, fd). Never overwrites an entry.
-    pub fn seed(&mut self, pid: u32, fd: u32, datagram: bool) -> Result<Option<u32>, LoadError> {
+    /// inspecting its traffic. `role`: a hint like connect/accept give (`None`: unknown until
+    /// inference). `datagram`: a UDP socket, whose every syscall is a whole message (the kernel
+    /// then infers only datagram protocols on it, without stream framing such as DNS's TCP
+    /// length prefix); a stream socket is inferred only once its conversation turns
+    /// (`ebpf_common::turn`), since it may be in the middle of a message. Returns the generation
+    /// assigned (seeded bit set, so it never collides with kernel-assigned ones), or `None` if
+    /// the kernel already tracks this (pid, fd). Never overwrites an entry.
+    pub fn seed(
+        &mut self,
+        pid: u32,
+        fd: u32,
+        role: Option<Role>,
+        datagram: bool,
+    ) -> Result<Option<u32>, LoadError> {
         let key = ConnKey { pid, fd };
         self.seeded = (self.seeded.wrapping_add(1)) & !SEEDED_GENERATION_BIT;
         if self.seeded == 0 {
@@ -207,7 +223,11 @@ impl ConnControl {
             recv_pos: 0,
             generation,
             protocol: proto::UNKNOWN,
-            role: role::UNKNOWN,
+            role: match role {
+                Some(Role::Client) => role::CLIENT,
+                Some(Role::Server) => role::SERVER,
+                None => role::UNKNOWN,
+            },
             infer_attempts: 0,
             has_peer: 0,
             family: 0,
@@ -217,7 +237,8 @@ impl ConnControl {
             pending_header: 0,
             sock_type: if datagram { sock::DGRAM } else { sock::UNKNOWN },
             pending_len: 0,
-            _pad1: [0; 2],
+            turn: if datagram { turn::OPEN } else { turn::WAIT },
+            _pad1: 0,
             listen_pid: 0,
             _pad2: 0,
         };
@@ -240,12 +261,39 @@ impl ConnControl {
     }
 
     /// Removes `CONNS` entries of processes that no longer exist (process exit closes fds
-    /// without a close syscall, so the kernel never removes them). Returns how many were
-    /// removed; call it from a periodic sweep.
-    pub fn purge_exited(&mut self) -> Result<usize, LoadError> {
+    /// without a close syscall, so the kernel never removes them), and their `PIDS` entries
+    /// (a pid the kernel reuses must not inherit the filter's verdict). Returns the processes
+    /// whose connections were removed (the tracker forgets them too); call it from a periodic
+    /// sweep.
+    pub fn purge_exited(&mut self) -> Result<Vec<u32>, LoadError> {
         let mut dead = Vec::new();
         // One stat per process, not per socket.
         let mut alive: std::collections::HashMap<u32, bool> = std::collections::HashMap::new();
+        let mut dead_pids = Vec::new();
+        for pid in self.pids.keys() {
+            let pid = pid.map_err(|source| LoadError::Map {
+                map: "PIDS",
+                source,
+            })?;
+            let exists = *alive
+                .entry(pid)
+                .or_insert_with(|| Path::new("/proc").join(pid.to_string()).exists());
+            if !exists {
+                dead_pids.push(pid);
+            }
+        }
+        for pid in dead_pids {
+            match self.pids.remove(&pid) {
+                Ok(()) => {}
+                Err(e) if is_errno(&e, libc::ENOENT) => {}
+                Err(source) => {
+                    return Err(LoadError::Map {
+                        map: "PIDS",
+                        source,
+                    });
+                }
+            }
+        }
         for key in self.conns.keys() {
             let key = key.map_err(|source| LoadError::Map {
                 map: "CONNS",
@@ -258,14 +306,16 @@ impl ConnControl {
                 dead.push(key);
             }
         }
-        let mut removed = 0;
+        let mut removed = Vec::new();
         for key in dead {
             match self.conns.remove(&key) {
                 Ok(()) => {
                     // Only the deleter that succeeds uncounts the entry (the kernel may have
                     // closed it meanwhile).
                     self.filter.add(key.pid, key.fd, u32::MAX);
-                    removed += 1;
+                    if !removed.contains(&key.pid) {
+                        removed.push(key.pid);
+                    }
                 }
                 Err(e) if is_errno(&e, libc::ENOENT) => {}
                 Err(source) => {

@@ -24,10 +24,11 @@ pub enum KernelDrop {
     ArgsMapFull,
     ReadFailed,
     MmsgOverflow,
+    PidsMapFull,
 }
 
 impl KernelDrop {
-    pub const ALL: [KernelDrop; 8] = [
+    pub const ALL: [KernelDrop; 9] = [
         KernelDrop::ControlRingFull,
         KernelDrop::DataRingFull,
         KernelDrop::CaptureTruncated,
@@ -36,6 +37,7 @@ impl KernelDrop {
         KernelDrop::ArgsMapFull,
         KernelDrop::ReadFailed,
         KernelDrop::MmsgOverflow,
+        KernelDrop::PidsMapFull,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,6 +49,7 @@ impl KernelDrop {
             KernelDrop::ArgsMapFull => "args_map_full",
             KernelDrop::ReadFailed => "read_failed",
             KernelDrop::MmsgOverflow => "mmsg_overflow",
+            KernelDrop::PidsMapFull => "pids_map_full",
         }
     }
 }

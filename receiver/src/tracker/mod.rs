@@ -557,6 +557,27 @@ impl Tracker {
             .store(self.conns.len() as u64, Ordering::Relaxed);
     }
 
+    /// Forgets every connection of processes that exited (their sockets were closed by the
+    /// exit, which makes no close event): as at a close, frames waiting for their last byte
+    /// end and pending requests are counted as unmatched. Without this their state would stay
+    /// until the idle timeout, minutes of it on a host that runs many short-lived clients.
+    pub fn forget_processes(&mut self, pids: &[u32], out: &mut Vec<ConnRecord>) {
+        if pids.is_empty() {
+            return;
+        }
+        let gone: Vec<ConnId> = self
+            .conns
+            .keys()
+            .filter(|id| pids.contains(&id.pid))
+            .copied()
+            .collect();
+        for id in gone {
+            self.remove(id, Some(&mut *out));
+        }
+        self.raw.retain(|id, _| !pids.contains(&id.pid));
+        self.end_batch(out);
+    }
+
     /// Ends a drain batch: applies closes and publishes parser counters.
     pub fn end_batch(&mut self, out: &mut Vec<ConnRecord>) {
         telemetry::metrics()

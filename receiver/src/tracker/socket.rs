@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
-use crate::model::Transport;
+use crate::model::{Role, Transport};
 
 /// What we learned about one socket.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -196,6 +196,9 @@ fn resolve_procfs(proc_root: &Path, pid: u32, fd: u32) -> Option<SocketTuple> {
 #[derive(Default)]
 pub struct NetTables {
     pub by_inode: HashMap<u64, SocketTuple>,
+    /// Local addresses of listening TCP sockets: an established socket on one of them was
+    /// accepted (the traced process is the server).
+    pub listening: Vec<SocketAddr>,
 }
 
 impl NetTables {
@@ -227,6 +230,12 @@ impl NetTables {
             else {
                 continue;
             };
+            if *st == "0A" {
+                if let Some(l) = parse_hex_addr(local, v6) {
+                    self.listening.push(l);
+                }
+                continue;
+            }
             if *st != "01" {
                 continue;
             }
@@ -310,6 +319,23 @@ impl NetTables {
     }
 }
 
+impl NetTables {
+    /// The role of an established TCP socket: server when its local address is one a socket
+    /// listens on (directly or on the wildcard address), else client. `None` for other
+    /// sockets (UDP, Unix).
+    pub fn role_of(&self, t: &SocketTuple) -> Option<Role> {
+        if t.transport != Some(Transport::Tcp) {
+            return None;
+        }
+        let local = t.local?;
+        let listens = self.listening.iter().any(|l| {
+            l.port() == local.port()
+                && (l.ip().is_unspecified() || l.ip().to_canonical() == local.ip().to_canonical())
+        });
+        Some(if listens { Role::Server } else { Role::Client })
+    }
+}
+
 /// `0100007F:0CEA` (v4, little-endian words) or 32 hex digits (v6) → address.
 fn parse_hex_addr(s: &str, v6: bool) -> Option<SocketAddr> {
     let (ip, port) = s.split_once(':')?;
@@ -340,14 +366,23 @@ fn parse_hex_addr(s: &str, v6: bool) -> Option<SocketAddr> {
     ))))
 }
 
+/// A socket that predates the receiver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExistingSocket {
+    pub pid: u32,
+    pub fd: u32,
+    pub tuple: SocketTuple,
+    /// For TCP: whether the socket was accepted ([`NetTables::role_of`]).
+    pub role: Option<Role>,
+}
+
 /// Established TCP, bound UDP and connected Unix stream sockets of every process under
-/// `proc_root`, as (pid, fd, tuple), for sockets that predate the receiver. `keep(pid)` filters
-/// processes.
+/// `proc_root`, for sockets that predate the receiver. `keep(pid)` filters processes.
 pub fn existing_sockets(
     proc_root: &Path,
     keep: impl Fn(u32) -> bool,
     limit: usize,
-) -> Vec<(u32, u32, SocketTuple)> {
+) -> Vec<ExistingSocket> {
     let mut out = Vec::new();
     let mut tables_by_netns: HashMap<u64, NetTables> = HashMap::new();
     let Ok(rd) = std::fs::read_dir(proc_root) else {
@@ -381,7 +416,12 @@ pub fn existing_sockets(
                 .entry(netns)
                 .or_insert_with(|| NetTables::read(proc_root, pid));
             if let Some(tuple) = tables.by_inode.get(&inode) {
-                out.push((pid, fdn, tuple.clone()));
+                out.push(ExistingSocket {
+                    pid,
+                    fd: fdn,
+                    tuple: tuple.clone(),
+                    role: tables.role_of(tuple),
+                });
                 if out.len() >= limit {
                     return out;
                 }
@@ -443,13 +483,16 @@ mod tests {
         let via_pidfd = resolve(Path::new("/proc"), me, fd).expect("tuple");
         assert_eq!(via_pidfd, via_proc);
         let seen = existing_sockets(Path::new("/proc"), |p| p == me, 100);
-        let found = |fd: u32| {
-            seen.iter()
-                .find(|(p, f, _)| *p == me && *f == fd)
-                .map(|s| &s.2)
-        };
+        let entry = |fd: u32| seen.iter().find(|s| s.pid == me && s.fd == fd);
+        let found = |fd: u32| entry(fd).map(|s| &s.tuple);
         assert_eq!(found(fd), Some(&via_proc), "{seen:?}");
         assert!(found(server.as_raw_fd() as u32).is_some());
+        // Who connected to whom, from the listening socket's port.
+        assert_eq!(entry(fd).and_then(|s| s.role), Some(Role::Client));
+        assert_eq!(
+            entry(server.as_raw_fd() as u32).and_then(|s| s.role),
+            Some(Role::Server)
+        );
         assert!(
             found(listener.as_raw_fd() as u32).is_none(),
             "listeners are not connections"
@@ -492,8 +535,8 @@ mod tests {
         let seen = existing_sockets(root, |p| p == me, 1000);
         let found = |fd: u32| {
             seen.iter()
-                .find(|(p, f, _)| *p == me && *f == fd)
-                .map(|s| s.2.clone())
+                .find(|s| s.pid == me && s.fd == fd)
+                .map(|s| s.tuple.clone())
         };
         assert_eq!(found(fd(&server)), Some(unconnected));
         assert_eq!(found(fd(&client)), Some(connected));

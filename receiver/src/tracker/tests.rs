@@ -278,6 +278,35 @@ fn idle_connections_are_swept() {
 }
 
 #[test]
+fn connections_of_an_exited_process_are_forgotten_at_once() {
+    let mut t = tracker(16);
+    let mut out = Vec::new();
+    let q = query("SELECT 1");
+    // Two connections of a process that exits without closing them, one of another process.
+    for fd in [1, 2] {
+        t.on_event(
+            &data(id(fd), Role::Client, Direction::Egress, 0, 1_000, &q),
+            &mut out,
+        );
+    }
+    let other = ConnId { pid: 7, ..id(1) };
+    t.on_event(
+        &data(other, Role::Client, Direction::Egress, 0, 1_000, &q),
+        &mut out,
+    );
+    assert_eq!(t.len(), 3);
+    t.forget_processes(&[4242], &mut out);
+    assert_eq!(t.len(), 1, "only the other process's connection stays");
+    assert!(t.conn_meta(other).is_some());
+    assert!(
+        out.is_empty(),
+        "an unanswered SELECT is not a span: {out:?}"
+    );
+    t.forget_processes(&[], &mut out);
+    assert_eq!(t.len(), 1);
+}
+
+#[test]
 fn a_process_gone_before_proc_is_read_is_named_from_the_kernel() {
     let mut t = tracker(16);
     let mut out = Vec::new();

@@ -243,3 +243,19 @@ fn bytes_after_seen_never_count() {
         }
     }
 }
+
+#[test]
+fn the_conversation_turns_at_the_first_message_in_the_other_direction() {
+    use crate::turn::{OPEN, WAIT, WAIT_EGRESS, WAIT_INGRESS, after};
+    // Seen from connect/accept: always open.
+    assert_eq!(after(OPEN, true), OPEN);
+    assert_eq!(after(OPEN, false), OPEN);
+    // Predates the receiver: the first direction seen waits, however many messages.
+    assert_eq!(after(WAIT, true), WAIT_EGRESS);
+    assert_eq!(after(WAIT_EGRESS, true), WAIT_EGRESS);
+    assert_eq!(after(WAIT, false), WAIT_INGRESS);
+    assert_eq!(after(WAIT_INGRESS, false), WAIT_INGRESS);
+    // The other direction opens it for good.
+    assert_eq!(after(WAIT_EGRESS, false), OPEN);
+    assert_eq!(after(WAIT_INGRESS, true), OPEN);
+}

@@ -44,9 +44,10 @@
 //! recognised, and the path never names a span.
 //!
 //! Known limits:
-//! - Mid-stream attach: the kernel starts capturing at the first message head it recognises, so
-//!   a connection opened before the receiver is followed from its next request (or response,
-//!   which is then unmatched and dropped). A response whose request was never seen is dropped;
+//! - Mid-stream attach: a connection opened before the receiver is inferred only where its
+//!   conversation turns (`ebpf_common::turn`: the middle of a body can be made of requests), so
+//!   it is followed from the first request or response after that turn (a response is then
+//!   unmatched and dropped). A response whose request was never seen is dropped;
 //!   its framing cannot know the method, so a response to a HEAD sent before attach is taken
 //!   for one with a body unless the next response follows it in the same read (the skipped
 //!   bytes then cost a resync, and the exchanges they held are dropped, never mispaired).

@@ -43,11 +43,11 @@
 //!
 //! **Known limits.**
 //! - Mid-stream attach: reply bytes are ignored until the first reply chunk after the
-//!   connection's next command, so the first span is that command's. On a socket that predates
-//!   the receiver the kernel does not know who connected to whom, and an array alone may be a
-//!   reply, so it infers such a connection from an inline command or an unambiguous reply
-//!   (`+OK`, `-ERR …`, `:1`, `$5`): the command before that reply has no span. A connection
-//!   that only ever receives RESP3 pushes is never traced.
+//!   connection's next command, so the first span is that command's. A socket that predates the
+//!   receiver is inferred only where its conversation turns (`ebpf_common::turn`), with the role
+//!   its listening port gives (TCP; over a Unix socket an array alone may be a reply, so such a
+//!   connection is inferred from an inline command or an unambiguous reply: `+OK`, `-ERR …`,
+//!   `:1`, `$5`). A connection that only ever receives RESP3 pushes is never traced.
 //! - Lost bytes (ring overflow, or an aggregate reply longer than the capture limit in one
 //!   syscall): RESP cannot be resynchronised from the bytes, so replies are ignored until a
 //!   reply chunk that follows a new command. This is exact for clients that wait for their
