@@ -526,18 +526,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
     bootstrap::apt_packages(bootstrap::BENCH_APT_PACKAGES)?;
     let bin = build_receiver()?;
     // The fixed-rate load generator, next to this xtask binary.
-    let mut c = cargo();
-    c.args([
-        "build",
-        "--release",
-        "-p",
-        "integration",
-        "--bin",
-        "loadgen",
-    ]);
-    if !status(c)? {
-        bail!("building loadgen failed");
-    }
+    build_loadgen()?;
     // SAFETY: single-threaded at this point; the harness reads these variables later.
     unsafe {
         std::env::set_var("EBPF_RECEIVER_BIN", &bin);

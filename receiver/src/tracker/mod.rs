@@ -413,12 +413,13 @@ impl Tracker {
         self.records.clear();
         parser.on_data(chunk, &mut self.records, &mut stats);
         // The global cap: the connection that takes the total over it gives its bytes up.
-        let now = parser.buffered_bytes();
+        let mut now = parser.buffered_bytes();
         if self.buffered - conn.buffered + now > self.settings.max_total_buffer_bytes {
             parser.discard_buffered(&mut stats);
+            now = 0;
         }
-        self.buffered = self.buffered - conn.buffered + parser.buffered_bytes();
-        conn.buffered = parser.buffered_bytes();
+        self.buffered = self.buffered - conn.buffered + now;
+        conn.buffered = now;
         conn.stats.add(&stats);
         // Responses nobody asked for count as evidence only while no request was framed
         // either: requests dropped unpaired after lost bytes (a pipelining client past a
