@@ -274,6 +274,11 @@ fn test(filter: Option<&str>, file: Option<&str>) -> Result<ExitCode> {
         .env("EBPF_RECEIVER_BIN", &bin)
         .env("OTELCOL_BIN", paths::collector_bin())
         .env("E2E_PYTHON", paths::python());
+        // A failed check is an `anyhow` error: without its backtrace its message is the last
+        // thing before `FAILED`, where a CI log excerpt shows it. Panics keep theirs.
+        if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+            e2e.env("RUST_LIB_BACKTRACE", "0");
+        }
         if let Some(flt) = filter {
             e2e.arg(flt);
         }

@@ -7,7 +7,15 @@
 //! The delay is exponential with jitter, and never shorter than a `RetryInfo.retry_delay` the
 //! server sent ("the client SHOULD wait at least that long, then continue exponential
 //! back-off").
+//!
+//! One addition the spec leaves to the transport: a request that got **no gRPC answer** (the
+//! connection reset, closed or broke mid-request, as when the Collector is SIGKILLed) is
+//! retried like `UNAVAILABLE`, which is what grpc-go and grpc-java report for it. tonic reports
+//! it as `UNKNOWN` (or `INTERNAL` for some HTTP/2 errors) carrying the local transport error as
+//! its source; a status the server sent never has a source, so a Collector's own `UNKNOWN` or
+//! `INTERNAL` stays permanent.
 
+use std::error::Error as _;
 use std::time::Duration;
 
 use tonic::{Code, Status};
@@ -26,6 +34,7 @@ pub(crate) enum Retry {
 pub(crate) fn classify(status: &Status) -> Retry {
     let hint = || status.get_details_retry_info().and_then(|r| r.retry_delay);
     match status.code() {
+        Code::Unknown | Code::Internal if no_answer(status) => Retry::After(None),
         Code::Cancelled
         | Code::DeadlineExceeded
         | Code::Aborted
@@ -38,6 +47,12 @@ pub(crate) fn classify(status: &Status) -> Retry {
         },
         _ => Retry::Never,
     }
+}
+
+/// Whether `status` was made here from a transport error (no gRPC answer came back) rather
+/// than sent by the server.
+fn no_answer(status: &Status) -> bool {
+    status.source().is_some()
 }
 
 /// Exponential back-off with "equal jitter": attempt `n` waits a uniformly random time in
@@ -121,6 +136,28 @@ mod tests {
         ] {
             assert_eq!(classify(&Status::new(code, "x")), Retry::Never, "{code:?}");
         }
+    }
+
+    #[test]
+    fn a_request_without_an_answer_is_retried_but_a_servers_unknown_is_not() {
+        // What tonic builds when the connection breaks mid-request: UNKNOWN with the local
+        // error as its source (here an error no mapping recognises, like hyper's "connection
+        // closed before message completed").
+        let broken = Status::from_error(Box::new(std::io::Error::other(
+            "connection closed before message completed",
+        )));
+        assert_eq!(broken.code(), Code::Unknown);
+        assert_eq!(classify(&broken), Retry::After(None));
+        // The same codes sent by a server (decoded from `grpc-status`: no source) are permanent.
+        let sent = Status::from_header_map(&{
+            let mut h = tonic::metadata::MetadataMap::new().into_headers();
+            h.insert("grpc-status", "2".parse().unwrap());
+            h
+        })
+        .unwrap();
+        assert_eq!(sent.code(), Code::Unknown);
+        assert_eq!(classify(&sent), Retry::Never);
+        assert_eq!(classify(&Status::internal("x")), Retry::Never);
     }
 
     #[test]
