@@ -4,7 +4,7 @@
 //! rings ─► RingReader::drain ─► Tracker::on_event ─► records ─► Emitter (span + resource) ─► queue
 //!            ▲ every poll interval or ¼-full wakeup          │
 //!            └── once a second: clock re-anchoring, timeouts, idle sweep, kernel counters,
-//!                allocator trim after an export backlog drained
+//!                allocator trim once a minute
 //! ```
 //! It also registers the sockets that predate the receiver, and turns the tracker's requests
 //! into kernel map writes (disable unparseable connections, clear closed ones).
@@ -29,39 +29,12 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Kernel entries of processes that exited without closing their sockets are purged this often.
 const PURGE_INTERVAL: Duration = Duration::from_secs(10);
 
-/// An export backlog (the Collector away) of at least this many bytes…
-const BACKLOG_BYTES: u64 = 1 << 20;
-/// …is over once the queue stays at most this full…
-const DRAINED_BYTES: u64 = 64 << 10;
-/// …for this many sweeps in a row; then its memory goes back to the system.
-const DRAINED_SWEEPS: u32 = 5;
-
-/// Watches the export queue at each sweep for a backlog that has drained. The allocator keeps
-/// up to 4 MiB of free heap resident by design (`app.rs`: the steady working set is reused, not
-/// zero-filled again), so the megabytes a backlog held would stay resident after an outage;
-/// trimming once when it is over gives them back without trimming in steady operation.
-#[derive(Debug, Default)]
-struct BacklogTrim {
-    peak: u64,
-    drained_for: u32,
-}
-
-impl BacklogTrim {
-    /// The queue's bytes at one sweep; true when the allocator should be trimmed now.
-    fn observe(&mut self, queue_bytes: u64) -> bool {
-        self.peak = self.peak.max(queue_bytes);
-        if self.peak < BACKLOG_BYTES || queue_bytes > DRAINED_BYTES {
-            self.drained_for = 0;
-            return false;
-        }
-        self.drained_for += 1;
-        if self.drained_for < DRAINED_SWEEPS {
-            return false;
-        }
-        *self = BacklogTrim::default();
-        true
-    }
-}
+/// Free heap memory goes back to the system this often. The allocator keeps up to 4 MiB of
+/// free heap resident by design (`app.rs`: the steady working set is reused, not zero-filled
+/// again every round), and free pages in the middle of the heap are never returned on their
+/// own, so without this the resident size creeps up with fragmentation over hours (the soak,
+/// issue 8 R13). Once a minute costs at most a re-fault of those pages once a minute.
+const TRIM_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Returns free heap memory to the system (glibc).
 fn trim_allocator() {
@@ -94,7 +67,7 @@ impl Capture {
         let mut records: Vec<ConnRecord> = Vec::with_capacity(1024);
         let mut last_sweep = Instant::now();
         let mut last_purge = Instant::now();
-        let mut backlog = BacklogTrim::default();
+        let mut last_trim = Instant::now();
         loop {
             let stopping = tokio::select! {
                 _ = stop.cancelled() => true,
@@ -144,10 +117,8 @@ impl Capture {
                 self.tracker.sweep(now_ns, &mut records);
                 self.emitter.emit(&mut records);
                 self.emitter.prune();
-                let queued = telemetry::metrics()
-                    .export_queue_bytes
-                    .load(std::sync::atomic::Ordering::Relaxed);
-                if backlog.observe(queued) {
+                if last_trim.elapsed() >= TRIM_INTERVAL {
+                    last_trim = Instant::now();
                     trim_allocator();
                 }
                 match self.probes.stats() {
@@ -289,35 +260,5 @@ fn publish_kernel_stats(k: &KernelStats, malformed: u64) {
         m.protocol(p)
             .inferences
             .store(k.inferences[p.index()], Relaxed);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_allocator_is_trimmed_once_after_a_backlog_drains() {
-        let mut b = BacklogTrim::default();
-        // Steady operation: a batch or two queued, never trimmed.
-        assert!((0..100).all(|i| !b.observe(if i % 2 == 0 { 200 << 10 } else { 0 })));
-        // An outage: megabytes queue up, then drain.
-        for q in [4 << 20, 8 << 20, 6 << 20, 1 << 20] {
-            assert!(!b.observe(q));
-        }
-        let trims: Vec<bool> = (0..DRAINED_SWEEPS + 3)
-            .map(|_| b.observe(1 << 10))
-            .collect();
-        assert_eq!(trims.iter().filter(|t| **t).count(), 1, "{trims:?}");
-        assert!(trims[DRAINED_SWEEPS as usize - 1]);
-        // A refill before the queue stayed drained long enough restarts the wait.
-        let mut b = BacklogTrim::default();
-        assert!(!b.observe(2 << 20));
-        for _ in 0..DRAINED_SWEEPS - 1 {
-            assert!(!b.observe(0));
-        }
-        assert!(!b.observe(300 << 10));
-        assert!((0..DRAINED_SWEEPS - 1).all(|_| !b.observe(0)));
-        assert!(b.observe(0));
     }
 }

@@ -48,6 +48,9 @@ impl Emitter {
     /// counted drop there).
     pub fn emit(&mut self, records: &mut Vec<ConnRecord>) {
         if records.is_empty() {
+            // A backlog chunk held while the exporter was behind goes out once it caught up,
+            // even when no span comes any more.
+            self.sender.flush();
             return;
         }
         let mut created = [0u64; PROTOCOL_COUNT];

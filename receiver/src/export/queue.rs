@@ -13,6 +13,14 @@
 //! The channel itself is unbounded; the byte budget is what bounds it. Encoding never blocks and
 //! never waits on the Collector: a full budget drops the span and counts it
 //! (`reason=queue_full`).
+//!
+//! **Backlog chunks.** While the exporter is behind (the Collector away or slow: more than
+//! [`BACKLOG_BYTES`] queued), the sender stops handing over a small chunk per round and fills
+//! one large chunk instead, reserved at [`BACKLOG_CHUNK_BYTES`]: at that size glibc maps it
+//! on its own (`M_MMAP_THRESHOLD`, `app.rs`), only the pages written become resident, and the
+//! whole chunk goes back to the kernel when the exporter is done with it. So an outage's
+//! backlog never lives in the heap, and the heap does not stay fragmented and larger after
+//! it (the soak's RSS flatness across a Collector restart, issue 8 R13).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -24,8 +32,22 @@ use crate::telemetry::{Metrics, SpanDrop};
 
 /// Empty chunks kept for reuse.
 const POOL_CHUNKS: usize = 4;
-/// A chunk whose buffer grew past this is not kept (a burst must not pin its memory).
-const POOL_MAX_CHUNK_BYTES: usize = 4 << 20;
+/// A chunk whose buffer grew past this is not kept (a burst or a backlog must not pin its
+/// memory).
+const POOL_MAX_CHUNK_BYTES: usize = 1 << 20;
+/// Queued bytes past which the exporter counts as behind and the sender fills backlog chunks.
+/// Steady operation queues a round or two (tens of KiB); a Collector away for a second at a
+/// thousand spans/s queues about 300 KiB.
+pub(crate) const BACKLOG_BYTES: usize = 256 << 10;
+/// The reserved size of a backlog chunk's span bytes: glibc's `M_MMAP_THRESHOLD` as `app.rs`
+/// sets it, so the block is a mapping of its own.
+pub(crate) const BACKLOG_CHUNK_BYTES: usize = 4 << 20;
+/// A backlog chunk is handed over once it is this close to its reserved size (no span comes
+/// near it: attributes are capped), so it never reallocates into the heap.
+const BACKLOG_CHUNK_SLACK: usize = 256 << 10;
+/// Span entries reserved in a backlog chunk: as many bytes as its span bytes, so that vector
+/// is mapped on its own too.
+const BACKLOG_CHUNK_SPANS: usize = BACKLOG_CHUNK_BYTES / std::mem::size_of::<(u32, u32)>();
 
 /// Spans encoded in one drain round, with the resources they belong to.
 #[derive(Debug, Default)]
@@ -72,6 +94,31 @@ impl Chunk {
         self.buf.clear();
         self.spans.clear();
         self.resources.clear();
+    }
+
+    /// Whether this is a backlog chunk (reserved at [`BACKLOG_CHUNK_BYTES`]).
+    fn is_backlog(&self) -> bool {
+        self.buf.capacity() >= BACKLOG_CHUNK_BYTES
+    }
+
+    /// Turns this chunk into a backlog chunk: its bytes and span entries move into blocks
+    /// reserved at the backlog size (mapped on their own); the small heap blocks are freed.
+    fn make_backlog(&mut self) {
+        if self.is_backlog() {
+            return;
+        }
+        let mut buf = Vec::with_capacity(BACKLOG_CHUNK_BYTES);
+        buf.extend_from_slice(&self.buf);
+        self.buf = buf;
+        let mut spans = Vec::with_capacity(BACKLOG_CHUNK_SPANS);
+        spans.extend_from_slice(&self.spans);
+        self.spans = spans;
+    }
+
+    /// A backlog chunk that should be handed over before it would grow.
+    fn backlog_full(&self) -> bool {
+        self.buf.len() + BACKLOG_CHUNK_SLACK > self.buf.capacity()
+            || self.spans.len() + BACKLOG_CHUNK_SLACK / 16 > self.spans.capacity()
     }
 }
 
@@ -229,22 +276,36 @@ impl SpanSender {
         true
     }
 
-    /// Hands the spans encoded since the last flush to the exporter. Returns false when the
-    /// exporter has stopped: those spans are dropped and counted (`reason=shutdown`).
+    /// Hands the spans encoded since the last flush to the exporter, once per drain round.
+    /// While the exporter is behind, the spans go on filling one backlog chunk instead (see
+    /// the module documentation), handed over when it is full or the exporter has caught up.
+    /// Returns false when the exporter has stopped: those spans are dropped and counted
+    /// (`reason=shutdown`).
     pub fn flush(&mut self) -> bool {
         if self.chunk.is_empty() {
             return true;
         }
-        self.last_resource = None;
-        let mut chunk = std::mem::replace(&mut self.chunk, self.budget.fresh_chunk());
-        // The budget counts encoded bytes, but a buffer that grew by doubling holds up to twice
-        // that: once the queue holds more than a quarter of its budget (the Collector is not
-        // keeping up and chunks wait in the channel), trim the slack, so resident memory stays
-        // near the budget (glibc shrinks a block in place, without copying).
-        if self.budget.used() > self.budget.capacity as usize / 4 {
-            chunk.buf.shrink_to_fit();
-            chunk.spans.shrink_to_fit();
+        let mine = self.chunk.buf.len();
+        if self.budget.used().saturating_sub(mine) > BACKLOG_BYTES {
+            self.chunk.make_backlog();
+            if !self.chunk.backlog_full() {
+                return true;
+            }
         }
+        self.hand_over()
+    }
+
+    /// Hands the current chunk over whatever the backlog (shutdown).
+    pub fn flush_all(&mut self) -> bool {
+        if self.chunk.is_empty() {
+            return true;
+        }
+        self.hand_over()
+    }
+
+    fn hand_over(&mut self) -> bool {
+        self.last_resource = None;
+        let chunk = std::mem::replace(&mut self.chunk, self.budget.fresh_chunk());
         match self.tx.send(chunk) {
             Ok(()) => true,
             Err(mpsc::error::SendError(chunk)) => {
@@ -274,7 +335,7 @@ impl SpanSender {
 
 impl Drop for SpanSender {
     fn drop(&mut self) {
-        self.flush();
+        self.flush_all();
     }
 }
 
@@ -368,6 +429,63 @@ mod tests {
         assert_eq!(budget.used(), 16);
         budget.recycle(chunk);
         assert_eq!(budget.fresh_chunk().len(), 0);
+    }
+
+    #[test]
+    fn a_backlog_fills_large_chunks_outside_the_heap_and_none_is_pooled() {
+        let m = leak_metrics();
+        let budget = Arc::new(Budget::new(64 << 20, m));
+        let (tx, mut rx) = mpsc::unbounded_channel::<Chunk>();
+        let mut s = SpanSender::new(tx, budget.clone());
+        let r = res();
+        let span = [7u8; 1000];
+        let mut sent = 0usize;
+        // Rounds of 10 spans; the exporter takes nothing (the Collector is away).
+        let mut round = |s: &mut SpanSender| {
+            for _ in 0..10 {
+                assert!(s.encode(&r, |b| b.extend_from_slice(&span)));
+            }
+            sent += 10;
+            assert!(s.flush());
+        };
+        let mut small = 0;
+        while budget.used() <= BACKLOG_BYTES {
+            round(&mut s);
+            small += 1;
+        }
+        let mut got: Vec<Chunk> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(got.len(), small, "one chunk per round before the backlog");
+        assert!(got.iter().all(|c| !c.is_backlog() && c.len() == 10));
+        // Behind: rounds go on filling one backlog chunk, handed over only when nearly full.
+        for _ in 0..1000 {
+            round(&mut s);
+        }
+        let backlog: Vec<Chunk> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(backlog.len(), 2, "10 MB of spans in 4 MiB chunks, one held");
+        for c in &backlog {
+            assert!(c.is_backlog());
+            assert_eq!(c.buf.capacity(), BACKLOG_CHUNK_BYTES, "never reallocated");
+            assert!(c.buf.len() + BACKLOG_CHUNK_SLACK + span.len() > BACKLOG_CHUNK_BYTES);
+        }
+        got.extend(backlog);
+        // The exporter catches up: the held chunk goes at the next flush, spans or not.
+        let mut handed = 0;
+        for c in got.drain(..) {
+            handed += c.len();
+            budget.release(c.bytes_from(0), c.len() as u64);
+            budget.recycle(c);
+        }
+        assert!(s.flush());
+        let last = rx.try_recv().expect("the held chunk");
+        assert!(last.is_backlog());
+        assert_eq!(handed + last.len(), sent, "every span in exactly one chunk");
+        budget.release(last.bytes_from(0), last.len() as u64);
+        budget.recycle(last);
+        assert_eq!(budget.used(), 0);
+        // Only the small chunks were pooled; a fresh chunk is never a backlog one.
+        let pooled = budget.pool.lock().unwrap();
+        assert!(pooled.len() <= POOL_CHUNKS);
+        assert!(pooled.iter().all(|c| !c.is_backlog()));
     }
 
     #[test]
