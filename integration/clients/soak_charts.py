@@ -28,6 +28,8 @@ def main():
 
     fig, ax = plt.subplots(4, 1, figsize=(10, 12), sharex=True)
     ax[0].plot(t, [v / 1024 for v in col("rss_kib")], label="VmRSS")
+    if "rss_anon_kib" in rows[0]:
+        ax[0].plot(t, [v / 1024 for v in col("rss_anon_kib")], label="RssAnon (allocations)")
     ax[0].plot(t, [v / 1024 for v in col("hwm_kib")], label="VmHWM", linestyle=":")
     ax[0].set_ylabel("receiver memory (MiB)")
     ax[0].set_ylim(bottom=0)

@@ -131,6 +131,9 @@ pub struct ProcSample {
     pub cpu_s: f64,
     pub vm_rss_kib: u64,
     pub vm_hwm_kib: u64,
+    /// The anonymous part of `vm_rss_kib` (the process's allocations; the rest is file pages:
+    /// its executable, libraries and shared mappings such as BPF rings).
+    pub rss_anon_kib: u64,
 }
 
 pub fn proc_sample(pid: u32) -> Result<ProcSample> {
@@ -159,6 +162,7 @@ pub fn proc_sample(pid: u32) -> Result<ProcSample> {
         cpu_s,
         vm_rss_kib: kib("VmRSS:"),
         vm_hwm_kib: kib("VmHWM:"),
+        rss_anon_kib: kib("RssAnon:"),
     })
 }
 

@@ -546,6 +546,7 @@ fn is_live_socket(pid: u32, fd: u32) -> bool {
 struct Sample {
     t_s: f64,
     rss_kib: u64,
+    rss_anon_kib: u64,
     hwm_kib: u64,
     conns_total: u64,
     conns_run: u64,
@@ -584,6 +585,7 @@ fn sample(
     Sample {
         t_s: t0.elapsed().as_secs_f64(),
         rss_kib: p.vm_rss_kib,
+        rss_anon_kib: p.rss_anon_kib,
         hwm_kib: p.vm_hwm_kib,
         conns_total: keys.len() as u64,
         conns_run: keys.iter().filter(|(pid, _)| pids.contains(pid)).count() as u64,
@@ -605,7 +607,7 @@ fn write_csv(path: &Path, samples: &[Sample], map_names: &[String]) -> Result<()
     let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
     write!(
         f,
-        "t_s,rss_kib,hwm_kib,conns_total,conns_run,queue_bytes,queue_spans,spans_created,spans_exported,spans_dropped,kernel_drops,spans_delivered,collector_up"
+        "t_s,rss_kib,rss_anon_kib,hwm_kib,conns_total,conns_run,queue_bytes,queue_spans,spans_created,spans_exported,spans_dropped,kernel_drops,spans_delivered,collector_up"
     )?;
     for n in map_names {
         write!(f, ",map_{n}")?;
@@ -614,9 +616,10 @@ fn write_csv(path: &Path, samples: &[Sample], map_names: &[String]) -> Result<()
     for s in samples {
         write!(
             f,
-            "{:.1},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             s.t_s,
             s.rss_kib,
+            s.rss_anon_kib,
             s.hwm_kib,
             s.conns_total,
             s.conns_run,
@@ -1138,6 +1141,16 @@ pub fn run(opts: &Options) -> Result<bool> {
             "KiB",
         ),
         (
+            "rss_anon",
+            flat(
+                &samples,
+                total_s,
+                |s| s.rss_anon_kib as f64,
+                FLAT_FLOOR_RSS_KIB,
+            ),
+            "KiB",
+        ),
+        (
             "conns_run",
             flat(
                 &samples,
@@ -1170,9 +1183,13 @@ pub fn run(opts: &Options) -> Result<bool> {
         );
         lines.push(format!(
             "flat {name:<12}: first third {a:>12.1} {unit}, last third {b:>12.1} {unit} ({change:+.2} %){}",
-            if name == "conns_total" { " (whole host: reported, not a promise)" } else { "" }
+            match name {
+                "conns_total" => " (whole host: reported, not a promise)",
+                "rss_anon" => " (the allocations part of RSS: reported)",
+                _ => "",
+            }
         ));
-        if !good && name != "conns_total" {
+        if !good && name != "conns_total" && name != "rss_anon" {
             fail(
                 &mut ok,
                 &mut lines,

@@ -123,6 +123,7 @@ async fn run_async(
     let mut tracker = Tracker::new(tracker_settings(&cfg), WallClock::new());
     capture::seed_existing_connections(&cfg, &mut control, &mut tracker);
     tune_malloc_steady();
+    crate::residency::settle(crate::bpf::probes_object());
     tracing::info!(endpoint = %cfg.exporter.endpoint, metrics = %addr, "probes attached, tracing");
 
     let recorder = match &diag.record_events {

@@ -18,6 +18,7 @@ pub mod model;
 pub mod protocol;
 pub mod record;
 pub mod recording;
+pub mod residency;
 pub mod span;
 pub mod telemetry;
 pub mod tracker;

@@ -16,6 +16,11 @@ use crate::model::{PROTOCOL_COUNT, Protocol};
 /// The object `build.rs` built from `ebpf/probes`.
 static PROBES_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ebpf-probes"));
 
+/// The embedded probes object (read once, by [`Probes::load`]).
+pub fn probes_object() -> &'static [u8] {
+    PROBES_OBJECT
+}
+
 /// Every program, named after the tracepoint it attaches to (`syscalls/<name>` unless listed in
 /// [`SCHED_PROGRAMS`]). Exits first, so an enter never stashes arguments that no exit would
 /// take (they would just age out of the LRU stash, but this keeps the start clean).

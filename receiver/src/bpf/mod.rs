@@ -29,7 +29,8 @@ pub use check::{CheckItem, check};
 pub use event::{CloseEvent, DataEvent, KernelEvent, OpenEvent, SocketFamily};
 pub use infer::{Inference, RawInference};
 pub use load::{
-    BpfSettings, Floor, FloorProbes, KernelStats, Probes, ProgramStats, attach_points, tracepoints,
+    BpfSettings, Floor, FloorProbes, KernelStats, Probes, ProgramStats, attach_points,
+    probes_object, tracepoints,
 };
 pub use maps::ConnControl;
 pub use ring::RingReader;
