@@ -16,7 +16,9 @@
 //!
 //! **Backlog chunks.** While the exporter is behind (the Collector away or slow: more than
 //! [`BACKLOG_BYTES`] queued), the sender stops handing over a small chunk per round and fills
-//! one large chunk instead, reserved at [`BACKLOG_CHUNK_BYTES`]: at that size glibc maps it
+//! one large chunk instead (so does a single round larger than that, a burst of pipelined
+//! requests), reserved at [`BACKLOG_CHUNK_BYTES`], and handed over the moment it is full, so
+//! it never grows: at that size glibc maps it
 //! on its own (`M_MMAP_THRESHOLD`, `app.rs`), only the pages written become resident, and the
 //! whole chunk goes back to the kernel when the exporter is done with it. So an outage's
 //! backlog never lives in the heap, and the heap does not stay fragmented and larger after
@@ -117,8 +119,8 @@ impl Chunk {
 
     /// A backlog chunk that should be handed over before it would grow.
     fn backlog_full(&self) -> bool {
-        self.buf.len() + BACKLOG_CHUNK_SLACK > self.buf.capacity()
-            || self.spans.len() + BACKLOG_CHUNK_SLACK / 16 > self.spans.capacity()
+        self.buf.len() + BACKLOG_CHUNK_SLACK > BACKLOG_CHUNK_BYTES
+            || self.spans.len() + BACKLOG_CHUNK_SLACK / 16 > BACKLOG_CHUNK_SPANS
     }
 }
 
@@ -273,6 +275,16 @@ impl SpanSender {
             }
         };
         self.chunk.spans.push((index, end));
+        // A round that alone outgrows a small chunk (a burst of pipelined requests) moves into
+        // a backlog chunk rather than doubling in the heap; a full backlog chunk goes at once,
+        // not at the end of the round, so it never grows (reallocates) past its size.
+        if !self.chunk.is_backlog() {
+            if self.chunk.buf.len() > BACKLOG_BYTES {
+                self.chunk.make_backlog();
+            }
+        } else if self.chunk.backlog_full() {
+            self.hand_over();
+        }
         true
     }
 
@@ -486,6 +498,35 @@ mod tests {
         let pooled = budget.pool.lock().unwrap();
         assert!(pooled.len() <= POOL_CHUNKS);
         assert!(pooled.iter().all(|c| !c.is_backlog()));
+    }
+
+    #[test]
+    fn a_round_larger_than_the_slack_never_grows_a_backlog_chunk() {
+        let m = leak_metrics();
+        let budget = Arc::new(Budget::new(64 << 20, m));
+        let (tx, mut rx) = mpsc::unbounded_channel::<Chunk>();
+        let mut s = SpanSender::new(tx, budget.clone());
+        let r = res();
+        let span = [1u8; 700];
+        // Rounds of 3,000 spans (2.1 MB, eight times the slack and the backlog threshold) while
+        // nothing is exported.
+        for _ in 0..20 {
+            for _ in 0..3000 {
+                assert!(s.encode(&r, |b| b.extend_from_slice(&span)));
+            }
+            assert!(s.flush());
+        }
+        let chunks: Vec<Chunk> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        let total: usize = chunks.iter().map(Chunk::len).sum::<usize>() + s.chunk.len();
+        assert_eq!(total, 60_000);
+        for c in chunks.iter().filter(|c| c.is_backlog()) {
+            assert_eq!(c.buf.capacity(), BACKLOG_CHUNK_BYTES);
+            assert!(c.buf.len() <= BACKLOG_CHUNK_BYTES);
+        }
+        assert!(chunks.iter().filter(|c| c.is_backlog()).count() >= 9);
+        // A round that large never doubles in the heap: it moved into a backlog chunk as soon
+        // as it passed the backlog threshold.
+        assert!(chunks.iter().all(|c| c.is_backlog()));
     }
 
     #[test]
