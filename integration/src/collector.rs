@@ -279,6 +279,20 @@ pub fn check_span_times(s: &SpanView) -> Result<()> {
     Ok(())
 }
 
+/// Waits until a starting Collector's OTLP port accepts connections (fails at once if the
+/// process exits first).
+pub fn wait_otlp_port(guard: &mut ProcessGuard, port: u16) -> Result<()> {
+    poll_until(
+        "the Collector's OTLP port",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            guard.ensure_running()?;
+            Ok(TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()))
+        },
+    )
+}
+
 /// Reads the file exporter's output incrementally (complete lines only).
 pub struct SpanReader {
     path: PathBuf,
@@ -451,17 +465,7 @@ impl Collector {
     }
 
     fn wait_listening(&mut self) -> Result<()> {
-        let port = self.otlp_port;
-        let guard = &mut self.guard;
-        poll_until(
-            "the Collector's OTLP port",
-            Duration::from_secs(30),
-            Duration::from_millis(50),
-            || {
-                guard.ensure_running()?;
-                Ok(TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()))
-            },
-        )
+        wait_otlp_port(&mut self.guard, self.otlp_port)
     }
 
     pub fn endpoint(&self) -> String {

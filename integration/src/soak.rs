@@ -41,7 +41,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,10 +52,10 @@ use serde_json::{Value, json};
 
 use crate::bench::procs;
 use crate::clients;
-use crate::collector::{SpanView, parse_otlp_json};
+use crate::collector::{SpanView, parse_otlp_json, wait_otlp_port};
 use crate::load::proc_sample;
 use crate::paths;
-use crate::process::{Output, ProcessGuard, free_port, poll_until, run_capture, unix_now_ns};
+use crate::process::{Output, ProcessGuard, free_port, run_capture, unix_now_ns};
 use crate::receiver::{Metrics, Receiver};
 use crate::servers::dnsmasq::{self, Dnsmasq};
 use crate::servers::nginx::{Nginx, SMALL};
@@ -255,17 +254,7 @@ impl SoakCollector {
             .env("SOAK_METRICS_PORT", metrics_port.to_string())
             .env("SOAK_SPANS_FIFO", fifo);
         let mut guard = ProcessGuard::spawn("otelcol", cmd, Output::File(log.to_path_buf()))?;
-        poll_until(
-            "the Collector's OTLP port",
-            Duration::from_secs(30),
-            Duration::from_millis(50),
-            || {
-                guard.ensure_running()?;
-                Ok(TcpStream::connect(("127.0.0.1", otlp_port))
-                    .ok()
-                    .map(|_| ()))
-            },
-        )?;
+        wait_otlp_port(&mut guard, otlp_port)?;
         Ok(guard)
     }
 

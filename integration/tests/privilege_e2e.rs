@@ -91,14 +91,6 @@ fn is_redis(s: &SpanView) -> bool {
     s.str_attr("db.system.name") == Some("redis")
 }
 
-fn local_port(run: &PlanRun) -> Result<u16> {
-    run.connected
-        .as_ref()
-        .and_then(|c| c.u64("local_port"))
-        .and_then(|p| u16::try_from(p).ok())
-        .with_context(|| format!("no local_port in {:?}", run.connected))
-}
-
 /// Both sides of one client connection: one span per command the client ran (its own records
 /// say each succeeded), in order, with the connection's addresses.
 fn check_connection(
@@ -123,7 +115,7 @@ fn check_connection(
         "{label}: the client's own records: {:?}",
         run.records
     );
-    let port = local_port(run)?;
+    let port = run.local_port()?;
     let server_pid = w.server.pid();
     let redis_port = i64::from(w.server.port);
     for side in [Side::Client, Side::Server] {

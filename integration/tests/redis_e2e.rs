@@ -264,14 +264,6 @@ fn check_no_canary(checks: &mut Checks, spans: &[SpanView]) {
     }
 }
 
-fn local_port(run: &PlanRun) -> Result<u16> {
-    run.connected
-        .as_ref()
-        .and_then(|c| c.u64("local_port"))
-        .and_then(|p| u16::try_from(p).ok())
-        .with_context(|| format!("no local_port in {:?}", run.connected))
-}
-
 /// Both sides of one client connection against `wants`, with times and canaries.
 fn check_both_sides(
     w: &mut World<Redis>,
@@ -282,7 +274,7 @@ fn check_both_sides(
 ) -> Result<(Vec<SpanView>, Vec<SpanView>)> {
     let port = w.server.port;
     let client = client_spans(w, run.pid(), wants.len())?;
-    let server = server_spans(w, local_port(run)?, wants.len())?;
+    let server = server_spans(w, run.local_port()?, wants.len())?;
     for (side, spans) in [("CLIENT", &client), ("SERVER", &server)] {
         let l = format!("{label} {side}");
         check_sequence(checks, &l, spans, wants);
@@ -385,7 +377,7 @@ fn a_redis_py_resp2_scripted_workload() -> Result<()> {
     };
     let port = w.server.port;
     let client = client_spans(&mut w, run.pid(), wants.len())?;
-    let server = server_spans(&mut w, local_port(&run)?, wants.len())?;
+    let server = server_spans(&mut w, run.local_port()?, wants.len())?;
     for (side, spans) in [("CLIENT", &client), ("SERVER", &server)] {
         let l = format!("redis-py {side}");
         check_sequence(&mut checks, &l, spans, &wants_for(spans));
@@ -700,7 +692,7 @@ fn d_connection_opened_before_the_receiver() -> Result<()> {
         want("GET", "GET ?", "4").rec(4),
     ];
     let pid = run.pid();
-    let client_port = local_port(&run)?;
+    let client_port = run.local_port()?;
     let server_pid = w.server.pid();
     for (side, filter_pid) in [(Side::Client, pid), (Side::Server, server_pid)] {
         let spans = spans_where(&mut w, side.label(), full.len(), |s| {

@@ -277,6 +277,15 @@ impl PlanRun {
         self.run.pid
     }
 
+    /// The client's local port, from its `connected` line.
+    pub fn local_port(&self) -> Result<u16> {
+        self.connected
+            .as_ref()
+            .and_then(|c| c.u64("local_port"))
+            .and_then(|p| u16::try_from(p).ok())
+            .with_context(|| format!("no local_port in {:?}", self.connected))
+    }
+
     /// Records of one `kind`.
     pub fn of_kind(&self, kind: &str) -> Vec<&Record> {
         self.records.iter().filter(|r| r.kind == kind).collect()

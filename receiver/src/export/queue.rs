@@ -18,11 +18,11 @@
 //! [`BACKLOG_BYTES`] queued), the sender stops handing over a small chunk per round and fills
 //! one large chunk instead (so does a single round larger than that, a burst of pipelined
 //! requests), reserved at [`BACKLOG_CHUNK_BYTES`], and handed over the moment it is full, so
-//! it never grows: at that size glibc maps it
-//! on its own (`M_MMAP_THRESHOLD`, `app.rs`), only the pages written become resident, and the
-//! whole chunk goes back to the kernel when the exporter is done with it. So an outage's
-//! backlog never lives in the heap, and the heap does not stay fragmented and larger after
-//! it (the soak's RSS flatness across a Collector restart, issue 8 R13).
+//! it never grows: at that size glibc maps it on its own (`M_MMAP_THRESHOLD`, `app.rs`), only
+//! the pages written become resident, and the whole chunk goes back to the kernel when the
+//! exporter is done with it. So an outage's backlog never lives in the heap, and the heap does
+//! not stay fragmented and larger after it (the soak's RSS flatness across a Collector restart,
+//! issue 8 R13).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -297,12 +297,11 @@ impl SpanSender {
         if self.chunk.is_empty() {
             return true;
         }
+        // Behind: keep filling a backlog chunk (`encode` hands it over once it is full).
         let mine = self.chunk.buf.len();
         if self.budget.used().saturating_sub(mine) > BACKLOG_BYTES {
             self.chunk.make_backlog();
-            if !self.chunk.backlog_full() {
-                return true;
-            }
+            return true;
         }
         self.hand_over()
     }
