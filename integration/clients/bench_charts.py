@@ -19,10 +19,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-CONFIG_ORDER = ["baseline", "receiver", "no-inference", "empty-programs", "tshark"]
+CONFIG_ORDER = ["baseline", "receiver", "receiver-sink", "no-inference", "empty-programs", "tshark"]
 COLORS = {
     "baseline": "#7f7f7f",
     "receiver": "#1f77b4",
+    "receiver-sink": "#aec7e8",
     "no-inference": "#ff7f0e",
     "empty-programs": "#2ca02c",
     "tshark": "#d62728",
@@ -138,7 +139,7 @@ def cpu_chart(groups, placement, out, written):
         b2 = [x + y for x, y in zip(app, probes)]
         ax.bar(names, tool, bottom=b2, label="receiver / tool", color="#1f77b4")
         b3 = [x + y for x, y in zip(b2, tool)]
-        ax.bar(names, col, bottom=b3, label="Collector", color="#17becf")
+        ax.bar(names, col, bottom=b3, label="export peer (Collector or sink)", color="#17becf")
         ax.set_title(f"{w}: CPU µs per request", fontsize=9)
         ax.tick_params(axis="x", labelrotation=35, labelsize=7)
         ax.tick_params(axis="y", labelsize=7)

@@ -158,7 +158,12 @@ impl Options {
         Options {
             workloads: Workload::ALL.to_vec(),
             configs: Config::ALL.to_vec(),
-            open_configs: vec![Config::Baseline, Config::Receiver, Config::EmptyPrograms],
+            open_configs: vec![
+                Config::Baseline,
+                Config::Receiver,
+                Config::ReceiverSink,
+                Config::EmptyPrograms,
+            ],
             modes: vec![Mode::Closed, Mode::Open],
             placements: if quick {
                 vec![Placement::Contended]
@@ -334,16 +339,20 @@ impl Held {
     }
 }
 
-/// The bench Collector: OTLP/gRPC in, the debug exporter (basic verbosity, warnings only),
-/// internal metrics on a loopback port (`otelcol_receiver_accepted_spans` counts spans cheaply).
-struct BenchCollector {
+/// Where a receiver configuration exports: the bench Collector (OTLP/gRPC in, the debug
+/// exporter at basic verbosity, warnings only, internal metrics on a loopback port where
+/// `otelcol_receiver_accepted_spans` counts spans cheaply), or the accept-and-count sink of
+/// `receiver-sink` (`otlp_sink_accepted_spans_total`).
+struct Peer {
     guard: ProcessGuard,
     otlp_port: u16,
     metrics_port: u16,
+    /// Prefix of the accepted-spans samples on its metrics port.
+    spans_metric: &'static str,
 }
 
-impl BenchCollector {
-    fn start(dir: &Path) -> Result<BenchCollector> {
+impl Peer {
+    fn collector(dir: &Path) -> Result<Peer> {
         let otlp_port = free_port()?;
         let metrics_port = free_port()?;
         let mut c = Command::new(paths::collector_bin());
@@ -351,44 +360,80 @@ impl BenchCollector {
             .arg(paths::collector_config_dir().join("bench.yaml"))
             .env("BENCH_OTLP_PORT", otlp_port.to_string())
             .env("BENCH_METRICS_PORT", metrics_port.to_string());
-        let mut guard = ProcessGuard::spawn(
+        let guard = ProcessGuard::spawn(
             "otelcol (bench)",
             c,
             Output::File(dir.join("collector.log")),
         )?;
-        crate::process::wait_tcp(
-            "the Collector's OTLP port",
-            std::net::SocketAddr::from(([127, 0, 0, 1], otlp_port)),
-            &mut guard,
-        )?;
-        let col = BenchCollector {
+        Peer::ready(
             guard,
             otlp_port,
             metrics_port,
+            "otelcol_receiver_accepted_spans",
+        )
+    }
+
+    /// `BENCH_SINK_BIN` (xtask builds `receiver/examples/otlp_sink.rs`).
+    fn sink(dir: &Path) -> Result<Peer> {
+        let bin = std::env::var_os("BENCH_SINK_BIN")
+            .context("BENCH_SINK_BIN is not set (`cargo xtask bench` builds the sink)")?;
+        let otlp_port = free_port()?;
+        let metrics_port = free_port()?;
+        let mut c = Command::new(bin);
+        c.arg(otlp_port.to_string()).arg(metrics_port.to_string());
+        let guard = ProcessGuard::spawn("otlp sink", c, Output::File(dir.join("sink.log")))?;
+        Peer::ready(
+            guard,
+            otlp_port,
+            metrics_port,
+            "otlp_sink_accepted_spans_total",
+        )
+    }
+
+    fn ready(
+        mut guard: ProcessGuard,
+        otlp_port: u16,
+        metrics_port: u16,
+        spans_metric: &'static str,
+    ) -> Result<Peer> {
+        crate::process::wait_tcp(
+            "the OTLP port",
+            std::net::SocketAddr::from(([127, 0, 0, 1], otlp_port)),
+            &mut guard,
+        )?;
+        let peer = Peer {
+            guard,
+            otlp_port,
+            metrics_port,
+            spans_metric,
         };
         crate::process::poll_until(
-            "the Collector's metrics",
+            "the export peer's metrics",
             Duration::from_secs(30),
             Duration::from_millis(100),
-            || Ok(col.metrics().ok().map(|_| ())),
+            || Ok(peer.metrics().ok().map(|_| ())),
         )?;
-        Ok(col)
+        Ok(peer)
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.otlp_port)
     }
 
     fn metrics(&self) -> Result<Metrics> {
         let (code, body) = http_get(self.metrics_port, "/metrics")?;
         if code != 200 {
-            bail!("Collector /metrics answered {code}");
+            bail!("/metrics answered {code}");
         }
         Ok(Metrics::parse(&body))
     }
 
-    /// Spans the Collector's OTLP receiver accepted so far.
+    /// Spans accepted so far.
     fn accepted_spans(&self) -> f64 {
         self.metrics().map_or(0.0, |m| {
             m.samples
                 .iter()
-                .filter(|(k, _)| k.starts_with("otelcol_receiver_accepted_spans"))
+                .filter(|(k, _)| k.starts_with(self.spans_metric))
                 .map(|(_, v)| v)
                 .sum()
         })
@@ -443,10 +488,16 @@ pub fn run(opts: &Options, receiver_bin: &Path) -> Result<PathBuf> {
     if let Some(why) = &no_inference_unavailable {
         println!("[bench] no-inference: UNAVAILABLE ({why}); reported as unavailable");
     }
-    let collector = BenchCollector::start(&out)?;
+    let collector = Peer::collector(&out)?;
+    let sink = if opts.configs.contains(&Config::ReceiverSink) {
+        Some(Peer::sink(&out)?)
+    } else {
+        None
+    };
     let env = Env {
         receiver_bin: receiver_bin.to_path_buf(),
-        collector_endpoint: format!("http://127.0.0.1:{}", collector.otlp_port),
+        collector_endpoint: collector.endpoint(),
+        sink_endpoint: sink.as_ref().map(Peer::endpoint),
         tracepoints,
         no_inference_unavailable,
     };
@@ -496,6 +547,7 @@ pub fn run(opts: &Options, receiver_bin: &Path) -> Result<PathBuf> {
         opts,
         env: &env,
         collector: &collector,
+        sink: sink.as_ref(),
         out: &out,
         self_pid: std::process::id(),
     };
@@ -508,7 +560,7 @@ pub fn run(opts: &Options, receiver_bin: &Path) -> Result<PathBuf> {
         for p in opts.placements_for(w) {
             let (server_cpus, other_cpus) = p.cpus();
             procs::pin_tree(&target.pids, server_cpus.as_deref())?;
-            procs::pin_tree(&[collector.pid()], other_cpus.as_deref())?;
+            procs::pin_tree(&ctx.peer_pids(), other_cpus.as_deref())?;
             // Warm-up and, for redis-benchmark (no duration option), the request count that
             // takes about `duration`.
             let size = ctx.calibrate(&mut servers, w, &target, p)?;
@@ -577,7 +629,7 @@ pub fn run(opts: &Options, receiver_bin: &Path) -> Result<PathBuf> {
         }
         procs::pin_tree(&target.pids, None)?;
     }
-    procs::pin_tree(&[collector.pid()], None)?;
+    procs::pin_tree(&ctx.peer_pids(), None)?;
 
     let syscall = if opts.syscall_cost {
         println!("[bench] cost per syscall: dd bs=1 (1M reads + 1M writes), interleaved");
@@ -594,6 +646,7 @@ pub fn run(opts: &Options, receiver_bin: &Path) -> Result<PathBuf> {
         None
     };
     drop(servers);
+    drop(sink);
     drop(collector);
     paths::remove_scratch_dir(&scratch);
 
@@ -628,7 +681,8 @@ fn run_id() -> String {
 struct Ctx<'a> {
     opts: &'a Options,
     env: &'a Env,
-    collector: &'a BenchCollector,
+    collector: &'a Peer,
+    sink: Option<&'a Peer>,
     out: &'a Path,
     self_pid: u32,
 }
@@ -640,6 +694,21 @@ const DATA_BYTES: &str = "ebpf_receiver_kernel_bytes_total{stream=\"data\"}";
 const WAKEUPS: &str = "ebpf_receiver_ring_wakeups_total";
 
 impl Ctx<'_> {
+    /// Where `cfg` exports (the Collector also for configurations that export nothing: its
+    /// idle CPU is then what is measured).
+    fn peer(&self, cfg: Config) -> &Peer {
+        match (cfg, self.sink) {
+            (Config::ReceiverSink, Some(s)) => s,
+            _ => self.collector,
+        }
+    }
+
+    fn peer_pids(&self) -> Vec<u32> {
+        let mut v = vec![self.collector.pid()];
+        v.extend(self.sink.map(Peer::pid));
+        v
+    }
+
     /// One unrecorded baseline run (warm-up); returns redis-benchmark's `-n` for `duration`.
     fn calibrate(
         &mut self,
@@ -747,8 +816,9 @@ impl Ctx<'_> {
         let server0 = procs::tree_cpu(&t.pids);
         let bulk0 = procs::tree_cpu(&t.bulk_pids);
         let tool0 = procs::tree_cpu(&tool_roots);
-        let col0 = procs::tree_cpu(&[self.collector.pid()]);
-        let spans0 = self.collector.accepted_spans();
+        let peer = self.peer(cfg);
+        let col0 = procs::tree_cpu(&[peer.pid()]);
+        let spans0 = peer.accepted_spans();
         let t0 = Instant::now();
         if let Some(b) = bulk.as_mut() {
             b.release()?;
@@ -792,7 +862,7 @@ impl Ctx<'_> {
         }
         let window = t0.elapsed().as_secs_f64();
         let tool_cpu = (!tool_roots.is_empty()).then(|| procs::tree_cpu(&tool_roots) - tool0);
-        let col_cpu = procs::tree_cpu(&[self.collector.pid()]) - col0;
+        let col_cpu = procs::tree_cpu(&[peer.pid()]) - col0;
         let m1 = active.metrics();
         let (mem, maps) = match active.receiver() {
             Some(r) => {
@@ -807,7 +877,7 @@ impl Ctx<'_> {
             None => (None, None),
         };
         let stopped = active.stop();
-        let spans1 = self.collector.accepted_spans();
+        let spans1 = peer.accepted_spans();
         let d = |k: &str| match (&m0, &m1) {
             (Some(a), Some(b)) => Some(b.get(k) - a.get(k)),
             _ => None,
@@ -893,7 +963,8 @@ impl Ctx<'_> {
         if t.forks_per_connection && scope != Scope::Host {
             scope = Scope::Host;
         }
-        let harness = vec![self.self_pid, self.collector.pid()];
+        let mut harness = vec![self.self_pid];
+        harness.extend(self.peer_pids());
         match scope {
             Scope::Host => {
                 let mut ex = harness;

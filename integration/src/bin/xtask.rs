@@ -95,7 +95,8 @@ struct BenchArgs {
     /// Seconds per run, default 3 (2 with --quick).
     #[arg(long)]
     duration: Option<f64>,
-    /// Configurations, comma-separated: baseline, receiver, no-inference, empty-programs, tshark.
+    /// Configurations, comma-separated: baseline, receiver, receiver-sink, no-inference,
+    /// empty-programs, tshark.
     #[arg(long, value_delimiter = ',')]
     configs: Vec<String>,
     /// Modes, comma-separated: closed, open.
@@ -497,6 +498,23 @@ fn build_loadgen() -> Result<PathBuf> {
     Ok(paths::target_dir().join("release/loadgen"))
 }
 
+/// The accept-and-count OTLP sink of the `receiver-sink` configuration.
+fn build_sink() -> Result<PathBuf> {
+    let mut c = cargo();
+    c.args([
+        "build",
+        "--release",
+        "-p",
+        "ebpf-receiver",
+        "--example",
+        "otlp_sink",
+    ]);
+    if !status(c)? {
+        bail!("building the OTLP sink (receiver/examples/otlp_sink.rs) failed");
+    }
+    Ok(paths::target_dir().join("release/examples/otlp_sink"))
+}
+
 fn soak(minutes: f64, sample_secs: f64, out: Option<PathBuf>) -> Result<ExitCode> {
     if !(minutes.is_finite() && minutes > 0.0) {
         bail!("MINUTES must be a positive number");
@@ -532,6 +550,11 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
     let bin = build_receiver()?;
     // The fixed-rate load generator, next to this xtask binary.
     build_loadgen()?;
+    let sink = if opts.configs.contains(&bench::configs::Config::ReceiverSink) {
+        Some(build_sink()?)
+    } else {
+        None
+    };
     // SAFETY: single-threaded at this point; the harness reads these variables later.
     unsafe {
         std::env::set_var("EBPF_RECEIVER_BIN", &bin);
@@ -539,6 +562,9 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
             "BENCH_LOADGEN_BIN",
             paths::target_dir().join("release/loadgen"),
         );
+        if let Some(sink) = &sink {
+            std::env::set_var("BENCH_SINK_BIN", sink);
+        }
     }
     let out = bench::run(&opts, &bin)?;
     println!("[bench] done: {}", out.join("report.md").display());
