@@ -1127,14 +1127,15 @@ mod tests {
     #[test]
     fn default_plan() {
         let o = Options::defaults(false);
-        // Contended: 7 workloads × 5 configurations closed, 6 open with 3 (mixed: 4), 5 reps;
+        // Contended: 7 workloads × 6 configurations closed, 6 open with 4 (mixed: 5), 5 reps;
         // pinned: nginx and redis, baseline and receiver, both modes.
-        assert_eq!(total(&o), 175 + 95 + 40);
+        assert_eq!(total(&o), 210 + 125 + 40);
         assert_eq!(
             o.configs_for(Mode::Open, Placement::Contended, Workload::Mixed),
             [
                 Config::Baseline,
                 Config::Receiver,
+                Config::ReceiverSink,
                 Config::NoInference,
                 Config::EmptyPrograms
             ]
@@ -1146,7 +1147,7 @@ mod tests {
         assert_eq!(o.placements_for(Workload::Pgbench), [Placement::Contended]);
         let q = Options::defaults(true);
         assert_eq!(q.reps, 1);
-        assert_eq!(total(&q), 35 + 19);
+        assert_eq!(total(&q), 42 + 25);
     }
 
     #[test]
