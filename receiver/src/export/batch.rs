@@ -35,6 +35,19 @@ const SS_SCHEMA_URL: u32 = 3;
 const SCOPE_F_NAME: u32 = 1;
 const SCOPE_F_VERSION: u32 = 2;
 
+/// A reused buffer keeps at most twice what its last use needed, and never less than this: after
+/// a backlog's full batches, light traffic does not keep their size resident (the soak's
+/// Collector restart, issue 8 R13).
+pub(crate) const KEPT_FLOOR_BYTES: usize = 64 * 1024;
+
+/// Gives back a reused buffer's room beyond twice `used` (and beyond [`KEPT_FLOOR_BYTES`]).
+pub(crate) fn shrink_after_use(buf: &mut Vec<u8>, used: usize) {
+    let keep = used.saturating_mul(2).max(KEPT_FLOOR_BYTES);
+    if buf.capacity() > keep {
+        buf.shrink_to(keep);
+    }
+}
+
 /// One resource's spans in the batch.
 #[derive(Debug)]
 struct Group {
@@ -153,7 +166,9 @@ impl Batch {
             bytes_field(out, SS_SCHEMA_URL, SCHEMA_URL.as_bytes());
             bytes_field(out, RS_SCHEMA_URL, SCHEMA_URL.as_bytes());
             let mut spans = g.spans;
+            let used = spans.len();
             spans.clear();
+            shrink_after_use(&mut spans, used);
             self.free.push(spans);
         }
         self.last = 0;
@@ -282,5 +297,39 @@ mod tests {
         let mut out = Vec::new();
         batch.encode_into(&mut out);
         assert!(out.len() <= limit);
+    }
+
+    #[test]
+    fn reused_buffers_give_back_what_a_backlog_batch_needed() {
+        let r = resource(1);
+        let mut batch = Batch::default();
+        // A drain after an outage: one full batch of large spans (about 1 MiB).
+        let big = span(&"b".repeat(1000));
+        for _ in 0..1000 {
+            batch.push(&r, &big);
+        }
+        let mut out = Vec::new();
+        batch.encode_into(&mut out);
+        assert!(out.len() > 1 << 20);
+        let kept = batch.free.iter().map(Vec::capacity).sum::<usize>();
+        assert!(
+            kept <= 2 * 1000 * big.len(),
+            "{kept} bytes kept after the drain"
+        );
+        // Light traffic afterwards: the group buffer keeps only its floor.
+        batch.push(&r, &span("small"));
+        let _ = request(&mut batch);
+        let kept = batch.free.iter().map(Vec::capacity).sum::<usize>();
+        assert!(
+            kept <= KEPT_FLOOR_BYTES,
+            "{kept} bytes kept after a one-span batch"
+        );
+        // The request buffer follows the same rule.
+        out.clear();
+        shrink_after_use(&mut out, 300);
+        assert!(out.capacity() <= KEPT_FLOOR_BYTES);
+        let mut steady = Vec::with_capacity(400_000);
+        shrink_after_use(&mut steady, 300_000);
+        assert_eq!(steady.capacity(), 400_000, "steady use keeps its room");
     }
 }

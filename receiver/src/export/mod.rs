@@ -236,6 +236,7 @@ impl Exporter {
         let mut buf = std::mem::take(&mut self.request_buf);
         buf.clear();
         batch.encode_into(&mut buf);
+        let used = buf.len();
         let request = bytes::Bytes::from(buf);
         let started = Instant::now();
         let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff);
@@ -294,7 +295,9 @@ impl Exporter {
         if let Ok(buf) = request.try_into_mut()
             && buf.capacity() <= MAX_KEPT_REQUEST_BYTES
         {
-            self.request_buf = buf.into();
+            let mut buf: Vec<u8> = buf.into();
+            batch::shrink_after_use(&mut buf, used);
+            self.request_buf = buf;
         }
     }
 
