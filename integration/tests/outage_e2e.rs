@@ -35,7 +35,7 @@ const RESUME_PROMISE: Duration = Duration::from_secs(2);
 /// What the test tolerates on a 2-vCPU machine shared with builds (the figure is printed).
 const RESUME_SLACK: Duration = Duration::from_secs(1);
 /// `exporter.max_batch_spans` (the default): the most spans one retried request can duplicate.
-const BATCH_SPANS: u64 = 2048;
+const BATCH_SPANS: u64 = 512;
 
 const DROPPED: &str = "ebpf_receiver_spans_dropped_total";
 const EXPORTED: &str = "ebpf_receiver_spans_exported_total";

@@ -39,10 +39,16 @@ const SCOPE_F_VERSION: u32 = 2;
 /// a backlog's full batches, light traffic does not keep their size resident (the soak's
 /// Collector restart, issue 8 R13).
 pub(crate) const KEPT_FLOOR_BYTES: usize = 64 * 1024;
+/// The same floor for one resource's span buffer (a batch has one per traced process).
+const KEPT_GROUP_FLOOR_BYTES: usize = 4 * 1024;
 
 /// Gives back a reused buffer's room beyond twice `used` (and beyond [`KEPT_FLOOR_BYTES`]).
 pub(crate) fn shrink_after_use(buf: &mut Vec<u8>, used: usize) {
-    let keep = used.saturating_mul(2).max(KEPT_FLOOR_BYTES);
+    shrink_to_use(buf, used, KEPT_FLOOR_BYTES);
+}
+
+fn shrink_to_use(buf: &mut Vec<u8>, used: usize, floor: usize) {
+    let keep = used.saturating_mul(2).max(floor);
     if buf.capacity() > keep {
         buf.shrink_to(keep);
     }
@@ -150,6 +156,9 @@ impl Batch {
         let scope_field = len_field_size(SS_SCOPE, scope);
         let schema_field = len_field_size(SS_SCHEMA_URL, SCHEMA_URL.len());
         out.reserve(self.request_bytes);
+        // Only this batch's span buffers are kept: a backlog's batch spanning many processes
+        // does not leave one buffer per process behind.
+        self.free.clear();
         for g in self.groups.drain(..) {
             let resource = g.resource.as_bytes();
             let scope_spans = scope_field + g.spans.len() + schema_field;
@@ -168,7 +177,7 @@ impl Batch {
             let mut spans = g.spans;
             let used = spans.len();
             spans.clear();
-            shrink_after_use(&mut spans, used);
+            shrink_to_use(&mut spans, used, KEPT_GROUP_FLOOR_BYTES);
             self.free.push(spans);
         }
         self.last = 0;
@@ -321,8 +330,21 @@ mod tests {
         let _ = request(&mut batch);
         let kept = batch.free.iter().map(Vec::capacity).sum::<usize>();
         assert!(
-            kept <= KEPT_FLOOR_BYTES,
+            kept <= KEPT_GROUP_FLOOR_BYTES,
             "{kept} bytes kept after a one-span batch"
+        );
+        // A batch of many processes, then one of a single process: one buffer is kept.
+        for pid in 0..50 {
+            batch.push(&resource(pid), &big);
+        }
+        let _ = request(&mut batch);
+        assert_eq!(batch.free.len(), 50);
+        batch.push(&r, &span("small"));
+        let _ = request(&mut batch);
+        assert_eq!(
+            batch.free.len(),
+            1,
+            "buffers beyond the last batch's groups are dropped"
         );
         // The request buffer follows the same rule.
         out.clear();
