@@ -14,7 +14,8 @@ Endpoints (any method; HEAD returns the head a GET would, without the body):
 Anything else: 404.
 
 Prints one JSON line per request to stdout: method, path, status, bytes (body bytes sent),
-client_port, start_unix_ns (request line read), end_unix_ns (response written).
+client_port, start_unix_ns (request line read), last_write_unix_ns (just before the write
+that sends the response's last bytes), end_unix_ns (after it returned).
 """
 
 import argparse
@@ -135,10 +136,12 @@ class Handler(BaseHTTPRequestHandler):
         else:
             status = 404
             sent = self._send(404, b'{"error": "not found"}\n')
+        last_write = time.time_ns()
         self.wfile.flush()
         log_json({"method": self.command, "path": self.path, "status": status, "bytes": sent,
                   "body_in": len(body_in), "client_port": self.client_address[1],
-                  "start_unix_ns": start, "end_unix_ns": time.time_ns()})
+                  "start_unix_ns": start, "last_write_unix_ns": last_write,
+                  "end_unix_ns": time.time_ns()})
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = handle_one
 
