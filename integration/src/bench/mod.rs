@@ -152,7 +152,7 @@ pub struct Options {
 }
 
 impl Options {
-    /// The default full run (about 30 minutes on a 2-vCPU VM: 3 s runs, 5 repetitions, the
+    /// The default full run (about 50 minutes on a 2-vCPU VM: 3 s runs, 5 repetitions, the
     /// pinned placement for nginx and redis only) or, with `quick`, a smoke run.
     pub fn defaults(quick: bool) -> Options {
         Options {
