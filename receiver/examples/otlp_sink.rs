@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Buf as _;
+use prost::encoding::{WireType, decode_key, decode_varint};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{BoxFuture, Context, Poll, Service, StdError, http};
@@ -126,26 +127,28 @@ fn count_spans(request: &[u8]) -> io::Result<u64> {
     Ok(spans)
 }
 
-/// The length-delimited fields numbered `want` of one message.
-fn fields(mut msg: &[u8], want: u64) -> impl Iterator<Item = io::Result<&[u8]>> {
+/// The length-delimited fields numbered `want` of one message (keys and lengths read with
+/// prost's own varint decoding).
+fn fields(mut msg: &[u8], want: u32) -> impl Iterator<Item = io::Result<&[u8]>> {
     std::iter::from_fn(move || {
         while !msg.is_empty() {
             let step = (|| {
-                let key = varint(&mut msg)?;
-                let value: &[u8] = match key & 7 {
-                    0 => {
-                        varint(&mut msg)?;
+                let (tag, wire) = decode_key(&mut msg).map_err(bad)?;
+                let value: &[u8] = match wire {
+                    WireType::Varint => {
+                        decode_varint(&mut msg).map_err(bad)?;
                         &[]
                     }
-                    1 => take(&mut msg, 8)?,
-                    2 => {
-                        let n = usize::try_from(varint(&mut msg)?).map_err(bad)?;
+                    WireType::SixtyFourBit => take(&mut msg, 8)?,
+                    WireType::LengthDelimited => {
+                        let n =
+                            usize::try_from(decode_varint(&mut msg).map_err(bad)?).map_err(bad)?;
                         take(&mut msg, n)?
                     }
-                    5 => take(&mut msg, 4)?,
-                    t => return Err(bad(format!("wire type {t}"))),
+                    WireType::ThirtyTwoBit => take(&mut msg, 4)?,
+                    other => return Err(bad(format!("wire type {other:?}"))),
                 };
-                Ok((key >> 3 == want && key & 7 == 2).then_some(value))
+                Ok((tag == want && wire == WireType::LengthDelimited).then_some(value))
             })();
             match step {
                 Ok(Some(v)) => return Some(Ok(v)),
@@ -162,19 +165,6 @@ fn fields(mut msg: &[u8], want: u64) -> impl Iterator<Item = io::Result<&[u8]>> 
 
 fn bad(e: impl ToString) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
-}
-
-fn varint(buf: &mut &[u8]) -> io::Result<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = buf.split_first().ok_or_else(|| bad("truncated varint"))?;
-        *buf = rest;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Ok(v);
-        }
-    }
-    Err(bad("varint longer than 10 bytes"))
 }
 
 fn take<'a>(buf: &mut &'a [u8], n: usize) -> io::Result<&'a [u8]> {
