@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{Read as _, Seek as _, SeekFrom};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -21,7 +20,7 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 
 use crate::paths;
-use crate::process::{Output, ProcessGuard, poll_until};
+use crate::process::{Output, ProcessGuard};
 
 pub const SPAN_KIND_SERVER: i64 = 2;
 pub const SPAN_KIND_CLIENT: i64 = 3;
@@ -282,14 +281,10 @@ pub fn check_span_times(s: &SpanView) -> Result<()> {
 /// Waits until a starting Collector's OTLP port accepts connections (fails at once if the
 /// process exits first).
 pub fn wait_otlp_port(guard: &mut ProcessGuard, port: u16) -> Result<()> {
-    poll_until(
+    crate::process::wait_tcp(
         "the Collector's OTLP port",
-        Duration::from_secs(30),
-        Duration::from_millis(50),
-        || {
-            guard.ensure_running()?;
-            Ok(TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()))
-        },
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        guard,
     )
 }
 
