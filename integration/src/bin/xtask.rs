@@ -198,16 +198,7 @@ fn render(cmd: &Command) -> String {
 
 /// `cargo build --release -p ebpf-receiver` (build.rs compiles the eBPF programs).
 fn build_receiver() -> Result<PathBuf> {
-    let mut c = cargo();
-    c.args(["build", "--release", "-p", "ebpf-receiver"]);
-    if !status(c)? {
-        bail!("building ebpf-receiver failed");
-    }
-    let bin = paths::target_dir().join("release/ebpf-receiver");
-    if !bin.exists() {
-        bail!("`{}` missing after the build", bin.display());
-    }
-    Ok(bin)
+    build_release(&["-p", "ebpf-receiver"], "release/ebpf-receiver")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -483,36 +474,32 @@ fn bench_options(a: &BenchArgs) -> Result<bench::Options> {
 
 /// `cargo build --release -p integration --bin loadgen`; its path.
 fn build_loadgen() -> Result<PathBuf> {
-    let mut c = cargo();
-    c.args([
-        "build",
-        "--release",
-        "-p",
-        "integration",
-        "--bin",
-        "loadgen",
-    ]);
-    if !status(c)? {
-        bail!("building loadgen failed");
-    }
-    Ok(paths::target_dir().join("release/loadgen"))
+    build_release(
+        &["-p", "integration", "--bin", "loadgen"],
+        "release/loadgen",
+    )
 }
 
 /// The accept-and-count OTLP sink of the `receiver-sink` configuration.
 fn build_sink() -> Result<PathBuf> {
+    build_release(
+        &["-p", "ebpf-receiver", "--example", "otlp_sink"],
+        "release/examples/otlp_sink",
+    )
+}
+
+/// `cargo build --release ARGS`; returns `target/OUTPUT`, which must exist afterwards.
+fn build_release(args: &[&str], output: &str) -> Result<PathBuf> {
     let mut c = cargo();
-    c.args([
-        "build",
-        "--release",
-        "-p",
-        "ebpf-receiver",
-        "--example",
-        "otlp_sink",
-    ]);
+    c.args(["build", "--release"]).args(args);
     if !status(c)? {
-        bail!("building the OTLP sink (receiver/examples/otlp_sink.rs) failed");
+        bail!("`cargo build --release {}` failed", args.join(" "));
     }
-    Ok(paths::target_dir().join("release/examples/otlp_sink"))
+    let bin = paths::target_dir().join(output);
+    if !bin.exists() {
+        bail!("`{}` missing after the build", bin.display());
+    }
+    Ok(bin)
 }
 
 fn soak(minutes: f64, sample_secs: f64, out: Option<PathBuf>) -> Result<ExitCode> {
