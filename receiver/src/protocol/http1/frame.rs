@@ -341,19 +341,22 @@ impl Http1Framer {
         let mut at = from;
         loop {
             let rest = buf.get(at..).unwrap_or_default();
-            let Some(nl) = find_byte(rest, b'\n') else {
-                return if buf.len() >= self.head_cap {
-                    Head::Invalid
-                } else {
-                    Head::Incomplete { resume: at }
-                };
+            let (line_len, nl) = match line_end(rest) {
+                LineEnd::Line { len, newline } => (len, newline),
+                LineEnd::Incomplete => {
+                    return if buf.len() >= self.head_cap {
+                        Head::Invalid
+                    } else {
+                        Head::Incomplete { resume: at }
+                    };
+                }
+                LineEnd::Invalid => return Head::Invalid,
             };
             let end = at + nl + 1;
             if end > self.head_cap {
                 return Head::Invalid;
             }
-            let line = rest.get(..nl).unwrap_or_default();
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let line = rest.get(..line_len).unwrap_or_default();
             if line.is_empty() {
                 return Head::Complete { len: end, fields };
             }
@@ -362,6 +365,50 @@ impl Http1Framer {
             }
             first = false;
             at = end;
+        }
+    }
+}
+
+/// Where the line at the start of a head's remaining bytes ends.
+pub(super) enum LineEnd {
+    /// `len` bytes of content, then a CRLF or LF whose `\n` is at `newline`.
+    Line { len: usize, newline: usize },
+    /// No line end yet.
+    Incomplete,
+    /// A NUL, or a CR not followed by LF (RFC 9110 §5.5: invalid and dangerous in a field;
+    /// a bare CR would join two lines into one value).
+    Invalid,
+}
+
+/// The end of the first line of `rest`, found in one pass over its control bytes (eight bytes
+/// at a time): the line's content never holds a CR or NUL when this returns a `Line`.
+pub(super) fn line_end(rest: &[u8]) -> LineEnd {
+    let mut scan = 0;
+    loop {
+        let Some(c) = find_control(rest.get(scan..).unwrap_or_default()) else {
+            return LineEnd::Incomplete;
+        };
+        let pos = scan + c;
+        match rest.get(pos) {
+            Some(b'\n') => {
+                return LineEnd::Line {
+                    len: pos,
+                    newline: pos,
+                };
+            }
+            Some(b'\r') => {
+                return match rest.get(pos + 1) {
+                    Some(b'\n') => LineEnd::Line {
+                        len: pos,
+                        newline: pos + 1,
+                    },
+                    None => LineEnd::Incomplete,
+                    Some(_) => LineEnd::Invalid,
+                };
+            }
+            Some(0) => return LineEnd::Invalid,
+            // A tab or another control byte: the field's own checks judge it.
+            _ => scan = pos + 1,
         }
     }
 }
@@ -409,6 +456,33 @@ fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
         .remainder()
         .iter()
         .position(|&b| b == needle)
+        .map(|p| base + p)
+}
+
+/// Offset of the first control byte (below 0x20) in `hay`, eight bytes at a time. Per byte,
+/// `b - 0x20` sets the top bit for `b < 0x20` (and for `b >= 0xa0`, which `!x` masks out);
+/// borrows only flag bytes above a real one, so the lowest flag is exact.
+fn find_control(hay: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const SPACE: u64 = LO * 0x20;
+    let mut chunks = hay.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let x = u64::from_le_bytes(word);
+        let low = x.wrapping_sub(SPACE) & !x & HI;
+        if low != 0 {
+            return Some(base + (low.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b < 0x20)
         .map(|p| base + p)
 }
 
@@ -611,14 +685,10 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// Takes one field line (not empty); `None` when it is not a field or the framing fields
-    /// contradict each other. `first`: the head's first field line (it cannot be a folding).
+    /// Takes one field line (not empty, and without CR or NUL: [`line_end`] rejects those);
+    /// `None` when it is not a field or the framing fields contradict each other. `first`: the
+    /// head's first field line (it cannot be a folding).
     fn add(&mut self, line: &'a [u8], first: bool) -> Option<()> {
-        // RFC 9110 §5.5: CR and NUL in a field are invalid and dangerous; servers reject the
-        // message (a bare CR would also join two lines into one value).
-        if line.iter().any(|&b| b == b'\r' || b == 0) {
-            return None;
-        }
         if is_fold(line) {
             return (!first).then_some(());
         }

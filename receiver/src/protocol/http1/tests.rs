@@ -1767,3 +1767,57 @@ fn a_desynchronised_connection_whose_answers_were_lost_too_resynchronises() {
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[1].starts_with("GET /e -> 200"), "{lines:?}");
 }
+
+/// What `line_end` must say, by the definition: the first LF ends the line (a CR right before
+/// it is not content); a NUL or a CR not followed by LF before that LF makes the line invalid;
+/// no LF is incomplete, unless the invalid byte is already there.
+fn line_end_by_definition(rest: &[u8]) -> &'static str {
+    for (i, &b) in rest.iter().enumerate() {
+        match b {
+            b'\n' => return "line",
+            0 => return "invalid",
+            b'\r' => match rest.get(i + 1) {
+                Some(b'\n') => return "line",
+                None => return "incomplete",
+                Some(_) => return "invalid",
+            },
+            _ => {}
+        }
+    }
+    "incomplete"
+}
+
+proptest::proptest! {
+    #[test]
+    fn line_ends_are_found_as_defined_at_every_alignment(
+        bytes in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just(b'\n'),
+                proptest::strategy::Just(b'\r'),
+                proptest::strategy::Just(0u8),
+                proptest::strategy::Just(b'\t'),
+                proptest::strategy::Just(0x1fu8),
+                proptest::strategy::Just(0xa0u8),
+                proptest::strategy::Just(0xffu8),
+                0x20u8..0x7f,
+                0x20u8..0x7f,
+                0x20u8..0x7f,
+            ],
+            0..40,
+        )
+    ) {
+        let got = match super::frame::line_end(&bytes) {
+            super::frame::LineEnd::Line { len, newline } => {
+                // The content stops at the first CR or LF, and `newline` is that line's LF.
+                let first_end = bytes.iter().position(|&b| b == b'\n' || b == b'\r');
+                proptest::prop_assert_eq!(Some(len), first_end);
+                proptest::prop_assert_eq!(bytes.get(newline), Some(&b'\n'));
+                proptest::prop_assert!(newline == len || newline == len + 1);
+                "line"
+            }
+            super::frame::LineEnd::Incomplete => "incomplete",
+            super::frame::LineEnd::Invalid => "invalid",
+        };
+        proptest::prop_assert_eq!(got, line_end_by_definition(&bytes));
+    }
+}

@@ -692,9 +692,14 @@ impl PgStitcher {
                 None => self.portals.clear(),
             },
             Op::Query(forget) => {
-                // A simple Query destroys the unnamed statement and portal.
-                self.statements.remove(&PgName::UNNAMED);
-                self.portals.remove(&PgName::UNNAMED);
+                // A simple Query destroys the unnamed statement and portal (a lookup only when
+                // something is remembered: a client of the simple protocol never hashes).
+                if !self.statements.is_empty() {
+                    self.statements.remove(&PgName::UNNAMED);
+                }
+                if !self.portals.is_empty() {
+                    self.portals.remove(&PgName::UNNAMED);
+                }
                 match forget {
                     Forget::Nothing => {}
                     Forget::Names(names) => {
@@ -879,6 +884,39 @@ fn sql_forgets(text: &PgText) -> Forget {
     }
 }
 
+/// [`WORD_CLASS`] values: not part of a word, a word byte, a double quote.
+const OTHER: u8 = 0;
+const WORD: u8 = 1;
+const QUOTE: u8 = 2;
+
+/// The class of every byte, so [`Words`] tests a byte with one load (it reads every simple
+/// Query's SQL).
+#[allow(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time: an index out of bounds fails the build"
+)]
+const WORD_CLASS: [u8; 256] = {
+    let mut t = [OTHER; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = if b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80 {
+            WORD
+        } else if b == b'"' {
+            QUOTE
+        } else {
+            OTHER
+        };
+        i += 1;
+    }
+    t
+};
+
+/// The [`WORD_CLASS`] of `b` (every byte has one).
+fn class(b: u8) -> u8 {
+    WORD_CLASS.get(usize::from(b)).copied().unwrap_or(OTHER)
+}
+
 /// SQL words: identifiers/keywords (`[A-Za-z0-9_$]+`, bytes ≥ 0x80 included) and `"quoted"`
 /// identifiers (`""` inside stays doubled; such a name is simply not found).
 struct Words<'a> {
@@ -889,8 +927,8 @@ impl<'a> Iterator for Words<'a> {
     type Item = (&'a [u8], bool);
 
     fn next(&mut self) -> Option<(&'a [u8], bool)> {
-        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
-        let start = self.s.iter().position(|&b| word(b) || b == b'"')?;
+        let word = |b: u8| class(b) == WORD;
+        let start = self.s.iter().position(|&b| class(b) != OTHER)?;
         let rest = self.s.get(start..)?;
         if rest.first() == Some(&b'"') {
             let body = rest.get(1..)?;

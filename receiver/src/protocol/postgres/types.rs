@@ -32,8 +32,9 @@ pub const PG_BIND_SCAN: usize = 2 * (PG_MAX_NAME + 1);
 pub const PG_TAG_SCAN: usize = 64;
 
 /// A statement or portal name (`""` is the unnamed one), at most [`PG_MAX_NAME`] bytes, kept
-/// inline so frames and maps never allocate for it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+/// inline so frames and maps never allocate for it. Bytes past `len` are always zero, so
+/// the derived equality is the names' equality, and hashing hashes only the name.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct PgName {
     len: u8,
     bytes: [u8; PG_MAX_NAME],
@@ -66,6 +67,12 @@ impl PgName {
 
     pub fn is_unnamed(&self) -> bool {
         self.len == 0
+    }
+}
+
+impl std::hash::Hash for PgName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
     }
 }
 

@@ -520,12 +520,62 @@ pub fn upper<'b>(raw: &[u8], buf: &'b mut [u8; MAX_NAME_BYTES]) -> Option<&'b [u
     buf.get(..raw.len())
 }
 
+/// A name of at most [`MAX_NAME_BYTES`] as four big-endian words, zero-padded: keys order as
+/// the names' bytes do (no name holds a zero byte), so a lookup compares integers instead of
+/// calling `memcmp` at every probe (it runs for every command on the wire, twice).
+type Key = [u64; 4];
+
+/// The key of an upper-case vocabulary name (compile time only).
+#[allow(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time: an index out of bounds fails the build"
+)]
+const fn key_of(name: &[u8]) -> Key {
+    let mut key = [0u64; 4];
+    let mut i = 0;
+    while i < name.len() && i < MAX_NAME_BYTES {
+        key[i / 8] |= (name[i] as u64) << (56 - 8 * (i % 8));
+        i += 1;
+    }
+    key
+}
+
+/// [`COMMANDS`] as keys, in the same (sorted) order.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time: an index out of bounds fails the build"
+)]
+const COMMAND_KEYS: [Key; COMMANDS.len()] = {
+    let mut keys = [[0u64; 4]; COMMANDS.len()];
+    let mut i = 0;
+    while i < COMMANDS.len() {
+        keys[i] = key_of(COMMANDS[i].as_bytes());
+        i += 1;
+    }
+    keys
+};
+
+/// The key of `raw` upper-cased; `None` when it is empty, too long or not a plausible name
+/// (the rules of [`upper`]).
+fn name_key(raw: &[u8]) -> Option<Key> {
+    if raw.is_empty() || raw.len() > MAX_NAME_BYTES {
+        return None;
+    }
+    let mut key = [0u64; 4];
+    for (i, &b) in raw.iter().enumerate() {
+        if !(b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return None;
+        }
+        *key.get_mut(i / 8)? |= u64::from(b.to_ascii_uppercase()) << (56 - 8 * (i % 8));
+    }
+    Some(key)
+}
+
 /// The vocabulary name of a command's first word (any case), or `None`.
 pub fn command(raw: &[u8]) -> Option<&'static str> {
-    let mut buf = [0u8; MAX_NAME_BYTES];
-    let name = upper(raw, &mut buf)?;
-    COMMANDS
-        .binary_search_by(|c| c.as_bytes().cmp(name))
+    let key = name_key(raw)?;
+    COMMAND_KEYS
+        .binary_search(&key)
         .ok()
         .and_then(|i| COMMANDS.get(i).copied())
 }
@@ -570,7 +620,12 @@ mod tests {
         }
         for c in COMMANDS {
             assert!(c.len() <= MAX_NAME_BYTES);
+            assert_eq!(command(c.to_lowercase().as_bytes()), Some(*c), "{c}");
         }
+        assert!(
+            COMMAND_KEYS.windows(2).all(|w| w[0] < w[1]),
+            "keys do not order as the names"
+        );
     }
 
     #[test]

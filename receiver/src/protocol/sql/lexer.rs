@@ -9,6 +9,7 @@
 //! `src/backend/parser/scan.l` (<https://www.postgresql.org/docs/current/sql-syntax-lexical.html>).
 
 use super::Dialect;
+use super::keywords::Keywords;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Tok<'a> {
@@ -81,13 +82,13 @@ fn is_pg_op_char(b: u8) -> bool {
 
 /// Keywords after which `-5` is a negative number rather than a subtraction.
 fn is_operator_keyword(w: &str) -> bool {
-    const KW: &[&str] = &[
+    const KW: Keywords<41> = Keywords::new([
         "SELECT", "WHERE", "AND", "OR", "NOT", "ON", "BY", "SET", "VALUES", "VALUE", "IN", "IS",
         "LIKE", "BETWEEN", "WHEN", "THEN", "ELSE", "CASE", "RETURN", "LIMIT", "OFFSET", "HAVING",
         "INTERVAL", "DIV", "MOD", "XOR", "AS", "DEFAULT", "IF", "REGEXP", "RLIKE", "ESCAPE",
         "DISTINCT", "ALL", "ANY", "SOME", "ILIKE", "SIMILAR", "TO", "FETCH", "ARRAY",
-    ];
-    KW.iter().any(|k| k.eq_ignore_ascii_case(w))
+    ]);
+    KW.contains(w)
 }
 
 impl<'a> Lexer<'a> {

@@ -40,6 +40,7 @@
 //!   shows `SELECT SELECT`), names a CTE like a table, and looks at the first 4096 tokens.
 //! - PostgreSQL `psql` variables (`:name`) are client-side and not expected on the wire.
 
+mod keywords;
 mod lexer;
 mod sanitize;
 mod statement;

@@ -2,6 +2,7 @@
 //! shipping_details SELECT orders`, identifiers as written, at most [`MAX_SUMMARY_BYTES`],
 //! never cut inside a part. Also the schema a MySQL `USE` switches to.
 
+use super::keywords::Keywords;
 use super::lexer::{Lexer, Tok};
 use super::{Dialect, MAX_SUMMARY_BYTES};
 
@@ -268,7 +269,7 @@ impl Summary {
 
 /// Words that end a table list or cannot be an alias.
 fn is_clause_keyword(w: &str) -> bool {
-    const KW: &[&str] = &[
+    const KW: Keywords<61> = Keywords::new([
         "WHERE",
         "JOIN",
         "LEFT",
@@ -330,8 +331,8 @@ fn is_clause_keyword(w: &str) -> bool {
         "OVERRIDING",
         "TO",
         "ONLY",
-    ];
-    KW.iter().any(|k| k.eq_ignore_ascii_case(w))
+    ]);
+    KW.contains(w)
 }
 
 fn skip_words(toks: &[Tok<'_>], mut i: usize, words: &[&str]) -> usize {
