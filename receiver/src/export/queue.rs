@@ -36,11 +36,14 @@ use crate::telemetry::{Metrics, SpanDrop};
 const POOL_CHUNKS: usize = 4;
 /// A chunk whose buffer grew past this is not kept (a burst or a backlog must not pin its
 /// memory).
-const POOL_MAX_CHUNK_BYTES: usize = 1 << 20;
+const POOL_MAX_CHUNK_BYTES: usize = BACKLOG_BYTES;
 /// Queued bytes past which the exporter counts as behind and the sender fills backlog chunks.
-/// Steady operation queues a round or two (tens of KiB); a Collector away for a second at a
-/// thousand spans/s queues about 300 KiB.
-pub(crate) const BACKLOG_BYTES: usize = 256 << 10;
+/// Steady operation queues a round or two: at 100k spans/s of ~300 B a 10 ms round is about
+/// 300 KiB, so the bound is a few of those (at 256 KiB, a redis load at 90k spans/s sent every
+/// round through a fresh 4 MiB backlog mapping: 4 % of the receiver's CPU copying it and as
+/// much again faulting its pages in). A Collector away for a second at ten thousand spans/s
+/// queues about 3 MiB.
+pub(crate) const BACKLOG_BYTES: usize = 1 << 20;
 /// The reserved size of a backlog chunk's span bytes: glibc's `M_MMAP_THRESHOLD` as `app.rs`
 /// sets it, so the block is a mapping of its own.
 pub(crate) const BACKLOG_CHUNK_BYTES: usize = 4 << 20;
@@ -278,8 +281,10 @@ impl SpanSender {
         // A round that alone outgrows a small chunk (a burst of pipelined requests) moves into
         // a backlog chunk rather than doubling in the heap; a full backlog chunk goes at once,
         // not at the end of the round, so it never grows (reallocates) past its size.
+        // The move happens a slack before `BACKLOG_BYTES`, so a small chunk's buffer never
+        // doubles past the size the pool keeps (`POOL_MAX_CHUNK_BYTES`).
         if !self.chunk.is_backlog() {
-            if self.chunk.buf.len() > BACKLOG_BYTES {
+            if self.chunk.buf.len() + BACKLOG_CHUNK_SLACK > BACKLOG_BYTES {
                 self.chunk.make_backlog();
             }
         } else if self.chunk.backlog_full() {
