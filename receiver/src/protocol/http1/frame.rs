@@ -431,12 +431,26 @@ fn after_first_line(buf: &[u8]) -> usize {
     find_byte(buf, b'\n').map_or(buf.len(), |n| n + 1)
 }
 
-/// Offset of the first `needle` in `hay`, eight bytes at a time (heads are scanned for line
-/// ends on every message, so this is the framer's inner loop).
-fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+/// Offset of the first `needle` in `hay` (heads are scanned for line ends on every message, so
+/// this is the framer's inner loop).
+pub(super) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    find_below(hay, needle, 1)
+}
+
+/// Offset of the first control byte (below 0x20) in `hay`.
+pub(super) fn find_control(hay: &[u8]) -> Option<usize> {
+    find_below(hay, 0, 0x20)
+}
+
+/// Offset of the first byte `b` of `hay` with `b ^ xor < limit` (`limit` ≤ 0x80), eight bytes
+/// at a time. Per byte, `x - limit` sets the top bit for `x < limit` (and for `x >= 0x80 +
+/// limit`, which `!x` masks out); borrows only flag bytes above a real one, so the lowest flag
+/// is exact.
+fn find_below(hay: &[u8], xor: u8, limit: u8) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
-    let pattern = LO.wrapping_mul(u64::from(needle));
+    let pattern = LO.wrapping_mul(u64::from(xor));
+    let below = LO.wrapping_mul(u64::from(limit));
     let mut chunks = hay.chunks_exact(8);
     let mut base = 0;
     for chunk in &mut chunks {
@@ -444,45 +458,16 @@ fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
             break;
         };
         let x = u64::from_le_bytes(word) ^ pattern;
-        // The lowest flagged byte is the first zero byte of `x` (borrows only flag bytes
-        // above a real zero).
-        let zero = x.wrapping_sub(LO) & !x & HI;
-        if zero != 0 {
-            return Some(base + (zero.trailing_zeros() / 8) as usize);
+        let flags = x.wrapping_sub(below) & !x & HI;
+        if flags != 0 {
+            return Some(base + (flags.trailing_zeros() / 8) as usize);
         }
         base += 8;
     }
     chunks
         .remainder()
         .iter()
-        .position(|&b| b == needle)
-        .map(|p| base + p)
-}
-
-/// Offset of the first control byte (below 0x20) in `hay`, eight bytes at a time. Per byte,
-/// `b - 0x20` sets the top bit for `b < 0x20` (and for `b >= 0xa0`, which `!x` masks out);
-/// borrows only flag bytes above a real one, so the lowest flag is exact.
-fn find_control(hay: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    const SPACE: u64 = LO * 0x20;
-    let mut chunks = hay.chunks_exact(8);
-    let mut base = 0;
-    for chunk in &mut chunks {
-        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let x = u64::from_le_bytes(word);
-        let low = x.wrapping_sub(SPACE) & !x & HI;
-        if low != 0 {
-            return Some(base + (low.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b < 0x20)
+        .position(|&b| b ^ xor < limit)
         .map(|p| base + p)
 }
 

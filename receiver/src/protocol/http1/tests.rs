@@ -1821,3 +1821,30 @@ proptest::proptest! {
         proptest::prop_assert_eq!(got, line_end_by_definition(&bytes));
     }
 }
+
+proptest::proptest! {
+    #[test]
+    fn word_scans_find_the_first_match_at_every_alignment(
+        bytes in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just(b'\n'),
+                proptest::strategy::Just(0u8),
+                proptest::strategy::Just(0x1fu8),
+                proptest::strategy::Just(0x8au8),
+                proptest::strategy::Just(0xa0u8),
+                0x20u8..0x7f,
+                0x20u8..0x7f,
+            ],
+            0..40,
+        )
+    ) {
+        proptest::prop_assert_eq!(
+            super::frame::find_byte(&bytes, b'\n'),
+            bytes.iter().position(|&b| b == b'\n')
+        );
+        proptest::prop_assert_eq!(
+            super::frame::find_control(&bytes),
+            bytes.iter().position(|&b| b < 0x20)
+        );
+    }
+}
