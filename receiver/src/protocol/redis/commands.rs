@@ -525,10 +525,11 @@ pub fn upper<'b>(raw: &[u8], buf: &'b mut [u8; MAX_NAME_BYTES]) -> Option<&'b [u
 /// calling `memcmp` at every probe (it runs for every command on the wire, twice).
 type Key = [u64; 4];
 
-/// The key of an upper-case vocabulary name (compile time only).
+/// The key of an upper-case name (the vocabulary's at compile time, [`upper`]'s output at run
+/// time).
 #[allow(
     clippy::indexing_slicing,
-    reason = "evaluated at compile time: an index out of bounds fails the build"
+    reason = "`i` stays below both lengths (the loop's condition)"
 )]
 const fn key_of(name: &[u8]) -> Key {
     let mut key = [0u64; 4];
@@ -555,25 +556,10 @@ const COMMAND_KEYS: [Key; COMMANDS.len()] = {
     keys
 };
 
-/// The key of `raw` upper-cased; `None` when it is empty, too long or not a plausible name
-/// (the rules of [`upper`]).
-fn name_key(raw: &[u8]) -> Option<Key> {
-    if raw.is_empty() || raw.len() > MAX_NAME_BYTES {
-        return None;
-    }
-    let mut key = [0u64; 4];
-    for (i, &b) in raw.iter().enumerate() {
-        if !(b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-            return None;
-        }
-        *key.get_mut(i / 8)? |= u64::from(b.to_ascii_uppercase()) << (56 - 8 * (i % 8));
-    }
-    Some(key)
-}
-
 /// The vocabulary name of a command's first word (any case), or `None`.
 pub fn command(raw: &[u8]) -> Option<&'static str> {
-    let key = name_key(raw)?;
+    let mut buf = [0u8; MAX_NAME_BYTES];
+    let key = key_of(upper(raw, &mut buf)?);
     COMMAND_KEYS
         .binary_search(&key)
         .ok()
