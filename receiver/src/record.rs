@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use crate::model::{ConnMeta, Protocol, Transport};
 
@@ -60,7 +61,8 @@ pub enum Exchange {
 pub struct DbExchange {
     /// `db.namespace`: the current database (MySQL), `{database}` (PostgreSQL), the database
     /// index (Redis), when known.
-    pub namespace: Option<String>,
+    /// Shared with the connection's parser, which holds it until the database changes.
+    pub namespace: Option<Arc<str>>,
     /// Query text with every literal replaced by `?`, the parameterised text of a prepared
     /// statement, or a command with its arguments replaced (Redis). `None` when it could not be
     /// sanitised (fail closed).

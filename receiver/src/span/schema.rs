@@ -741,7 +741,9 @@ mod tests {
                 "operation",
             ),
             (
-                db(Protocol::Mysql, |d| d.namespace = Some("n".repeat(300))),
+                db(Protocol::Mysql, |d| {
+                    d.namespace = Some("n".repeat(300).into())
+                }),
                 "over its cap",
             ),
             (

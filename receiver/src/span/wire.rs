@@ -137,13 +137,18 @@ impl SpanBuf {
 
     /// A string attribute.
     pub(crate) fn str(&mut self, k: &str, v: &str) {
+        self.str_bytes(k, v.as_bytes());
+    }
+
+    /// A string attribute from bytes the caller knows are UTF-8.
+    fn str_bytes(&mut self, k: &str, v: &[u8]) {
         let any = len_field_size(ANY_STRING, v.len());
         let kv = len_field_size(KV_KEY, k.len()) + len_field_size(KV_VALUE, any);
         let b = &mut self.attrs;
         len_header(b, span_f::ATTRIBUTES, kv);
         bytes_field(b, KV_KEY, k.as_bytes());
         len_header(b, KV_VALUE, any);
-        bytes_field(b, ANY_STRING, v.as_bytes());
+        bytes_field(b, ANY_STRING, v);
     }
 
     /// An int attribute.
@@ -161,6 +166,11 @@ impl SpanBuf {
     /// A string attribute holding an address in its canonical text form (`::ffff:a.b.c.d` as
     /// `a.b.c.d`), formatted without allocating.
     pub(crate) fn ip(&mut self, k: &str, ip: IpAddr) {
+        if let IpAddr::V4(v4) = ip.to_canonical() {
+            let mut buf = [0u8; IPV4_TEXT_MAX];
+            self.str_bytes(k, ipv4_text(v4, &mut buf));
+            return;
+        }
         let mut s = std::mem::take(&mut self.scratch);
         s.clear();
         push_ip(&mut s, ip);
@@ -236,18 +246,36 @@ pub(crate) fn push_ip(s: &mut String, ip: IpAddr) {
 }
 
 fn push_ipv4(s: &mut String, ip: Ipv4Addr) {
+    let mut buf = [0u8; IPV4_TEXT_MAX];
+    // Digits and dots only: always UTF-8.
+    s.push_str(std::str::from_utf8(ipv4_text(ip, &mut buf)).unwrap_or_default());
+}
+
+/// Longest dotted-quad text: `255.255.255.255`.
+const IPV4_TEXT_MAX: usize = 15;
+
+/// The dotted-quad text of `ip` (ASCII), written into `buf` (no per-digit push).
+fn ipv4_text(ip: Ipv4Addr, buf: &mut [u8; IPV4_TEXT_MAX]) -> &[u8] {
+    let mut n = 0;
+    let mut put = |b: u8| {
+        if let Some(slot) = buf.get_mut(n) {
+            *slot = b;
+            n += 1;
+        }
+    };
     for (i, o) in ip.octets().into_iter().enumerate() {
         if i > 0 {
-            s.push('.');
+            put(b'.');
         }
         if o >= 100 {
-            s.push(char::from(b'0' + o / 100));
+            put(b'0' + o / 100);
         }
         if o >= 10 {
-            s.push(char::from(b'0' + (o / 10) % 10));
+            put(b'0' + (o / 10) % 10);
         }
-        s.push(char::from(b'0' + o % 10));
+        put(b'0' + o % 10);
     }
+    buf.get(..n).unwrap_or_default()
 }
 
 /// What a span has besides what [`SpanBuf`] collects.
@@ -336,6 +364,16 @@ mod tests {
             varint(&mut b, v);
             assert_eq!(b.len(), varint_len(v), "{v}");
             assert_eq!(prost::encoding::encoded_len_varint(v), b.len());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_ipv4_text_matches_std(bits: u32) {
+            let ip = Ipv4Addr::from(bits);
+            let mut buf = [0u8; IPV4_TEXT_MAX];
+            let expected = ip.to_string();
+            proptest::prop_assert_eq!(ipv4_text(ip, &mut buf), expected.as_bytes());
         }
     }
 

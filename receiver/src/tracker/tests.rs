@@ -531,7 +531,7 @@ fn redis_namespace(t: &mut Tracker, conn: ConnId, pos: u64) -> Option<String> {
     let Exchange::Db(db) = &out[0].exchange else {
         panic!("not a database record");
     };
-    db.namespace.clone()
+    db.namespace.as_deref().map(str::to_owned)
 }
 
 #[test]

@@ -21,6 +21,7 @@
 //! otherwise.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::model::Protocol;
 use crate::protocol::mysql::types::*;
@@ -35,7 +36,7 @@ const MAX_STATEMENTS: usize = 256;
 #[derive(Debug)]
 pub struct MysqlStitcher {
     limits: ParserLimits,
-    namespace: Option<String>,
+    namespace: Option<Arc<str>>,
     /// CLIENT_DEPRECATE_EOF as negotiated, `None` when the handshake was not seen.
     deprecate_eof: Option<bool>,
     optional_metadata: bool,
@@ -93,7 +94,7 @@ struct Pending {
     phase: Phase,
     start_ns: u64,
     end_ns: u64,
-    namespace: Option<String>,
+    namespace: Option<Arc<str>>,
     text: Option<String>,
     summary: Option<String>,
     /// Schema a successful answer switches to (`COM_INIT_DB`, `USE`, `COM_CHANGE_USER`).
@@ -230,20 +231,22 @@ impl MysqlStitcher {
             match &p.kind {
                 Kind::Login(db) => {
                     if db.is_some() {
-                        self.namespace = db.clone();
+                        self.namespace = db.as_deref().map(Arc::from);
                     }
                 }
                 Kind::Command(COM_CHANGE_USER) => {
-                    self.namespace = p.switch_to.clone();
+                    self.namespace = p.switch_to.as_deref().map(Arc::from);
                     self.statements.clear();
                 }
                 Kind::Command(COM_RESET_CONNECTION) => self.statements.clear(),
                 // The server switched to the schema it was sent: the one we read, or one we
                 // could not (not a name), which leaves the namespace unknown, never the old one.
-                Kind::Command(COM_INIT_DB) => self.namespace = p.switch_to.clone(),
+                Kind::Command(COM_INIT_DB) => {
+                    self.namespace = p.switch_to.as_deref().map(Arc::from)
+                }
                 Kind::Command(_) => {
                     if p.switch_to.is_some() {
-                        self.namespace = p.switch_to.clone();
+                        self.namespace = p.switch_to.as_deref().map(Arc::from);
                     }
                 }
             }

@@ -911,7 +911,7 @@ fn namespaces_stay_within_their_cap() {
         .out
         .iter()
         .filter_map(|r| match &r.exchange {
-            Exchange::Db(d) => d.namespace.clone(),
+            Exchange::Db(d) => d.namespace.as_deref().map(str::to_owned),
             _ => None,
         })
         .collect();

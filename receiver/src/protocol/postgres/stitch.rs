@@ -60,7 +60,7 @@ const MAX_PORTALS: usize = 64;
 const MAX_FORGET: usize = 8;
 
 /// A statement's text as a record carries it.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Stmt {
     text: Option<String>,
     summary: Option<String>,
@@ -212,7 +212,7 @@ struct Blind {
 pub struct PgStitcher {
     limits: ParserLimits,
     /// The database named at startup (`db.namespace`), once the login succeeded.
-    namespace: Option<String>,
+    namespace: Option<Arc<str>>,
     statements: HashMap<PgName, Arc<Stmt>>,
     /// Portal → its statement (`None`: a statement we do not know).
     portals: HashMap<PgName, Option<Arc<Stmt>>>,
@@ -738,7 +738,7 @@ impl PgStitcher {
         let settled = u.answered || u.error.is_some();
         if u.kind == UnitKind::Login {
             if settled && u.error.is_none() && u.database.is_some() {
-                self.namespace = u.database;
+                self.namespace = u.database.map(Arc::from);
             }
             return;
         }
@@ -764,7 +764,12 @@ impl PgStitcher {
             None => DbOutcome::Success,
         };
         let counts = !u.damaged && !prepare_only;
-        let stmt = u.stmt.as_deref();
+        // A simple Query's statement is held by this unit alone: its strings move into the
+        // record. A prepared statement's is shared with `statements`, so it is copied.
+        let stmt = u
+            .stmt
+            .map(|s| Arc::try_unwrap(s).unwrap_or_else(|s| (*s).clone()));
+        let (query_text, query_summary) = stmt.map(|s| (s.text, s.summary)).unwrap_or_default();
         stats.records += 1;
         out.push(Record {
             protocol: Protocol::Postgres,
@@ -774,8 +779,8 @@ impl PgStitcher {
             peer: None,
             exchange: Exchange::Db(DbExchange {
                 namespace: self.namespace.clone(),
-                query_text: stmt.and_then(|s| s.text.clone()),
-                query_summary: stmt.and_then(|s| s.summary.clone()),
+                query_text,
+                query_summary,
                 operation: operation.map(str::to_owned),
                 prepare_only,
                 batch_size: None,

@@ -28,6 +28,7 @@
 //!   changes nothing.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::model::Protocol;
 use crate::protocol::redis::types::*;
@@ -40,6 +41,8 @@ pub struct RedisStitcher {
     limits: ParserLimits,
     /// The connection's database index, when known (`db.namespace`).
     db: Option<u32>,
+    /// The text of the last index [`RedisStitcher::namespace`] formatted.
+    db_text: Option<(u32, Arc<str>)>,
     /// Protocol version, when known (2 until `HELLO 3`).
     proto: Option<u8>,
     pubsub: PubSub,
@@ -143,8 +146,17 @@ enum Role {
 }
 
 impl RedisStitcher {
-    fn namespace(&self) -> Option<String> {
-        self.db.map(|d| d.to_string())
+    /// `db.namespace`: the database index as text, formatted once per index.
+    fn namespace(&mut self) -> Option<Arc<str>> {
+        let db = self.db?;
+        match &self.db_text {
+            Some((d, text)) if *d == db => Some(Arc::clone(text)),
+            _ => {
+                let text: Arc<str> = Arc::from(db.to_string());
+                self.db_text = Some((db, Arc::clone(&text)));
+                Some(text)
+            }
+        }
     }
 
     /// State that a command we never saw the outcome of may have changed is now unknown.
@@ -460,7 +472,7 @@ impl RedisStitcher {
         &mut self,
         txn: Txn,
         p: Pending,
-        namespace: Option<String>,
+        namespace: Option<Arc<str>>,
         out: &mut Vec<Record>,
         stats: &mut ParseStats,
     ) {
@@ -667,6 +679,7 @@ impl Stitcher for RedisStitcher {
         RedisStitcher {
             limits,
             db: None,
+            db_text: None,
             proto: None,
             pubsub: PubSub::default(),
             monitor: false,

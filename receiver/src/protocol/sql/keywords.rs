@@ -25,6 +25,17 @@ fn key_of(word: &[u8]) -> Option<u128> {
     Some(u128::from_le_bytes(buf))
 }
 
+/// The key of `word` to compare with [`kw`] constants (ASCII case ignored); `None` when no
+/// keyword can match it.
+pub(super) fn key(word: &str) -> Option<u128> {
+    key_of(word.as_bytes())
+}
+
+/// The key of one keyword at compile time, for `match` arms on [`key`].
+pub(super) const fn kw(word: &str) -> u128 {
+    const_key(word)
+}
+
 /// [`key_of`] at compile time, for a keyword (already upper case, checked by the tests).
 #[allow(
     clippy::indexing_slicing,
@@ -67,7 +78,12 @@ impl<const N: usize> Keywords<N> {
 
     /// Whether `word` is one of the keywords, ASCII case ignored.
     pub(super) fn contains(&self, word: &str) -> bool {
-        key_of(word.as_bytes()).is_some_and(|k| self.keys.binary_search(&k).is_ok())
+        key(word).is_some_and(|k| self.contains_key(k))
+    }
+
+    /// Whether a word whose [`key`] is `k` is one of the keywords.
+    pub(super) fn contains_key(&self, k: u128) -> bool {
+        self.keys.binary_search(&k).is_ok()
     }
 }
 

@@ -43,14 +43,24 @@ enum Escapes {
     Standard,
 }
 
+/// The previous token, as far as a sign or a dot after it cares.
+#[derive(Clone, Copy)]
+enum Prev<'a> {
+    Operand,
+    NotOperand,
+    /// An operand unless it is an operator keyword (`WHERE -5`, `AND -5`).
+    Word(&'a str),
+}
+
 pub(super) struct Lexer<'a> {
     src: &'a str,
     dialect: Dialect,
     at: usize,
     /// Whitespace or a comment came before the token just returned.
     spaced: bool,
-    /// The previous token can be the left operand of a binary `-`/`+`.
-    prev_operand: bool,
+    /// What the previous token says about a following `-`/`+`/`.`: whether it can be a
+    /// binary operator's left operand. A word is only looked up when a sign or dot follows it.
+    prev: Prev<'a>,
     /// A line comment ran to the end of the text.
     comment_at_end: bool,
 }
@@ -98,7 +108,7 @@ impl<'a> Lexer<'a> {
             dialect,
             at: 0,
             spaced: false,
-            prev_operand: false,
+            prev: Prev::NotOperand,
             comment_at_end: false,
         }
     }
@@ -116,6 +126,15 @@ impl<'a> Lexer<'a> {
     /// The token just returned ends where the text ends, so a cut capture may have split it.
     pub(super) fn at_end(&self) -> bool {
         self.at >= self.src.len()
+    }
+
+    /// The previous token can be the left operand of a binary `-`/`+`.
+    fn prev_operand(&self) -> bool {
+        match self.prev {
+            Prev::Operand => true,
+            Prev::NotOperand => false,
+            Prev::Word(w) => !is_operator_keyword(w),
+        }
     }
 
     fn byte(&self, i: usize) -> Option<u8> {
@@ -141,10 +160,11 @@ impl<'a> Lexer<'a> {
             Dialect::Mysql => self.mysql_token(start, b)?,
             Dialect::Postgres => self.pg_token(start, b)?,
         };
-        self.prev_operand = match tok {
-            Tok::Word(w) => !is_operator_keyword(w),
-            Tok::Punct(p) => p == ")" || p == "]",
-            Tok::Quoted(_) | Tok::Literal | Tok::Param(_) => true,
+        self.prev = match tok {
+            Tok::Word(w) => Prev::Word(w),
+            Tok::Punct(p) if p == ")" || p == "]" => Prev::Operand,
+            Tok::Punct(_) => Prev::NotOperand,
+            Tok::Quoted(_) | Tok::Literal | Tok::Param(_) => Prev::Operand,
         };
         Ok(Some(tok))
     }
@@ -307,7 +327,7 @@ impl<'a> Lexer<'a> {
     fn signed_number_ahead(&self, start: usize, b: u8) -> bool {
         let next = self.byte(start + 1);
         matches!(b, b'-' | b'+')
-            && !self.prev_operand
+            && !self.prev_operand()
             && (next.is_some_and(|c| c.is_ascii_digit())
                 || (next == Some(b'.') && self.byte(start + 2).is_some_and(|c| c.is_ascii_digit())))
     }
@@ -344,7 +364,7 @@ impl<'a> Lexer<'a> {
                 Tok::Param("?")
             }
             b'0'..=b'9' => self.mysql_number_or_word(start),
-            b'.' if next.is_some_and(|c| c.is_ascii_digit()) && !self.prev_operand => {
+            b'.' if next.is_some_and(|c| c.is_ascii_digit()) && !self.prev_operand() => {
                 self.mysql_number();
                 Tok::Literal
             }
@@ -471,7 +491,7 @@ impl<'a> Lexer<'a> {
                 self.pg_number();
                 Tok::Literal
             }
-            b'.' if next.is_some_and(|c| c.is_ascii_digit()) && !self.prev_operand => {
+            b'.' if next.is_some_and(|c| c.is_ascii_digit()) && !self.prev_operand() => {
                 self.pg_number();
                 Tok::Literal
             }

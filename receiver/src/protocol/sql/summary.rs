@@ -2,7 +2,9 @@
 //! shipping_details SELECT orders`, identifiers as written, at most [`MAX_SUMMARY_BYTES`],
 //! never cut inside a part. Also the schema a MySQL `USE` switches to.
 
-use super::keywords::Keywords;
+use std::borrow::Cow;
+
+use super::keywords::{Keywords, key, kw};
 use super::lexer::{Lexer, Tok};
 use super::{Dialect, MAX_SUMMARY_BYTES};
 
@@ -86,15 +88,94 @@ fn keyword<'b>(w: &str, buf: &'b mut [u8; KEYWORD_MAX]) -> &'b str {
     std::str::from_utf8(dst).unwrap_or("")
 }
 
+/// Keys of the words [`summary_of`] dispatches on.
+mod k {
+    use super::kw;
+    pub(super) const SELECT: u128 = kw("SELECT");
+    pub(super) const INSERT: u128 = kw("INSERT");
+    pub(super) const REPLACE: u128 = kw("REPLACE");
+    pub(super) const UPDATE: u128 = kw("UPDATE");
+    pub(super) const DELETE: u128 = kw("DELETE");
+    pub(super) const FROM: u128 = kw("FROM");
+    pub(super) const JOIN: u128 = kw("JOIN");
+    pub(super) const STRAIGHT_JOIN: u128 = kw("STRAIGHT_JOIN");
+    pub(super) const CALL: u128 = kw("CALL");
+    pub(super) const CREATE: u128 = kw("CREATE");
+    pub(super) const DROP: u128 = kw("DROP");
+    pub(super) const ALTER: u128 = kw("ALTER");
+    pub(super) const TRUNCATE: u128 = kw("TRUNCATE");
+    pub(super) const RENAME: u128 = kw("RENAME");
+    pub(super) const USE: u128 = kw("USE");
+    pub(super) const COPY: u128 = kw("COPY");
+    pub(super) const MERGE: u128 = kw("MERGE");
+    pub(super) const GRANT: u128 = kw("GRANT");
+    pub(super) const REVOKE: u128 = kw("REVOKE");
+    pub(super) const SHOW: u128 = kw("SHOW");
+    pub(super) const START: u128 = kw("START");
+}
+
+/// Statements a first word names on its own (`BEGIN`, `VACUUM`): the operation is the word.
+const BARE_OPS: Keywords<44> = Keywords::new([
+    "BEGIN",
+    "COMMIT",
+    "ROLLBACK",
+    "SET",
+    "SAVEPOINT",
+    "RELEASE",
+    "LOCK",
+    "UNLOCK",
+    "EXPLAIN",
+    "DESCRIBE",
+    "DESC",
+    "ANALYZE",
+    "OPTIMIZE",
+    "REPAIR",
+    "CHECK",
+    "FLUSH",
+    "KILL",
+    "DO",
+    "HANDLER",
+    "LOAD",
+    "PREPARE",
+    "EXECUTE",
+    "DEALLOCATE",
+    "XA",
+    "CHECKSUM",
+    "VALUES",
+    "TABLE",
+    "VACUUM",
+    "REINDEX",
+    "CLUSTER",
+    "LISTEN",
+    "NOTIFY",
+    "UNLISTEN",
+    "DISCARD",
+    "RESET",
+    "DECLARE",
+    "FETCH",
+    "MOVE",
+    "CLOSE",
+    "ABORT",
+    "END",
+    "CHECKPOINT",
+    "COMMENT",
+    "REFRESH",
+]);
+
+/// Before these, INSERT / UPDATE / DELETE name a clause, not a statement: `FOR UPDATE`,
+/// `FOR NO KEY UPDATE`, `ON DUPLICATE KEY UPDATE`, `ON CONFLICT DO UPDATE`, `ON DELETE
+/// CASCADE`, `WHEN MATCHED THEN UPDATE`, `AFTER INSERT OR UPDATE`, `INSTEAD OF INSERT`.
+const CLAUSE_BEFORE: Keywords<9> = Keywords::new([
+    "FOR", "KEY", "DO", "THEN", "ON", "BEFORE", "AFTER", "OR", "OF",
+]);
+
 /// The summary of already lexed tokens.
 pub(super) fn summary_of(toks: &[Tok<'_>], dialect: Dialect) -> Option<String> {
-    // Before these, INSERT / UPDATE / DELETE name a clause, not a statement: `FOR UPDATE`,
-    // `FOR NO KEY UPDATE`, `ON DUPLICATE KEY UPDATE`, `ON CONFLICT DO UPDATE`, `ON DELETE
-    // CASCADE`, `WHEN MATCHED THEN UPDATE`, `AFTER INSERT OR UPDATE`, `INSTEAD OF INSERT`.
-    const CLAUSE_BEFORE: &[&str] = &[
-        "FOR", "KEY", "DO", "THEN", "ON", "BEFORE", "AFTER", "OR", "OF",
-    ];
-    let mut s = Summary::default();
+    let mut s = Summary {
+        // Most summaries (`SELECT pgbench_accounts`) fit: one allocation, no regrowth.
+        out: String::with_capacity(64),
+        ..Summary::default()
+    };
     let mut i = 0usize;
     let mut first = true;
     while let Some(&tok) = toks.get(i) {
@@ -107,12 +188,15 @@ pub(super) fn summary_of(toks: &[Tok<'_>], dialect: Dialect) -> Option<String> {
             }
             continue;
         };
-        let clause = word_is(i.checked_sub(2).and_then(|j| toks.get(j)), CLAUSE_BEFORE);
+        // Asked only by INSERT, UPDATE and DELETE: the word before this one.
+        let before = i.checked_sub(2).and_then(|j| toks.get(j)).copied();
+        let clause = || matches!(before, Some(Tok::Word(p)) if CLAUSE_BEFORE.contains(p));
+        // Only the rare operations named by the word itself need it upper-cased.
         let mut upper = [0u8; KEYWORD_MAX];
-        let kw = keyword(w, &mut upper);
-        match kw {
-            "SELECT" => s.op("SELECT"),
-            "INSERT" if !clause => {
+        // 0 is no keyword's key.
+        match key(w).unwrap_or(0) {
+            k::SELECT => s.op("SELECT"),
+            k::INSERT if !clause() => {
                 s.op("INSERT");
                 i = skip_words(
                     toks,
@@ -121,42 +205,42 @@ pub(super) fn summary_of(toks: &[Tok<'_>], dialect: Dialect) -> Option<String> {
                 );
                 i = table_list(toks, i, &mut s, false, dialect);
             }
-            "REPLACE" if first => {
+            k::REPLACE if first => {
                 s.op("REPLACE");
                 i = skip_words(toks, i, &["LOW_PRIORITY", "DELAYED", "INTO"]);
                 i = table_list(toks, i, &mut s, false, dialect);
             }
-            "UPDATE" if !clause => {
+            k::UPDATE if !clause() => {
                 s.op("UPDATE");
                 i = skip_words(toks, i, &["LOW_PRIORITY", "IGNORE"]);
                 i = table_list(toks, i, &mut s, true, dialect);
             }
-            "DELETE" if !clause => {
+            k::DELETE if !clause() => {
                 s.op("DELETE");
                 i = skip_words(toks, i, &["LOW_PRIORITY", "QUICK", "IGNORE"]);
             }
             // `COPY t FROM STDIN`: the source is not a table.
-            "FROM" if s.has_op() && !s.in_copy => i = table_list(toks, i, &mut s, true, dialect),
-            "JOIN" | "STRAIGHT_JOIN" if s.has_op() => {
+            k::FROM if s.has_op() && !s.in_copy => i = table_list(toks, i, &mut s, true, dialect),
+            k::JOIN | k::STRAIGHT_JOIN if s.has_op() => {
                 i = table_list(toks, i, &mut s, false, dialect)
             }
-            "CALL" => {
+            k::CALL => {
                 s.op("CALL");
                 i = table_list(toks, i, &mut s, false, dialect);
             }
-            "CREATE" | "DROP" | "ALTER" | "TRUNCATE" | "RENAME" if first => {
-                i = ddl(toks, i, kw, &mut s, dialect);
+            k::CREATE | k::DROP | k::ALTER | k::TRUNCATE | k::RENAME if first => {
+                i = ddl(toks, i, keyword(w, &mut upper), &mut s, dialect);
             }
-            "USE" if first && dialect == Dialect::Mysql => {
+            k::USE if first && dialect == Dialect::Mysql => {
                 s.op("USE");
                 i = table_list(toks, i, &mut s, false, dialect);
             }
-            "COPY" if first => {
+            k::COPY if first => {
                 s.op("COPY");
                 s.in_copy = true;
                 i = table_list(toks, i, &mut s, false, dialect);
             }
-            "MERGE" if first => {
+            k::MERGE if first => {
                 s.op("MERGE");
                 i = skip_words(toks, i, &["INTO"]);
                 i = table_list(toks, i, &mut s, false, dialect);
@@ -164,21 +248,21 @@ pub(super) fn summary_of(toks: &[Tok<'_>], dialect: Dialect) -> Option<String> {
                     i = table_list(toks, i + 1, &mut s, false, dialect);
                 }
             }
-            "GRANT" | "REVOKE" if first => {
+            k::GRANT | k::REVOKE if first => {
                 // Privileges (`SELECT, INSERT`) are not operations run here.
-                s.op(kw);
+                s.op(keyword(w, &mut upper));
                 while toks.get(i).is_some_and(|t| *t != Tok::Punct(";")) {
                     i += 1;
                 }
             }
-            "SHOW" if first => match toks.get(i) {
+            k::SHOW if first => match toks.get(i) {
                 Some(Tok::Word(next)) => {
                     s.op_owned(format!("SHOW {}", next.to_ascii_uppercase()));
                     i += 1;
                 }
                 _ => s.op("SHOW"),
             },
-            "START" if first => {
+            k::START if first => {
                 if word_is(toks.get(i), &["TRANSACTION"]) {
                     s.op("START TRANSACTION");
                     i += 1;
@@ -186,17 +270,7 @@ pub(super) fn summary_of(toks: &[Tok<'_>], dialect: Dialect) -> Option<String> {
                     s.op("START");
                 }
             }
-            "BEGIN" | "COMMIT" | "ROLLBACK" | "SET" | "SAVEPOINT" | "RELEASE" | "LOCK"
-            | "UNLOCK" | "EXPLAIN" | "DESCRIBE" | "DESC" | "ANALYZE" | "OPTIMIZE" | "REPAIR"
-            | "CHECK" | "FLUSH" | "KILL" | "DO" | "HANDLER" | "LOAD" | "PREPARE" | "EXECUTE"
-            | "DEALLOCATE" | "XA" | "CHECKSUM" | "VALUES" | "TABLE" | "VACUUM" | "REINDEX"
-            | "CLUSTER" | "LISTEN" | "NOTIFY" | "UNLISTEN" | "DISCARD" | "RESET" | "DECLARE"
-            | "FETCH" | "MOVE" | "CLOSE" | "ABORT" | "END" | "CHECKPOINT" | "COMMENT"
-            | "REFRESH"
-                if first =>
-            {
-                s.op(kw);
-            }
+            key if first && BARE_OPS.contains_key(key) => s.op(keyword(w, &mut upper)),
             _ => {}
         }
         first = false;
@@ -344,7 +418,20 @@ fn skip_words(toks: &[Tok<'_>], mut i: usize, words: &[&str]) -> usize {
 
 /// A possibly qualified table name at `i` (`db.t`, `` `my table` ``, `public."Users"`):
 /// MySQL backticks are removed, PostgreSQL quotes kept (they make the name case-sensitive).
-fn table_name(toks: &[Tok<'_>], mut i: usize, dialect: Dialect) -> (Option<String>, usize) {
+fn table_name<'a>(
+    toks: &[Tok<'a>],
+    mut i: usize,
+    dialect: Dialect,
+) -> (Option<Cow<'a, str>>, usize) {
+    // Most names are one unquoted word: borrowed as it is.
+    if let Some(Tok::Word(w)) = toks.get(i)
+        && toks.get(i + 1) != Some(&Tok::Punct("."))
+    {
+        if w.starts_with('@') || is_clause_keyword(w) {
+            return (None, i);
+        }
+        return (Some(Cow::Borrowed(w)), i + 1);
+    }
     let mut name = String::new();
     loop {
         match toks.get(i) {
@@ -371,7 +458,7 @@ fn table_name(toks: &[Tok<'_>], mut i: usize, dialect: Dialect) -> (Option<Strin
         }
     }
     let name = name.trim_end_matches('.');
-    ((!name.is_empty()).then(|| name.to_owned()), i)
+    ((!name.is_empty()).then(|| Cow::Owned(name.to_owned())), i)
 }
 
 /// Reads `t [AS] alias [, t2 …]` from `i`; `list` allows comma-separated tables.
