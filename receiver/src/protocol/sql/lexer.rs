@@ -65,9 +65,67 @@ pub(super) struct Lexer<'a> {
     comment_at_end: bool,
 }
 
+/// [`CLASS`] bits.
+const SPACE: u8 = 1;
+/// A byte of an unquoted identifier (after its first byte in PostgreSQL).
+const WORD: u8 = 2;
+/// PostgreSQL `ident_start`: no digit, no `$`.
+const PG_IDENT_START: u8 = 4;
+/// PostgreSQL `op_chars`.
+const PG_OP: u8 = 8;
+/// The `op_chars` that let an operator end in `+` or `-`.
+const PG_OP_SPECIAL: u8 = 16;
+/// Bytes that may start whitespace or a comment.
+const TRIVIA_START: u8 = 32;
+
+/// The classes of every byte, so each test is one load (the lexer asks several per byte).
+#[allow(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time: an index out of bounds fails the build"
+)]
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut c = 0;
+        // Both servers also take a vertical tab as whitespace.
+        if b.is_ascii_whitespace() || b == 0x0b {
+            c |= SPACE | TRIVIA_START;
+        }
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80 {
+            c |= WORD;
+        }
+        if b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 {
+            c |= PG_IDENT_START;
+        }
+        if matches!(b, b'#' | b'-' | b'/') {
+            c |= TRIVIA_START;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    let ops = b"+-*/<>=~!@#%^&|`?";
+    let mut j = 0;
+    while j < ops.len() {
+        t[ops[j] as usize] |= PG_OP;
+        j += 1;
+    }
+    let special = b"~!@#%^&|`?";
+    let mut j = 0;
+    while j < special.len() {
+        t[special[j] as usize] |= PG_OP_SPECIAL;
+        j += 1;
+    }
+    t
+};
+
+fn has(b: u8, class: u8) -> bool {
+    CLASS.get(usize::from(b)).is_some_and(|c| c & class != 0)
+}
+
 fn is_space(b: u8) -> bool {
-    // Both servers also take a vertical tab as whitespace.
-    b.is_ascii_whitespace() || b == 0x0b
+    has(b, SPACE)
 }
 
 /// MySQL starts a `--` comment only before whitespace or a control character.
@@ -77,17 +135,17 @@ fn mysql_dash_follow(b: u8) -> bool {
 
 /// A byte of an unquoted identifier (after its first byte in PostgreSQL).
 fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+    has(b, WORD)
 }
 
 /// PostgreSQL `ident_start`: no digit, no `$`.
 fn is_pg_ident_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
+    has(b, PG_IDENT_START)
 }
 
 /// PostgreSQL `op_chars`.
 fn is_pg_op_char(b: u8) -> bool {
-    b"+-*/<>=~!@#%^&|`?".contains(&b)
+    has(b, PG_OP)
 }
 
 /// Keywords after which `-5` is a negative number rather than a subtraction.
@@ -172,6 +230,10 @@ impl<'a> Lexer<'a> {
     /// Skips whitespace and comments.
     fn skip_trivia(&mut self) -> Result<(), FailClosed> {
         self.spaced = false;
+        // Most tokens follow one space or none.
+        if !self.byte(self.at).is_some_and(|b| has(b, TRIVIA_START)) {
+            return Ok(());
+        }
         loop {
             let (b0, b1, b2) = (
                 self.byte(self.at),
@@ -317,10 +379,9 @@ impl<'a> Lexer<'a> {
         Ok(())
     }
 
-    fn digits(&mut self, pred: fn(u8) -> bool) {
-        while self.byte(self.at).is_some_and(pred) {
-            self.at += 1;
-        }
+    fn digits(&mut self, pred: impl Fn(u8) -> bool) {
+        let rest = self.bytes_from(self.at);
+        self.at += rest.iter().position(|&b| !pred(b)).unwrap_or(rest.len());
     }
 
     /// `-5`, `+.5` where a sign cannot be a binary operator.
@@ -627,12 +688,33 @@ impl<'a> Lexer<'a> {
         }
         let run = self.bytes_from(start).get(..i - start).unwrap_or_default();
         let mut len = run.len();
-        if len > 1 && !run.iter().any(|c| b"~!@#%^&|`?".contains(c)) {
+        if len > 1 && !run.iter().any(|&c| has(c, PG_OP_SPECIAL)) {
             while len > 1 && matches!(run.get(len - 1), Some(b'+' | b'-')) {
                 len -= 1;
             }
         }
         self.at = start + len.max(1);
         Tok::Punct(self.slice(start, self.at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every byte's classes are the rules as the servers' lexers state them.
+    #[test]
+    fn byte_classes_follow_their_definitions() {
+        for b in 0..=u8::MAX {
+            assert_eq!(is_space(b), b.is_ascii_whitespace() || b == 0x0b, "{b}");
+            let word = b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
+            assert_eq!(is_word_byte(b), word, "{b}");
+            let start = b.is_ascii_alphabetic() || b == b'_' || b >= 0x80;
+            assert_eq!(is_pg_ident_start(b), start, "{b}");
+            assert_eq!(is_pg_op_char(b), b"+-*/<>=~!@#%^&|`?".contains(&b), "{b}");
+            assert_eq!(has(b, PG_OP_SPECIAL), b"~!@#%^&|`?".contains(&b), "{b}");
+            let trivia = is_space(b) || matches!(b, b'#' | b'-' | b'/');
+            assert_eq!(has(b, TRIVIA_START), trivia, "{b}");
+        }
     }
 }
