@@ -38,6 +38,12 @@ fn key(buf: &mut Vec<u8>, field: u32, wire: u32) {
     varint(buf, u64::from(field << 3 | wire));
 }
 
+/// The key of a field numbered below 16, which is one byte.
+const fn one_byte_key(field: u32, wire: u32) -> u8 {
+    assert!(field < 16, "a one-byte key");
+    (field << 3 | wire) as u8
+}
+
 #[inline]
 fn key_len(field: u32) -> usize {
     varint_len(u64::from(field << 3))
@@ -145,6 +151,25 @@ impl SpanBuf {
         let any = len_field_size(ANY_STRING, v.len());
         let kv = len_field_size(KV_KEY, k.len()) + len_field_size(KV_VALUE, any);
         let b = &mut self.attrs;
+        // Most attributes are short: every key and length then takes one byte, and each
+        // header is one 4-byte append instead of eight varint pushes.
+        if kv < 0x80 {
+            b.extend_from_slice(&[
+                const { one_byte_key(span_f::ATTRIBUTES, LEN) },
+                kv as u8,
+                const { one_byte_key(KV_KEY, LEN) },
+                k.len() as u8,
+            ]);
+            b.extend_from_slice(k.as_bytes());
+            b.extend_from_slice(&[
+                const { one_byte_key(KV_VALUE, LEN) },
+                any as u8,
+                const { one_byte_key(ANY_STRING, LEN) },
+                v.len() as u8,
+            ]);
+            b.extend_from_slice(v);
+            return;
+        }
         len_header(b, span_f::ATTRIBUTES, kv);
         bytes_field(b, KV_KEY, k.as_bytes());
         len_header(b, KV_VALUE, any);
@@ -156,6 +181,23 @@ impl SpanBuf {
         let any = key_len(ANY_INT) + varint_len(v as u64);
         let kv = len_field_size(KV_KEY, k.len()) + len_field_size(KV_VALUE, any);
         let b = &mut self.attrs;
+        // As in `str_bytes`: one-byte headers appended whole.
+        if kv < 0x80 {
+            b.extend_from_slice(&[
+                const { one_byte_key(span_f::ATTRIBUTES, LEN) },
+                kv as u8,
+                const { one_byte_key(KV_KEY, LEN) },
+                k.len() as u8,
+            ]);
+            b.extend_from_slice(k.as_bytes());
+            b.extend_from_slice(&[
+                const { one_byte_key(KV_VALUE, LEN) },
+                any as u8,
+                const { one_byte_key(ANY_INT, VARINT) },
+            ]);
+            varint(b, v as u64);
+            return;
+        }
         len_header(b, span_f::ATTRIBUTES, kv);
         bytes_field(b, KV_KEY, k.as_bytes());
         len_header(b, KV_VALUE, any);
@@ -364,6 +406,62 @@ mod tests {
             varint(&mut b, v);
             assert_eq!(b.len(), varint_len(v), "{v}");
             assert_eq!(prost::encoding::encoded_len_varint(v), b.len());
+        }
+    }
+
+    /// Short attributes take the one-byte-header path, long ones the varint path: both decode.
+    #[test]
+    fn string_attributes_of_every_length_decode() {
+        use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+        use prost::Message;
+        for (klen, vlen) in [
+            (1, 0),
+            (10, 100),
+            (20, 100),
+            (20, 101),
+            (60, 70),
+            (3, 300),
+            (130, 5),
+        ] {
+            let k = "k".repeat(klen);
+            let v = "v".repeat(vlen);
+            let mut sb = SpanBuf::default();
+            sb.str(&k, &v);
+            let mut rest = sb.attrs.as_slice();
+            let tag = prost::encoding::decode_varint(&mut rest).unwrap();
+            assert_eq!(tag, u64::from(span_f::ATTRIBUTES << 3 | LEN));
+            let len = prost::encoding::decode_varint(&mut rest).unwrap() as usize;
+            assert_eq!(len, rest.len(), "{klen} {vlen}");
+            let kv = KeyValue::decode(rest).unwrap();
+            assert_eq!(kv.key, k);
+            match kv.value.and_then(|a| a.value) {
+                Some(any_value::Value::StringValue(s)) => assert_eq!(s, v),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn int_attributes_of_every_size_decode() {
+        use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+        use prost::Message;
+        for klen in [1, 20, 110, 120, 130] {
+            for v in [0i64, 1, 127, 128, 5432, i64::MAX, -1, i64::MIN] {
+                let k = "k".repeat(klen);
+                let mut sb = SpanBuf::default();
+                sb.int(&k, v);
+                let mut rest = sb.attrs.as_slice();
+                let tag = prost::encoding::decode_varint(&mut rest).unwrap();
+                assert_eq!(tag, u64::from(span_f::ATTRIBUTES << 3 | LEN));
+                let len = prost::encoding::decode_varint(&mut rest).unwrap() as usize;
+                assert_eq!(len, rest.len(), "{klen} {v}");
+                let kv = KeyValue::decode(rest).unwrap();
+                assert_eq!(kv.key, k);
+                assert_eq!(
+                    kv.value.and_then(|a| a.value),
+                    Some(any_value::Value::IntValue(v))
+                );
+            }
         }
     }
 
