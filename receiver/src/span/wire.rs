@@ -44,6 +44,19 @@ const fn one_byte_key(field: u32, wire: u32) -> u8 {
     (field << 3 | wire) as u8
 }
 
+/// An attribute's field header and its key, for a `KeyValue` of `kv` < 128 bytes: every key
+/// and length is one byte, appended as one 4-byte piece instead of four varint pushes.
+#[inline]
+fn short_key_value_head(b: &mut Vec<u8>, kv: usize, k: &str) {
+    b.extend_from_slice(&[
+        const { one_byte_key(span_f::ATTRIBUTES, LEN) },
+        kv as u8,
+        const { one_byte_key(KV_KEY, LEN) },
+        k.len() as u8,
+    ]);
+    b.extend_from_slice(k.as_bytes());
+}
+
 #[inline]
 fn key_len(field: u32) -> usize {
     varint_len(u64::from(field << 3))
@@ -151,16 +164,9 @@ impl SpanBuf {
         let any = len_field_size(ANY_STRING, v.len());
         let kv = len_field_size(KV_KEY, k.len()) + len_field_size(KV_VALUE, any);
         let b = &mut self.attrs;
-        // Most attributes are short: every key and length then takes one byte, and each
-        // header is one 4-byte append instead of eight varint pushes.
+        // Most attributes are short: see `short_key_value_head`.
         if kv < 0x80 {
-            b.extend_from_slice(&[
-                const { one_byte_key(span_f::ATTRIBUTES, LEN) },
-                kv as u8,
-                const { one_byte_key(KV_KEY, LEN) },
-                k.len() as u8,
-            ]);
-            b.extend_from_slice(k.as_bytes());
+            short_key_value_head(b, kv, k);
             b.extend_from_slice(&[
                 const { one_byte_key(KV_VALUE, LEN) },
                 any as u8,
@@ -181,15 +187,8 @@ impl SpanBuf {
         let any = key_len(ANY_INT) + varint_len(v as u64);
         let kv = len_field_size(KV_KEY, k.len()) + len_field_size(KV_VALUE, any);
         let b = &mut self.attrs;
-        // As in `str_bytes`: one-byte headers appended whole.
         if kv < 0x80 {
-            b.extend_from_slice(&[
-                const { one_byte_key(span_f::ATTRIBUTES, LEN) },
-                kv as u8,
-                const { one_byte_key(KV_KEY, LEN) },
-                k.len() as u8,
-            ]);
-            b.extend_from_slice(k.as_bytes());
+            short_key_value_head(b, kv, k);
             b.extend_from_slice(&[
                 const { one_byte_key(KV_VALUE, LEN) },
                 any as u8,
