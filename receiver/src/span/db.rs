@@ -61,7 +61,7 @@ fn system(protocol: Protocol) -> System {
 pub(super) fn fill(sb: &mut SpanBuf, conn: &ConnMeta, protocol: Protocol, db: &DbExchange) {
     let sys = system(protocol);
     sb.str("db.system.name", sys.name);
-    let namespace = db.namespace.as_deref().filter(|s| !s.is_empty());
+    let namespace = non_empty(&db.namespace);
     if let Some(ns) = namespace {
         sb.str("db.namespace", ns);
     }

@@ -99,8 +99,8 @@ pub fn build_span(rec: &ConnRecord) -> Span {
 
 // ---- network attributes, shared by every family ----------------------------------------------
 
-fn non_empty(s: &Option<String>) -> Option<&str> {
-    s.as_deref().filter(|s| !s.is_empty())
+fn non_empty<S: AsRef<str>>(s: &Option<S>) -> Option<&str> {
+    s.as_ref().map(AsRef::as_ref).filter(|s| !s.is_empty())
 }
 
 /// `server.*`, `network.peer.*` and `network.transport` from the socket; `server.port` only

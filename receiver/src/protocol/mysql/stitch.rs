@@ -98,7 +98,7 @@ struct Pending {
     text: Option<String>,
     summary: Option<String>,
     /// Schema a successful answer switches to (`COM_INIT_DB`, `USE`, `COM_CHANGE_USER`).
-    switch_to: Option<String>,
+    switch_to: Option<Arc<str>>,
     /// The request spanned several packets, so the answer's first sequence id is not 1.
     request_continued: bool,
     last_seq: Option<u8>,
@@ -177,7 +177,10 @@ impl MysqlStitcher {
                         p.summary = st.summary;
                         if cmd.code == COM_QUERY {
                             // `USE` names a schema like COM_INIT_DB: capped alike.
-                            p.switch_to = st.use_schema.and_then(|s| schema_name(s.as_bytes()));
+                            p.switch_to = st
+                                .use_schema
+                                .and_then(|s| schema_name(s.as_bytes()))
+                                .map(Arc::from);
                         }
                     }
                     MysqlArg::Statement(id) => {
@@ -192,7 +195,7 @@ impl MysqlStitcher {
                             self.statements.remove(&id);
                         }
                     }
-                    MysqlArg::Schema(schema) => p.switch_to = schema,
+                    MysqlArg::Schema(schema) => p.switch_to = schema.map(Arc::from),
                     MysqlArg::None => {}
                 }
                 if cmd.code == COM_STMT_SEND_LONG_DATA {
@@ -235,18 +238,16 @@ impl MysqlStitcher {
                     }
                 }
                 Kind::Command(COM_CHANGE_USER) => {
-                    self.namespace = p.switch_to.as_deref().map(Arc::from);
+                    self.namespace = p.switch_to.clone();
                     self.statements.clear();
                 }
                 Kind::Command(COM_RESET_CONNECTION) => self.statements.clear(),
                 // The server switched to the schema it was sent: the one we read, or one we
                 // could not (not a name), which leaves the namespace unknown, never the old one.
-                Kind::Command(COM_INIT_DB) => {
-                    self.namespace = p.switch_to.as_deref().map(Arc::from)
-                }
+                Kind::Command(COM_INIT_DB) => self.namespace = p.switch_to.clone(),
                 Kind::Command(_) => {
                     if p.switch_to.is_some() {
-                        self.namespace = p.switch_to.as_deref().map(Arc::from);
+                        self.namespace = p.switch_to.clone();
                     }
                 }
             }

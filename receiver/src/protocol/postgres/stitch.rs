@@ -766,10 +766,13 @@ impl PgStitcher {
         let counts = !u.damaged && !prepare_only;
         // A simple Query's statement is held by this unit alone: its strings move into the
         // record. A prepared statement's is shared with `statements`, so it is copied.
-        let stmt = u
+        let (query_text, query_summary) = u
             .stmt
-            .map(|s| Arc::try_unwrap(s).unwrap_or_else(|s| (*s).clone()));
-        let (query_text, query_summary) = stmt.map(|s| (s.text, s.summary)).unwrap_or_default();
+            .map(|s| {
+                let s = Arc::unwrap_or_clone(s);
+                (s.text, s.summary)
+            })
+            .unwrap_or_default();
         stats.records += 1;
         out.push(Record {
             protocol: Protocol::Postgres,

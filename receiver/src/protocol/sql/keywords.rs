@@ -12,9 +12,10 @@ pub(super) struct Keywords<const N: usize> {
     keys: [u128; N],
 }
 
-/// The key of `word` upper-cased (ASCII only; other bytes as they are), `None` when it is
-/// empty or longer than any keyword.
-fn key_of(word: &[u8]) -> Option<u128> {
+/// The key of `word` upper-cased (ASCII only; other bytes as they are), to compare with
+/// [`kw`] constants or a [`Keywords`] set; `None` when it is empty or longer than any keyword.
+pub(super) fn key(word: &str) -> Option<u128> {
+    let word = word.as_bytes();
     if word.is_empty() || word.len() > MAX_BYTES {
         return None;
     }
@@ -25,23 +26,13 @@ fn key_of(word: &[u8]) -> Option<u128> {
     Some(u128::from_le_bytes(buf))
 }
 
-/// The key of `word` to compare with [`kw`] constants (ASCII case ignored); `None` when no
-/// keyword can match it.
-pub(super) fn key(word: &str) -> Option<u128> {
-    key_of(word.as_bytes())
-}
-
-/// The key of one keyword at compile time, for `match` arms on [`key`].
-pub(super) const fn kw(word: &str) -> u128 {
-    const_key(word)
-}
-
-/// [`key_of`] at compile time, for a keyword (already upper case, checked by the tests).
+/// [`key`] at compile time, for a keyword (already upper case, checked by the tests): the
+/// sets' members and the summary's `match` arms.
 #[allow(
     clippy::indexing_slicing,
     reason = "evaluated at compile time: an index out of bounds fails the build"
 )]
-const fn const_key(word: &str) -> u128 {
+pub(super) const fn kw(word: &str) -> u128 {
     let b = word.as_bytes();
     assert!(!b.is_empty() && b.len() <= MAX_BYTES, "keyword length");
     let mut key = (b.len() as u128) << 120;
@@ -64,7 +55,7 @@ impl<const N: usize> Keywords<N> {
         let mut i = 0;
         while i < N {
             // Insertion sort: the sets are small and this runs in the compiler.
-            let k = const_key(words[i]);
+            let k = kw(words[i]);
             let mut j = i;
             while j > 0 && keys[j - 1] > k {
                 keys[j] = keys[j - 1];
@@ -99,7 +90,7 @@ mod tests {
         for w in WORDS {
             assert!(SET.contains(w), "{w}");
             assert!(SET.contains(&w.to_lowercase()), "{w}");
-            assert_eq!(const_key(w), key_of(w.as_bytes()).unwrap());
+            assert_eq!(kw(w), key(w).unwrap());
         }
         assert!(SET.contains("Select"));
         for w in [

@@ -99,26 +99,27 @@ const CLASS: [u8; 256] = {
         if b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 {
             c |= PG_IDENT_START;
         }
-        if matches!(b, b'#' | b'-' | b'/') {
-            c |= TRIVIA_START;
-        }
         t[i] = c;
         i += 1;
     }
-    let ops = b"+-*/<>=~!@#%^&|`?";
+    t = mark(t, b"#-/", TRIVIA_START);
+    t = mark(t, b"+-*/<>=~!@#%^&|`?", PG_OP);
+    mark(t, b"~!@#%^&|`?", PG_OP_SPECIAL)
+};
+
+/// `t` with `class` added to each of `bytes` (compile time).
+#[allow(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time: an index out of bounds fails the build"
+)]
+const fn mark(mut t: [u8; 256], bytes: &[u8], class: u8) -> [u8; 256] {
     let mut j = 0;
-    while j < ops.len() {
-        t[ops[j] as usize] |= PG_OP;
-        j += 1;
-    }
-    let special = b"~!@#%^&|`?";
-    let mut j = 0;
-    while j < special.len() {
-        t[special[j] as usize] |= PG_OP_SPECIAL;
+    while j < bytes.len() {
+        t[bytes[j] as usize] |= class;
         j += 1;
     }
     t
-};
+}
 
 fn has(b: u8, class: u8) -> bool {
     CLASS.get(usize::from(b)).is_some_and(|c| c & class != 0)
